@@ -1,0 +1,1 @@
+"""Training loops; each module defines ``register(subparsers)`` for `python -m ensemble train <what>`."""
