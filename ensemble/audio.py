@@ -1,0 +1,162 @@
+"""Audio input and output: anything a user can upload becomes mono float32 at SAMPLE_RATE.
+
+`load_audio` is the single gate for user audio. Every failure is an `AudioInputError` whose message
+says what is wrong and what to do; clipped input is accepted with a warning because it is still
+music, just loud.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ensemble.config import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, SILENCE_DBFS
+from ensemble.errors import AudioInputError
+
+AudioSource = str | Path | tuple[np.ndarray, int]
+SUPPORTED = "WAV, FLAC, OGG or MP3"
+
+
+class ClippingWarning(UserWarning):
+    """The input reaches full scale on many samples; it is used as is."""
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Band-limited resampling of a (N,) signal (soxr high quality via librosa)."""
+    if sr_in == sr_out:
+        return audio
+    import librosa  # deferred: librosa's import costs ~1 s and most callers already have 16 kHz
+
+    return librosa.resample(audio, orig_sr=sr_in, target_sr=sr_out, res_type="soxr_hq").astype(
+        np.float32
+    )
+
+
+def _to_float(data: np.ndarray) -> np.ndarray:
+    """Integer PCM arrays become [-1, 1) floats; float arrays are passed through."""
+    if np.issubdtype(data.dtype, np.integer):
+        info = np.iinfo(data.dtype)
+        scale = float(max(abs(info.min), info.max))
+        offset = 0.0 if info.min < 0 else (info.max + 1) / 2.0  # unsigned 8-bit PCM is offset
+        return ((data.astype(np.float64) - offset) / (scale - offset)).astype(np.float32)
+    return data.astype(np.float32, copy=False)
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, int]:
+    if not path.exists():
+        raise AudioInputError(f"Audio file '{path.name}' does not exist.")
+    if path.is_dir():
+        raise AudioInputError(f"'{path.name}' is a folder; give one {SUPPORTED} file.")
+    if path.stat().st_size == 0:
+        raise AudioInputError(f"'{path.name}' is empty (0 bytes); upload a {SUPPORTED} file.")
+    raw = path.read_bytes()
+    try:
+        data, sr = sf.read(io.BytesIO(raw), always_2d=True, dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        if _looks_like_audio(raw):
+            raise AudioInputError(
+                f"'{path.name}' looks like audio but is corrupt or truncated and cannot be "
+                f"decoded; export it again as {SUPPORTED}."
+            ) from exc
+        raise AudioInputError(
+            f"'{path.name}' is not an audio file Ensemble can read; upload {SUPPORTED}."
+        ) from exc
+    return data, int(sr)
+
+
+def _looks_like_audio(raw: bytes) -> bool:
+    """Magic numbers of the containers we accept, to tell 'corrupt audio' from 'not audio'."""
+    head = raw[:12]
+    return (
+        head.startswith((b"RIFF", b"fLaC", b"OggS", b"ID3", b"FORM"))
+        or (len(head) > 1 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0)  # MPEG frame sync
+    )
+
+
+def load_audio(
+    source: AudioSource, *, max_seconds: float = MAX_SECONDS, trim: bool = False
+) -> np.ndarray:
+    """Load and validate user audio.
+
+    Args:
+        source: a file path, or a ``(samples, sample_rate)`` tuple with samples shaped (N,),
+            (N, C) or (C, N) for C <= 8 channels, integer PCM or float.
+        max_seconds: longest accepted input; longer input is refused unless ``trim`` is set.
+        trim: keep the first ``max_seconds`` of a longer input instead of refusing it.
+
+    Returns:
+        (N,) float32 mono signal at ``SAMPLE_RATE``.
+
+    Raises:
+        AudioInputError: empty, not audio, corrupt, NaN/inf, silent, too short or too long.
+    """
+    name = "the input"
+    if isinstance(source, tuple):
+        data, sr = np.asarray(source[0]), int(source[1])
+        if data.ndim == 2 and data.shape[0] <= 8 < data.shape[1]:
+            data = data.T  # channels-first arrays (as from librosa) become (N, C)
+        data = _to_float(data.reshape(len(data), -1) if data.ndim else data.reshape(0, 1))
+    else:
+        path = Path(source)
+        name = f"'{path.name}'"
+        data, sr = _read_file(path)
+    if data.size == 0 or data.shape[0] == 0:
+        raise AudioInputError(f"{name} contains no audio samples; upload a recording.")
+    if sr < 4000 or sr > 384_000:
+        raise AudioInputError(f"{name} has an implausible sample rate of {sr} Hz.")
+    if not np.all(np.isfinite(data)):
+        raise AudioInputError(
+            f"{name} contains NaN or infinite samples; re-export it from your editor."
+        )
+    mono = data.mean(axis=1) if data.ndim == 2 else data
+    seconds = len(mono) / sr
+    if seconds < MIN_SECONDS:
+        raise AudioInputError(
+            f"{name} is {seconds:.2f} s long; Ensemble needs at least {MIN_SECONDS:g} s to "
+            "analyse pitch and loudness."
+        )
+    if seconds > max_seconds:
+        if not trim:
+            raise AudioInputError(
+                f"{name} is {seconds:.1f} s long; the maximum is {max_seconds:g} s. Trim it, or "
+                f"let Ensemble keep the first {max_seconds:g} s (trim option)."
+            )
+        mono = mono[: int(max_seconds * sr)]
+    peak = float(np.max(np.abs(mono)))
+    if peak <= 10 ** (SILENCE_DBFS / 20):
+        raise AudioInputError(
+            f"{name} is silent (peak below {SILENCE_DBFS:g} dBFS); record or upload something "
+            "audible."
+        )
+    clipped = float(np.mean(np.abs(mono) >= 0.999))
+    if clipped > 0.001:
+        warnings.warn(
+            f"{name} is clipped ({clipped:.1%} of samples at full scale); it is used as is, but "
+            "distortion will colour the pitch tracking.",
+            ClippingWarning,
+            stacklevel=2,
+        )
+    if peak > 1.0:
+        mono = mono / peak  # float files may exceed full scale; keep the shape, not the overshoot
+    return np.ascontiguousarray(resample(mono.astype(np.float32), sr, SAMPLE_RATE))
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write (N,) float audio as 16-bit PCM; the format follows the suffix (.wav, .flac, .ogg)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    subtype = "VORBIS" if path.suffix.lower() == ".ogg" else "PCM_16"
+    sf.write(path, clipped, sample_rate, subtype=subtype)
+    return path
+
+
+def fingerprint(audio: np.ndarray) -> str:
+    """Stable identity of an input signal (sha256 of its float32 samples), for ratings and caches."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
