@@ -7,6 +7,7 @@ music, just loud.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -156,7 +157,5 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_R
 
 
 def fingerprint(audio: np.ndarray) -> str:
-    """Stable identity of an input signal (sha256 of its float32 samples), for ratings and caches."""
-    import hashlib
-
+    """Stable identity of a signal (sha256 of its float32 samples), for ratings and caches."""
     return hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()

@@ -65,7 +65,7 @@ def n_frames_for(n_samples: int) -> int:
 
 
 @lru_cache(maxsize=1)
-def _pitch_tracker():  # noqa: ANN202 - swift_f0 is imported lazily
+def _pitch_tracker():
     from swift_f0 import SwiftF0
 
     # spin=False: the ONNX thread pool sleeps between calls instead of busy-waiting, which matters
@@ -111,7 +111,8 @@ def _power_spectrogram(audio: np.ndarray) -> np.ndarray:
 def _a_weights() -> np.ndarray:
     import librosa
 
-    freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT)
+    # The DC bin has no A-weight (log of 0); 1 Hz is already -100 dB, which is what it means.
+    freqs = np.maximum(librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT), 1.0)
     return (10.0 ** (librosa.A_weighting(freqs, min_db=-100.0) / 10.0))[:, None]
 
 
