@@ -155,7 +155,8 @@ def _check(condition: bool, message: str) -> None:
 
 def _check_candidate(i: int, cand: Candidate) -> None:
     _check(isinstance(cand, Candidate), f"Candidate {i} is not a Candidate record.")
-    _check(isinstance(cand.chunk_id, str) and cand.chunk_id != "", f"Candidate {i} has no chunk id.")
+    _check(isinstance(cand.chunk_id, str) and cand.chunk_id != "",
+           f"Candidate {i} has no chunk id.")
     _check(isinstance(cand.source, str), f"Candidate {i}'s source must be text.")
     _check(_is_number(cand.start_s) and cand.start_s >= 0,
            f"Candidate {i}'s start time must be a non-negative number of seconds.")

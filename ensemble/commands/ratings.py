@@ -1,0 +1,99 @@
+"""`python -m ensemble ratings export|fit|stats`: look at and learn from collected judgements."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("ratings", help="export listener ratings or learn ranker weights")
+    inner = parser.add_subparsers(dest="ratings_command", metavar="ACTION", required=True)
+
+    export = inner.add_parser("export", help="write all judgements as CSV or JSONL")
+    export.add_argument("--db", required=True, help="ratings database (SQLite)")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    export.add_argument("--out", help="output file (default: standard output)")
+    export.set_defaults(func=_export)
+
+    fit = inner.add_parser("fit", help="learn composite weights from judgements (Bradley–Terry)")
+    fit.add_argument("--db", required=True, help="ratings database (SQLite)")
+    fit.add_argument("--out", default="weights.json", help="weights file to write")
+    fit.add_argument("--old-weights", metavar="PATH",
+                     help="weights to compare against (default: those the judgements were "
+                     "ranked with, else equal)")
+    fit.add_argument("--parts", help="comma-separated score parts to weight (default: the old "
+                     "weights' parts)")
+    fit.add_argument("--holdout", type=float, default=0.25,
+                     help="fraction of judgements held out for evaluation")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--l2", type=float, default=1.0, help="L2 regularisation strength")
+    fit.set_defaults(func=_fit)
+
+    stats = inner.add_parser("stats", help="how many judgements, sessions and listens")
+    stats.add_argument("--db", required=True, help="ratings database (SQLite)")
+    stats.set_defaults(func=_stats)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ensemble.ratings import RatingsStore
+
+    store = RatingsStore(args.db, create=False)
+    n = store.export(args.format, args.out or sys.stdout)
+    if args.out:
+        print(f"wrote {n} judgements to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from ensemble.ratings import RatingsStore, fit, load_weights, save_weights
+
+    store = RatingsStore(args.db, create=False)
+    old = load_weights(args.old_weights) if args.old_weights else None
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else None
+    result = fit(store.judgements(), old_weights=old, parts=parts, holdout=args.holdout,
+                 seed=args.seed, l2=args.l2)
+    save_weights(result, args.out)
+    print(_fit_report(result.metrics, result.old_weights, result.weights))
+    print(f"saved weights fitted on {result.fitted_on} judgements to {args.out}")
+    return 0
+
+
+def _fit_report(m: dict[str, Any], old: dict[str, float], new: dict[str, float]) -> str:
+    lines = [f"{'part':<24}{'old':>10}{'new':>10}"]
+    lines += [f"{p:<24}{old[p]:>10.4f}{new[p]:>10.4f}" for p in new]
+    if m["skipped"]:
+        lines.append(f"({m['skipped']} judgements skipped: fewer than 2 candidates, no "
+                     "preference, or missing parts)")
+    for split in ("train", "held_out"):
+        if split not in m:
+            continue
+        s = m[split]
+        lines.append(f"\n{split.replace('_', '-')}: {s['judgements']} judgements, "
+                     f"{s['pairs']} ranked pairs")
+        for metric, label in (("pairwise_accuracy", "pairwise accuracy"),
+                              ("kendall_tau", "mean Kendall tau")):
+            row = f"  {label:<19}"
+            for side in ("old", "new", "gain"):
+                row += f" {side} {s[side][metric]:+.3f}"
+                if f"{metric}_ci95" in s[side]:
+                    lo, hi = s[side][f"{metric}_ci95"]
+                    row += f" [{lo:+.3f}, {hi:+.3f}]"
+            lines.append(row)
+    if "held_out" not in m:
+        lines.append("no held-out judgements (holdout 0): the numbers above are on training data")
+    return "\n".join(lines)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from ensemble.ratings import RatingsStore
+
+    s = RatingsStore(args.db, create=False).stats()
+    print(f"judgements     {s['judgements']} ({s['with_ranking']} ranked, {s['with_ratings']} "
+          f"rated 1-5, {s['best_only']} best-only)")
+    print(f"sessions       {s['sessions']}")
+    if s["judgements"]:
+        print(f"from           {s['first']} to {s['last']}")
+    print(f"listen events  {s['listen_events']} ({s['listened_seconds']:.0f} s played)")
+    return 0

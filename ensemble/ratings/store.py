@@ -1,0 +1,302 @@
+"""Durable SQLite store for judgements and listen events, safe for many threads and processes.
+
+Choices, and why:
+- WAL journal: readers never block the writer and vice versa, so the app can list ratings while
+  listeners submit.
+- synchronous=FULL: every commit fsyncs the WAL, so a submitted rating survives power loss, not
+  only a crash of the app (NORMAL only survives the latter). Ratings are human-made, a few per
+  minute, and cannot be regenerated, so one fsync per submit (milliseconds) is the right trade.
+- One connection per operation: Gradio runs handlers on worker threads and sqlite3 connections
+  must not cross threads (or forks); opening one costs well under a millisecond.
+- Writes run in BEGIN IMMEDIATE: the write lock is taken up front, so concurrent writers wait on
+  the busy timeout instead of failing with "database is locked" when a read upgrades to a write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ensemble.errors import EnsembleError
+from ensemble.ratings.judgement import Candidate, Judgement
+
+if TYPE_CHECKING:
+    from ensemble.ratings.sync import HubSync
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 30.0  # a writer waits this long for the lock; commits take milliseconds
+
+# Migration n brings the schema from version n-1 to n. Append new ones; never edit old ones.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE judgements (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            uid TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            input_fingerprint TEXT NOT NULL,
+            candidates TEXT NOT NULL,
+            shown_order TEXT NOT NULL,
+            listen_seconds TEXT NOT NULL,
+            ranking TEXT,
+            ratings TEXT,
+            best INTEGER,
+            instruments TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            index_version TEXT NOT NULL,
+            app_version TEXT NOT NULL
+        )""",
+        "CREATE INDEX judgements_session ON judgements (session_id)",
+        """CREATE TABLE listen_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT NOT NULL,
+            input_fingerprint TEXT NOT NULL,
+            chunk_id TEXT NOT NULL,
+            seconds REAL NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX listen_events_session ON listen_events (session_id, input_fingerprint)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_JSON_COLUMNS = ("candidates", "shown_order", "listen_seconds", "ranking", "ratings",
+                 "instruments", "settings")
+_COLUMNS = ("id", "uid", "created_at", "session_id", "input_fingerprint", *_JSON_COLUMNS[:5],
+            "best", *_JSON_COLUMNS[5:], "model_version", "index_version", "app_version")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class RatingsStore:
+    """Judgements and listen events in one SQLite file.
+
+    `create=False` refuses a missing file (for the CLI, where a typo must not make an empty DB).
+    `hub`, when given, receives every stored judgement for the Hugging Face dataset mirror.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, hub: HubSync | None = None):
+        self.path = Path(path)
+        self.hub = hub
+        if not create and not self.path.is_file():
+            raise EnsembleError(
+                f"There is no ratings database at {self.path}; check the --db path "
+                "(the app creates it when the first rating is submitted)."
+            )
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._init_schema(create)
+        except sqlite3.DatabaseError as exc:
+            raise EnsembleError(
+                f"{self.path} cannot be opened as a ratings database ({exc})."
+            ) from exc
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see BEGIN IMMEDIATE above).
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # One read transaction = one consistent snapshot, even while others write.
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    def _init_schema(self, create: bool) -> None:
+        with closing(self._connect()) as conn:
+            self._enable_wal(conn)
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            if version == 0 and not create:
+                raise EnsembleError(f"{self.path} is not an Ensemble ratings database.")
+            if version > SCHEMA_VERSION:
+                raise EnsembleError(
+                    f"{self.path} was written by a newer Ensemble (schema {version}, this one "
+                    f"reads up to {SCHEMA_VERSION}); upgrade Ensemble to read it."
+                )
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """WAL is a property of the file, set once; switching needs a moment of exclusivity."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:
+                # Several processes creating the same new file race here; the switch does not
+                # always go through the busy handler, so wait for the winner ourselves.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def journal_mode(self) -> str:
+        with closing(self._connect()) as conn:
+            return conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+    # -- judgements --------------------------------------------------------------------------
+
+    def add_judgement(self, judgement: Judgement) -> int:
+        """Validate and durably store a judgement; return its id (the same id on a resubmit).
+
+        Sets `judgement.id` and `judgement.created_at`. The row is committed and fsynced before
+        this returns.
+        """
+        judgement.validate()
+        if judgement.created_at is None:
+            judgement.created_at = utc_now()
+        row = _to_row(judgement)
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"INSERT OR IGNORE INTO judgements ({', '.join(row)}) "
+                f"VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
+            inserted = cursor.rowcount == 1
+            judgement.id = conn.execute(
+                "SELECT id FROM judgements WHERE uid = ?", (judgement.uid,)
+            ).fetchone()[0]
+        if inserted and self.hub is not None:
+            self._mirror(judgement)
+        return judgement.id
+
+    def _mirror(self, judgement: Judgement) -> None:
+        # The SQLite row is the source of truth: a failing mirror must not lose or fail a submit.
+        try:
+            self.hub.append(judgement)
+        except OSError as exc:
+            log.warning("could not stage judgement %s for the Hub mirror: %s", judgement.id, exc)
+
+    def judgements(self, session_id: str | None = None) -> list[Judgement]:
+        """All judgements (or one session's), oldest first."""
+        query = f"SELECT {', '.join(_COLUMNS)} FROM judgements"
+        params: tuple[Any, ...] = ()
+        if session_id is not None:
+            query += " WHERE session_id = ?"
+            params = (session_id,)
+        with self._read() as conn:
+            rows = conn.execute(query + " ORDER BY id", params).fetchall()
+        return [_from_row(dict(zip(_COLUMNS, r, strict=True))) for r in rows]
+
+    def count(self) -> int:
+        with self._read() as conn:
+            return conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
+
+    def export(self, fmt: str, out: str | Path | TextIO) -> int:
+        """Write all judgements as `csv` or `jsonl` to a path or an open text stream."""
+        from ensemble.ratings.export import write_export
+
+        return write_export(self.judgements(), fmt, out)
+
+    # -- listen events -----------------------------------------------------------------------
+
+    def add_listen_event(
+        self, session_id: str, chunk_id: str, seconds: float, *, input_fingerprint: str = ""
+    ) -> int:
+        """Record that a candidate was played for `seconds` (one event per play)."""
+        if not isinstance(session_id, str) or not session_id:
+            raise EnsembleError("A listen event needs a session id.")
+        if not isinstance(chunk_id, str) or not chunk_id:
+            raise EnsembleError("A listen event needs the chunk id of the candidate played.")
+        if not isinstance(seconds, int | float) or not 0 <= seconds < float("inf"):
+            raise EnsembleError(f"Listen time must be a non-negative number (got {seconds!r}).")
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO listen_events (session_id, input_fingerprint, chunk_id, seconds, "
+                "created_at) VALUES (?, ?, ?, ?, ?)",
+                (session_id, input_fingerprint, chunk_id, float(seconds), utc_now()),
+            )
+            return int(cursor.lastrowid)
+
+    def listened_seconds(
+        self, session_id: str, input_fingerprint: str | None = None
+    ) -> dict[str, float]:
+        """Total seconds played per chunk id in a session (optionally for one input only).
+
+        The app unlocks submitting when every candidate has been played long enough.
+        """
+        query = "SELECT chunk_id, SUM(seconds) FROM listen_events WHERE session_id = ?"
+        params: tuple[str, ...] = (session_id,)
+        if input_fingerprint is not None:
+            query += " AND input_fingerprint = ?"
+            params += (input_fingerprint,)
+        with self._read() as conn:
+            return dict(conn.execute(query + " GROUP BY chunk_id", params).fetchall())
+
+    # -- summary -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts a maintainer wants at a glance (used by `ensemble ratings stats`)."""
+        with self._read() as conn:
+            n, sessions, first, last, n_ranked, n_rated, n_best = conn.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT session_id), MIN(created_at), MAX(created_at), "
+                "COUNT(ranking), COUNT(ratings), "
+                "SUM(ranking IS NULL AND ratings IS NULL) FROM judgements"
+            ).fetchone()
+            events, listened = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(seconds), 0) FROM listen_events"
+            ).fetchone()
+        return {
+            "judgements": n, "sessions": sessions, "first": first, "last": last,
+            "with_ranking": n_ranked, "with_ratings": n_rated, "best_only": n_best or 0,
+            "listen_events": events, "listened_seconds": float(listened),
+        }
+
+
+def _to_row(j: Judgement) -> dict[str, Any]:
+    row = j.to_dict()
+    row.pop("id")
+    for name in _JSON_COLUMNS:
+        if row[name] is not None:
+            try:
+                row[name] = json.dumps(row[name], allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise EnsembleError(
+                    f"The judgement's {name} cannot be stored as JSON ({exc}); use plain "
+                    "numbers, text, lists and dictionaries."
+                ) from exc
+    return row
+
+
+def _from_row(row: dict[str, Any]) -> Judgement:
+    for name in _JSON_COLUMNS:
+        if row[name] is not None:
+            row[name] = json.loads(row[name])
+    row["candidates"] = [Candidate.from_dict(c) for c in row["candidates"]]
+    return Judgement(**row)
