@@ -1,0 +1,141 @@
+"""`python -m ensemble perform INPUT --instruments ... --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+from ensemble.errors import EnsembleError
+
+
+def _gain(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip().lower(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=DB (e.g. cello=-6)") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "perform",
+        help="perform an audio file as a multi-instrument ensemble",
+        description="The input's melody drives the leader decoder (timbre transfer); the "
+        "conductor plays the other instruments. Writes DIR/mix.wav, DIR/stems/<name>.wav and "
+        "DIR/metrics.json (+ DIR/plots.png with --png).",
+    )
+    p.add_argument("input", type=Path, help="audio file (wav, flac, ogg, mp3; 0.5-120 s)")
+    p.add_argument(
+        "--instruments",
+        default="violin,cello,bass,drums",
+        help="comma-separated instruments to play (default: violin,cello,bass,drums)",
+    )
+    p.add_argument(
+        "--leader",
+        help="instrument that plays the input's melody (default: first "
+        "pitched one in --instruments)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--checkpoints",
+        help="checkpoint folder or Hugging Face repo id (default: the shipped checkpoints/)",
+    )
+    p.add_argument(
+        "--no-auto-adjust",
+        action="store_true",
+        help="keep the input's register and loudness instead of mapping them to the "
+        "leader's training range",
+    )
+    p.add_argument("--octave-shift", type=int, default=0, help="extra octaves for the leader")
+    p.add_argument("--semitones", type=float, default=0.0, help="extra semitones for the leader")
+    p.add_argument(
+        "--loudness-shift",
+        type=float,
+        default=0.0,
+        help="dB added to every instrument's loudness control",
+    )
+    p.add_argument(
+        "--quiet-threshold",
+        type=float,
+        default=-60.0,
+        help="input frames quieter than this (dB) stay silent (default -60)",
+    )
+    p.add_argument(
+        "--autotune",
+        type=float,
+        default=0.0,
+        help="0..1: pull the leader's pitch toward the nearest semitone",
+    )
+    p.add_argument(
+        "--gain",
+        type=_gain,
+        action="append",
+        default=[],
+        metavar="NAME=DB",
+        help="per-instrument gain in dB, repeatable (e.g. --gain drums=-6)",
+    )
+    p.add_argument("--mute", default="", help="comma-separated instruments to leave out")
+    p.add_argument(
+        "--trim",
+        action="store_true",
+        help="keep the first 120 s of a longer input instead of refusing it",
+    )
+    p.add_argument("--png", action="store_true", help="also write DIR/plots.png")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ensemble.audio import load_audio, write_audio
+    from ensemble.metrics import metrics_json
+    from ensemble.perform import Ensemble, PerformSettings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        audio = load_audio(args.input, trim=args.trim)
+    for w in caught:
+        print(f"warning: {w.message}")
+    if not 0.0 <= args.autotune <= 1.0:
+        raise EnsembleError("--autotune takes a value between 0 and 1.")
+    settings = PerformSettings(
+        auto_adjust=not args.no_auto_adjust,
+        octave_shift=args.octave_shift,
+        semitone_shift=args.semitones,
+        loudness_shift_db=args.loudness_shift,
+        quiet_threshold_db=args.quiet_threshold,
+        autotune=args.autotune,
+        gains_db=dict(args.gain),
+        mute=tuple(n.strip().lower() for n in args.mute.split(",") if n.strip()),
+    )
+    ensemble = Ensemble.from_pretrained(args.checkpoints)
+    performance = ensemble.perform(
+        audio, args.instruments.split(","), leader=args.leader, settings=settings
+    )
+    for message in performance.messages:
+        print(message)
+    out: Path = args.out
+    write_audio(out / "mix.wav", performance.mix)
+    for name, stem in performance.stems.items():
+        write_audio(out / "stems" / f"{name}.wav", stem)
+    metrics = performance.metrics()
+    report = {
+        "input": str(args.input),
+        "leader": performance.leader,
+        "instruments": list(performance.stems),
+        "messages": performance.messages,
+        "mix_gain": performance.mix_gain,
+        "metrics": metrics_json(metrics, series=True),
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    if args.png:
+        from ensemble.plots import save_png
+
+        save_png({k: metrics[k] for k in ("input", "mix")}, out / "plots.png", args.input.name)
+    summary = ", ".join(
+        f"{k}: {v['summary']['average_energy']:.4f}" for k, v in report["metrics"].items()
+    )  # type: ignore[index]
+    print(f"wrote {out}/mix.wav and {len(performance.stems)} stems; average energy {summary}")
+    return 0

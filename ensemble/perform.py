@@ -1,0 +1,313 @@
+"""Perform: an audio seed becomes a multi-instrument ensemble.
+
+Data flow: audio → features (pitch, loudness) → leader controls (auto-adjust, shifts, autotune,
+quiet gate) → leader decoder; leader features → conductor → follower parts → follower decoders;
+stems → gains → peak-normalised mix (stems are scaled with the mix, so they always sum to it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble.controls import (
+    autotune,
+    db_to_gain,
+    gate_loudness,
+    hold_unvoiced_pitch,
+    octave_shift_toward,
+    quantile_map,
+)
+from ensemble.errors import CheckpointError, EnsembleError
+from ensemble.features import FeatureFrame, extract_features, hz_to_midi, midi_to_hz
+
+if TYPE_CHECKING:
+    from ensemble.conductor import Conductor, FollowerPart
+    from ensemble.instrument import Instrument
+    from ensemble.metrics import SongMetrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+MIX_PEAK = 10 ** (-1.0 / 20)  # the mix is peak-normalised to -1 dBFS
+LOW_CONFIDENCE = 0.6  # share of sounding frames voiced below which we warn about the input
+
+
+@dataclass
+class PerformSettings:
+    """User controls; the defaults are what the app and CLI start from."""
+
+    auto_adjust: bool = True  # octave shift + loudness quantile mapping to each instrument
+    octave_shift: int = 0
+    semitone_shift: float = 0.0
+    loudness_shift_db: float = 0.0
+    quiet_threshold_db: float = -60.0  # input frames quieter than this stay silent
+    unvoiced_attenuation_db: float = 20.0
+    autotune: float = 0.0  # 0 = expressive pitch, 1 = snapped to semitones
+    gains_db: dict[str, float] = field(default_factory=dict)
+    mute: tuple[str, ...] = ()
+
+
+@dataclass
+class Part:
+    """The controls one decoder was driven with (T frames)."""
+
+    f0_hz: np.ndarray | None
+    loudness_db: np.ndarray
+    voiced: np.ndarray
+    role: str  # "leader" | "follower"
+
+
+@dataclass
+class Performance:
+    """Result of `Ensemble.perform`: the mix, every stem and what produced them."""
+
+    input: np.ndarray  # (N,) the analysed input
+    mix: np.ndarray  # (N,) = sum of stems
+    stems: dict[str, np.ndarray]  # name -> (N,), already gained and normalised
+    features: FeatureFrame  # features of the input
+    parts: dict[str, Part]
+    leader: str
+    messages: list[str]
+    mix_gain: float  # peak normalisation factor applied to every stem
+    sample_rate: int = SAMPLE_RATE
+
+    def metrics(self) -> dict[str, SongMetrics]:
+        """Song metrics of the input, the mix and every stem (drums without a melody)."""
+        from ensemble.metrics import song_metrics
+
+        out = {"input": song_metrics(self.input), "mix": song_metrics(self.mix)}
+        for name, stem in self.stems.items():
+            out[name] = song_metrics(stem, pitched=self.parts[name].f0_hz is not None)
+        return out
+
+
+class Ensemble:
+    """Specialist decoders plus the conductor; decoders load on first use."""
+
+    def __init__(self, root: Path, conductor: Conductor | None = None) -> None:
+        self.root = Path(root)
+        self._instruments: dict[str, Instrument] = {}
+        self._conductor = conductor
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo: str | Path | None = None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> Ensemble:
+        """Load from a checkpoints folder (default: the shipped `checkpoints/`) or a Hub repo id.
+
+        A Hub repo is fetched once with `huggingface_hub.snapshot_download` (set HF_HUB_OFFLINE=1
+        to use only the local cache) and must hold the same layout: `<instrument>/` folders with
+        model.safetensors + config.json, and `conductor/`.
+        """
+        root = Path(path_or_repo) if path_or_repo is not None else DEFAULT_CHECKPOINTS
+        if path_or_repo is not None and not root.exists():
+            root = _snapshot(str(path_or_repo), revision=revision, cache_dir=cache_dir)
+        if not root.is_dir():
+            raise CheckpointError(f"Checkpoint folder '{root}' does not exist.")
+        ensemble = cls(root)
+        if not ensemble.available:
+            raise CheckpointError(
+                f"No instrument checkpoints in '{root}': expected <name>/model.safetensors + "
+                "config.json folders (train one with `python -m ensemble train instrument`)."
+            )
+        return ensemble
+
+    @property
+    def available(self) -> list[str]:
+        """Instrument names with a checkpoint (the conductor is not an instrument)."""
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and p.name != "conductor" and (p / "model.safetensors").exists()
+        )
+
+    def instrument(self, name: str) -> Instrument:
+        from ensemble.instrument import Instrument
+
+        if name not in self._instruments:
+            if name not in self.available:
+                raise EnsembleError(
+                    f"Unknown instrument '{name}'; available: {', '.join(self.available)}."
+                )
+            self._instruments[name] = Instrument.from_pretrained(self.root / name)
+        return self._instruments[name]
+
+    @property
+    def conductor(self) -> Conductor:
+        from ensemble.conductor import Conductor
+
+        if self._conductor is None:
+            path = self.root / "conductor"
+            if not (path / "model.safetensors").exists():
+                raise CheckpointError(
+                    f"No conductor checkpoint in '{path}', so followers cannot be played; choose "
+                    "only a leader, or train one with `python -m ensemble train conductor`."
+                )
+            self._conductor = Conductor.from_pretrained(path)
+        return self._conductor
+
+    def perform(
+        self,
+        audio: np.ndarray,
+        instruments: Sequence[str],
+        leader: str | None = None,
+        settings: PerformSettings | None = None,
+        features: FeatureFrame | None = None,
+    ) -> Performance:
+        """Perform ``audio`` (N,) float32 16 kHz mono with ``instruments``.
+
+        The input's (predominant) melody drives the ``leader`` decoder; the conductor plays the
+        others. ``features`` may be passed when already computed for ``audio``.
+        """
+        settings = settings or PerformSettings()
+        names = _validate_instruments(instruments, self.available)
+        active = [n for n in names if n not in settings.mute]
+        if not active:
+            raise EnsembleError("Every chosen instrument is muted; unmute at least one.")
+        leader = leader or next((n for n in active if self.instrument(n).kind == "pitched"), None)
+        if leader is None or leader not in active:
+            raise EnsembleError(
+                "Choose a pitched, unmuted leader among the chosen instruments "
+                f"({', '.join(active)}); it plays the input's melody."
+            )
+        if self.instrument(leader).kind != "pitched":
+            raise EnsembleError(f"'{leader}' has no pitch, so it cannot lead; pick a melody one.")
+        features = features if features is not None else extract_features(audio)
+        n_frames = features.n_frames
+        messages = _input_messages(features, settings.quiet_threshold_db)
+        parts = {leader: self._leader_part(features, self.instrument(leader), settings)}
+        followers = [n for n in active if n != leader]
+        if followers:
+            conductor_view = FeatureFrame(
+                f0_hz=parts[leader].f0_hz,  # type: ignore[arg-type]
+                confidence=features.confidence,
+                loudness_db=features.loudness_db,
+                rms=features.rms,
+                chroma=features.chroma,
+            )
+            for name, played in self.conductor.conduct(conductor_view, followers).items():
+                parts[name] = self._follower_part(played, self.instrument(name), settings)
+        n_samples = n_frames * HOP_LENGTH
+        stems: dict[str, np.ndarray] = {}
+        for name in active:
+            part = parts[name]
+            rendered = self.instrument(name).render(part.f0_hz, part.loudness_db)[:n_samples]
+            gain = db_to_gain(settings.gains_db.get(name, 0.0))
+            stems[name] = np.pad(rendered, (0, n_samples - len(rendered))) * gain
+        mix, mix_gain = _normalise(stems)
+        for name in stems:
+            stems[name] = (stems[name] * mix_gain).astype(np.float32)
+        if settings.mute:
+            messages.append(f"Muted: {', '.join(settings.mute)}.")
+        return Performance(
+            input=np.asarray(audio[:n_samples], np.float32),
+            mix=mix,
+            stems=stems,
+            features=features,
+            parts=parts,
+            leader=leader,
+            messages=messages,
+            mix_gain=mix_gain,
+        )
+
+    def _leader_part(
+        self, features: FeatureFrame, instrument: Instrument, settings: PerformSettings
+    ) -> Part:
+        sounding = features.loudness_db >= settings.quiet_threshold_db
+        voiced = features.voiced & sounding
+        midi = hold_unvoiced_pitch(hz_to_midi(features.f0_hz), voiced)
+        loudness = features.loudness_db.astype(np.float64)
+        octaves = settings.octave_shift
+        if settings.auto_adjust:
+            octaves += octave_shift_toward(midi, voiced, instrument.stats["pitch_midi_mean"])
+            loudness = quantile_map(loudness, voiced, instrument.stats["loudness_quantiles"])
+        midi = autotune(midi + 12 * octaves + settings.semitone_shift, settings.autotune)
+        loudness = gate_loudness(
+            loudness + settings.loudness_shift_db,
+            features.loudness_db,
+            voiced,
+            threshold_db=settings.quiet_threshold_db,
+            unvoiced_attenuation_db=settings.unvoiced_attenuation_db,
+        )
+        return Part(
+            f0_hz=midi_to_hz(midi).astype(np.float32),
+            loudness_db=loudness.astype(np.float32),
+            voiced=voiced,
+            role="leader",
+        )
+
+    def _follower_part(
+        self, played: FollowerPart, instrument: Instrument, settings: PerformSettings
+    ) -> Part:
+        loudness = played.loudness_db.astype(np.float64) + settings.loudness_shift_db
+        if instrument.kind == "drums":
+            return Part(None, loudness.astype(np.float32), played.voiced, "follower")
+        midi = hold_unvoiced_pitch(hz_to_midi(played.f0_hz), played.voiced)
+        loudness = np.where(played.voiced, loudness, loudness - settings.unvoiced_attenuation_db)
+        return Part(
+            f0_hz=midi_to_hz(midi).astype(np.float32),
+            loudness_db=loudness.astype(np.float32),
+            voiced=played.voiced,
+            role="follower",
+        )
+
+
+def _validate_instruments(instruments: Sequence[str], available: list[str]) -> list[str]:
+    names = [n.strip().lower() for n in instruments if n.strip()]
+    if not names:
+        raise EnsembleError(f"Choose at least one instrument: {', '.join(available)}.")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise EnsembleError(
+            f"Unknown instrument(s) {', '.join(unknown)}; available: {', '.join(available)}."
+        )
+    if len(set(names)) != len(names):
+        raise EnsembleError("Each instrument can be chosen once.")
+    return names
+
+
+def _input_messages(features: FeatureFrame, threshold_db: float) -> list[str]:
+    sounding = features.loudness_db >= threshold_db
+    if not np.any(sounding):
+        return [f"The input stays under the quiet threshold ({threshold_db:g} dB): silence."]
+    voiced_share = float(np.mean(features.voiced[sounding]))
+    if voiced_share == 0.0:
+        return ["No pitch was found in the input (unpitched or noise), so the leader rests."]
+    if voiced_share < LOW_CONFIDENCE:
+        return [
+            f"Pitch confidence is low ({voiced_share:.0%} of sounding frames voiced): the input "
+            "may be polyphonic or noisy. The leader follows its predominant melody."
+        ]
+    return []
+
+
+def _normalise(stems: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    """Sum the stems and peak-normalise the sum to MIX_PEAK; returns (mix, gain applied)."""
+    mix = np.sum(list(stems.values()), axis=0)
+    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    gain = MIX_PEAK / peak if peak > 1e-9 else 1.0
+    return (mix * gain).astype(np.float32), gain
+
+
+def _snapshot(repo_id: str, *, revision: str | None, cache_dir: str | Path | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir))
+    except (LocalEntryNotFoundError, HfHubHTTPError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"'{repo_id}' is neither a local checkpoint folder nor a reachable Hugging Face repo "
+            f"({type(exc).__name__}); check the path, or the repo id and network/cache."
+        ) from exc
