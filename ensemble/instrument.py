@@ -1,0 +1,458 @@
+"""Specialist instrument decoders and the `Instrument` wrapper that loads, saves and renders them.
+
+Two decoder kinds share one config format (`InstrumentConfig`, saved as ``config.json``):
+
+- `PitchedDecoder` (DDSP's RNN decoder): f0 and loudness, each scaled to [0, 1], go through their
+  own MLP, a 3-layer GRU, an output MLP and linear heads for overall amplitude, harmonic
+  distribution and noise band magnitudes, which drive the harmonic synth + filtered noise + reverb.
+- `DrumDecoder`: loudness and its rise/fall (onset features) only, no f0, through a stack of dilated
+  1-D convolutions (1.3 s receptive field, so a hit's decay is modelled from its onset) into noise
+  bands, an amplitude envelope and a few fixed low sinusoids for the kick's body.
+
+Checkpoints are a folder with ``model.safetensors`` (weights only, never pickled code) and
+``config.json`` (architecture, dataset statistics, training summary). Anything that does not load
+raises `CheckpointError` with a sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ensemble import dsp
+from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble.errors import CheckpointError
+
+FORMAT_VERSION = 1
+CHECKPOINT_ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+KINDS = ("pitched", "drums")
+MIDI_RANGE = (12.0, 120.0)  # f0 outside C0..C9 is clamped before the decoder sees it
+
+
+@dataclass
+class InstrumentConfig:
+    """Architecture + metadata of one decoder; the same fields serve both kinds.
+
+    The default sizes are the ones the shipped checkpoints use (see `PitchedDecoder` for why).
+    """
+
+    name: str
+    kind: str = "pitched"
+    sample_rate: int = SAMPLE_RATE
+    hop_length: int = HOP_LENGTH
+    hidden_size: int = 256  # pitched: MLP/GRU width; drums: conv channels
+    gru_layers: int = 3
+    mlp_layers: int = 2
+    n_harmonics: int = 60
+    n_noise_bands: int = 65
+    conv_kernel: int = 3
+    conv_dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 1, 2)
+    n_tonal: int = 8  # drums: fixed sinusoids, log-spaced over tonal_range_hz
+    tonal_range_hz: tuple[float, float] = (40.0, 320.0)
+    reverb_seconds: float = 0.5
+    loudness_range_db: tuple[float, float] = (-100.0, 0.0)  # mapped linearly to [0, 1]
+    stats: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise CheckpointError(
+                f"Instrument kind {self.kind!r} is unknown; expected one of {', '.join(KINDS)}."
+            )
+        self.conv_dilations = tuple(int(d) for d in self.conv_dilations)
+        self.tonal_range_hz = (float(self.tonal_range_hz[0]), float(self.tonal_range_hz[1]))
+        self.loudness_range_db = (
+            float(self.loudness_range_db[0]),
+            float(self.loudness_range_db[1]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["conv_dilations"] = list(self.conv_dilations)
+        data["tonal_range_hz"] = list(self.tonal_range_hz)
+        data["loudness_range_db"] = list(self.loudness_range_db)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstrumentConfig:
+        """Validate a config.json dictionary; unknown or missing fields raise CheckpointError."""
+        if not isinstance(data, dict):
+            raise CheckpointError("The instrument config.json does not hold a JSON object.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CheckpointError(
+                f"The instrument config has unknown fields {unknown}; it was written by a newer "
+                "or different version of Ensemble. Update Ensemble or retrain the instrument."
+            )
+        if int(data.get("format_version", -1)) != FORMAT_VERSION:
+            raise CheckpointError(
+                f"The instrument config has format version {data.get('format_version')!r}, this "
+                f"Ensemble reads version {FORMAT_VERSION}. Retrain or re-export the instrument."
+            )
+        if "name" not in data:
+            raise CheckpointError("The instrument config has no 'name' field.")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"The instrument config is malformed: {exc}.") from exc
+
+
+def _mlp(n_in: int, width: int, layers: int) -> nn.Sequential:
+    """DDSP's MLP block: (Linear → LayerNorm → LeakyReLU) × layers."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods += [nn.Linear(n_in if i == 0 else width, width), nn.LayerNorm(width), nn.LeakyReLU()]
+    return nn.Sequential(*mods)
+
+
+def scale_loudness(loudness_db: torch.Tensor, config: InstrumentConfig) -> torch.Tensor:
+    """dB → [0, 1] over the config's loudness range (clamped)."""
+    low, high = config.loudness_range_db
+    return ((loudness_db - low) / (high - low)).clamp(0.0, 1.0)
+
+
+def scale_f0(f0_hz: torch.Tensor) -> torch.Tensor:
+    """Hz → MIDI / 127 (DDSP's pitch scaling), clamped to MIDI_RANGE."""
+    return dsp.hz_to_midi(f0_hz).clamp(*MIDI_RANGE) / 127.0
+
+
+class PitchedDecoder(nn.Module):
+    """f0 + loudness → harmonic + noise controls → audio.
+
+    Size: GRU 256 × 3, 60 harmonics, 65 noise bands, ~1.7 M parameters (6.8 MB of float32, under
+    the 8 MB budget). A 256-wide GRU costs ~1.5× a 128-wide one per CPU step but on a GPU the
+    recurrent layers are latency-bound, so width is almost free there, and DDSP's own solo
+    instruments use 512 wide single-layer GRUs: 256 × 3 is the widest that fits 8 MB. 60 harmonics
+    reach 3.2 kHz above a 55 Hz bass and cover violin and flute up to the Nyquist limit.
+    """
+
+    def __init__(self, config: InstrumentConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden_size
+        self.f0_mlp = _mlp(1, width, config.mlp_layers)
+        self.loudness_mlp = _mlp(1, width, config.mlp_layers)
+        self.gru = nn.GRU(2 * width, width, num_layers=config.gru_layers, batch_first=True)
+        self.out_mlp = _mlp(3 * width, width, config.mlp_layers)
+        self.head = nn.Linear(width, 1 + config.n_harmonics + config.n_noise_bands)
+        self.reverb = dsp.Reverb(config.reverb_seconds, config.sample_rate)
+        with torch.no_grad():
+            # Start with quiet noise so early training hears the harmonics (DDSP's noise bias).
+            self.head.bias[1 + config.n_harmonics :].fill_(-5.0)
+
+    def embed(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor) -> torch.Tensor:
+        """(B, T), (B, T) → (B, T, H) last-layer GRU states (the style embedding)."""
+        return self._features(f0_hz, loudness_db)[1]
+
+    def _features(
+        self, f0_hz: torch.Tensor, loudness_db: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        f0 = self.f0_mlp(scale_f0(f0_hz).unsqueeze(-1))
+        loud = self.loudness_mlp(scale_loudness(loudness_db, self.config).unsqueeze(-1))
+        inputs = torch.cat([f0, loud], dim=-1)
+        hidden, _ = self.gru(inputs)
+        return inputs, hidden
+
+    def controls(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Synth controls: amplitudes (B, T, K) per harmonic and noise (B, T, M) band magnitudes."""
+        inputs, hidden = self._features(f0_hz, loudness_db)
+        raw = self.head(self.out_mlp(torch.cat([hidden, inputs], dim=-1))).float()
+        k = self.config.n_harmonics
+        amplitude = dsp.exp_sigmoid(raw[..., :1])
+        distribution = dsp.exp_sigmoid(raw[..., 1 : 1 + k])
+        return {
+            "amplitudes": dsp.harmonic_amplitudes(
+                amplitude, distribution, f0_hz.float(), self.config.sample_rate
+            ),
+            "noise": dsp.exp_sigmoid(raw[..., 1 + k :]),
+        }
+
+    def forward(
+        self,
+        f0_hz: torch.Tensor,
+        loudness_db: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(B, T) f0 in Hz, (B, T) loudness in dB → (B, T * hop) audio."""
+        ctrl = self.controls(f0_hz, loudness_db)
+        # The synth stays in float32 even when the network runs under autocast.
+        with torch.autocast(f0_hz.device.type, enabled=False):
+            hop, sr = self.config.hop_length, self.config.sample_rate
+            audio = dsp.harmonic_synth(f0_hz.float(), ctrl["amplitudes"], hop, sr)
+            audio = audio + dsp.filtered_noise(ctrl["noise"], hop, generator)
+            return self.reverb(audio)
+
+
+class _ResidualConv(nn.Module):
+    def __init__(self, channels: int, kernel: int, dilation: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(1, channels)
+        self.conv = nn.Conv1d(
+            channels, channels, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(nn.functional.leaky_relu(self.norm(x)))
+
+
+def onset_features(loudness_db: torch.Tensor, config: InstrumentConfig) -> torch.Tensor:
+    """(B, T) loudness → (B, 3, T): scaled loudness, its rise and its fall per frame (× 5)."""
+    loud = scale_loudness(loudness_db, config)
+    delta = torch.diff(loud, dim=1, prepend=loud[:, :1])
+    return torch.stack([loud, 5.0 * delta.clamp_min(0.0), 5.0 * (-delta).clamp_min(0.0)], dim=1)
+
+
+class DrumDecoder(nn.Module):
+    """Loudness + onset features → dilated conv stack → filtered noise + tonal body + reverb."""
+
+    def __init__(self, config: InstrumentConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden_size
+        self.input = nn.Conv1d(3, width, 1)
+        self.blocks = nn.Sequential(
+            *(_ResidualConv(width, config.conv_kernel, d) for d in config.conv_dilations)
+        )
+        self.head = nn.Conv1d(width, 1 + config.n_noise_bands + config.n_tonal, 1)
+        low, high = config.tonal_range_hz
+        freqs = torch.logspace(math.log10(low), math.log10(high), config.n_tonal)
+        self.register_buffer("tonal_hz", freqs, persistent=False)
+        self.reverb = dsp.Reverb(config.reverb_seconds, config.sample_rate)
+
+    def embed(self, loudness_db: torch.Tensor) -> torch.Tensor:
+        """(B, T) → (B, T, C) conv features (the style embedding)."""
+        return self.blocks(self.input(onset_features(loudness_db, self.config))).transpose(1, 2)
+
+    def controls(self, loudness_db: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Envelope-scaled noise (B, T, M) band magnitudes and tonal (B, T, n_tonal) amplitudes."""
+        raw = self.head(self.embed(loudness_db).transpose(1, 2)).transpose(1, 2).float()
+        envelope = dsp.exp_sigmoid(raw[..., :1])
+        m = self.config.n_noise_bands
+        return {
+            "noise": envelope * dsp.exp_sigmoid(raw[..., 1 : 1 + m]),
+            "tonal": envelope * dsp.exp_sigmoid(raw[..., 1 + m :]),
+        }
+
+    def forward(
+        self,
+        f0_hz: torch.Tensor | None,
+        loudness_db: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(B, T) loudness in dB → (B, T * hop) audio; f0 is accepted for a common signature and
+        ignored."""
+        del f0_hz
+        ctrl = self.controls(loudness_db)
+        with torch.autocast(loudness_db.device.type, enabled=False):
+            hop, sr = self.config.hop_length, self.config.sample_rate
+            audio = dsp.filtered_noise(ctrl["noise"], hop, generator)
+            audio = audio + dsp.sinusoid_synth(self.tonal_hz, ctrl["tonal"], hop, sr)
+            return self.reverb(audio)
+
+
+def build_decoder(config: InstrumentConfig) -> PitchedDecoder | DrumDecoder:
+    """A freshly initialised decoder of the config's kind."""
+    return PitchedDecoder(config) if config.kind == "pitched" else DrumDecoder(config)
+
+
+def fill_unvoiced_f0(f0_hz: np.ndarray, voiced: np.ndarray | None = None) -> np.ndarray:
+    """Replace unvoiced frames (f0 <= 0, NaN, or ``~voiced``) by interpolating neighbouring voiced
+    pitch in MIDI space, holding the ends; all-unvoiced input becomes A3 (220 Hz).
+
+    The decoders see a continuous pitch track in training and at inference alike; silence is
+    carried by loudness, not by a jump of f0 to 0 Hz.
+    """
+    f0 = np.asarray(f0_hz, np.float64).copy()
+    ok = np.isfinite(f0) & (f0 > 0)
+    if voiced is not None:
+        ok &= np.asarray(voiced, bool)
+    if not ok.any():
+        return np.full(f0.shape, 220.0, np.float32)
+    idx = np.arange(len(f0))
+    midi = 69.0 + 12.0 * np.log2(f0[ok] / 440.0)
+    filled = np.interp(idx, idx[ok], midi)
+    return (440.0 * 2.0 ** ((filled - 69.0) / 12.0)).astype(np.float32)
+
+
+def list_pretrained(root: str | Path | None = None) -> list[str]:
+    """Names of the instrument checkpoints under ``root`` (default: the repo's checkpoints/)."""
+    base = Path(root) if root is not None else CHECKPOINT_ROOT
+    if not base.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in base.iterdir()
+        if (p / WEIGHTS_FILE).is_file() and (p / CONFIG_FILE).is_file()
+    )
+
+
+def _hub_files(
+    name: str, repo_id: str, revision: str | None, cache_dir: str | Path | None
+) -> tuple[Path, Path]:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    paths = []
+    for filename in (CONFIG_FILE, WEIGHTS_FILE):
+        try:
+            paths.append(
+                Path(
+                    hf_hub_download(
+                        repo_id, f"{name}/{filename}", revision=revision, cache_dir=cache_dir
+                    )
+                )
+            )
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"Could not fetch {name}/{filename} from the Hugging Face repo {repo_id!r}: "
+                f"{exc.__class__.__name__}. Check the repo id and name, or go online once so "
+                "the files are cached."
+            ) from exc
+    return paths[0], paths[1]
+
+
+class Instrument:
+    """A trained specialist decoder with its dataset statistics; numpy in, numpy out."""
+
+    def __init__(self, config: InstrumentConfig, model: nn.Module | None = None) -> None:
+        self.config = config
+        self.model = (model if model is not None else build_decoder(config)).eval()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Pitch/loudness distribution of the training audio (see ensemble.training.instrument)."""
+        return self.config.stats
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        repo_id: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> Instrument:
+        """Load ``checkpoints/<name>/``, a checkpoint folder path, or ``<name>/`` from a Hub repo.
+
+        Raises:
+            CheckpointError: missing, corrupt or mismatched checkpoint.
+        """
+        if repo_id is not None:
+            config_path, weights_path = _hub_files(str(name_or_path), repo_id, revision, cache_dir)
+            return cls._load(config_path, weights_path)
+        path = Path(name_or_path)
+        if not path.is_dir():
+            path = CHECKPOINT_ROOT / str(name_or_path)
+        if not path.is_dir():
+            available = ", ".join(list_pretrained()) or "none"
+            raise CheckpointError(
+                f"No instrument checkpoint named {str(name_or_path)!r} (looked for a folder and "
+                f"in {CHECKPOINT_ROOT}; available: {available}). Train one with "
+                "`python -m ensemble train instrument` or pass a checkpoint folder."
+            )
+        return cls._load(path / CONFIG_FILE, path / WEIGHTS_FILE)
+
+    @classmethod
+    def _load(cls, config_path: Path, weights_path: Path) -> Instrument:
+        try:
+            data = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(
+                f"Cannot read the instrument config {config_path}: {exc}. Re-download or retrain "
+                "the instrument."
+            ) from exc
+        config = InstrumentConfig.from_dict(data)
+        model = build_decoder(config)
+        try:
+            state = load_file(str(weights_path))
+        except (OSError, SafetensorError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"The instrument weights {weights_path} are missing or corrupt ({exc}). "
+                "Re-download or retrain the instrument."
+            ) from exc
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong = sorted(k for k in expected if k in state and state[k].shape != expected[k].shape)
+        if missing or unexpected or wrong:
+            raise CheckpointError(
+                f"The weights in {weights_path} do not match config.json of {config.name!r} "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}). "
+                "The two files come from different models; re-export the checkpoint."
+            )
+        if not all(torch.isfinite(t).all() for t in state.values()):
+            raise CheckpointError(
+                f"The weights in {weights_path} contain NaN or infinite values (a diverged "
+                "training run). Retrain the instrument."
+            )
+        model.load_state_dict(state)
+        return cls(config, model)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
+        (out / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        return out
+
+    def _inputs(
+        self, f0_hz: np.ndarray | None, loudness_db: np.ndarray
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        loud = np.asarray(loudness_db, np.float32)
+        if loud.ndim != 1:
+            raise ValueError(f"loudness_db must be (T,), got shape {loud.shape}")
+        device = next(self.model.parameters()).device
+        loud_t = torch.from_numpy(loud).to(device).unsqueeze(0)
+        if self.kind == "drums":
+            return None, loud_t
+        if f0_hz is None:
+            raise ValueError(f"the pitched instrument {self.name!r} needs an f0 track")
+        f0 = np.asarray(f0_hz, np.float32)
+        if f0.shape != loud.shape:
+            raise ValueError(f"f0_hz {f0.shape} and loudness_db {loud.shape} must match")
+        return torch.from_numpy(fill_unvoiced_f0(f0)).to(device).unsqueeze(0), loud_t
+
+    @torch.inference_mode()
+    def render(
+        self, f0_hz: np.ndarray | None, loudness_db: np.ndarray, seed: int = 0
+    ) -> np.ndarray:
+        """(T,) f0 in Hz (None or ignored for drums; unvoiced frames ≤ 0 are filled) and (T,)
+        loudness in dB → (T * hop,) float32 audio. ``seed`` fixes the noise."""
+        f0, loud = self._inputs(f0_hz, loudness_db)
+        if loud.shape[1] == 0:
+            return np.zeros(0, np.float32)
+        generator = torch.Generator(device=loud.device).manual_seed(seed)
+        audio = self.model(f0, loud, generator)
+        return audio[0].cpu().numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def embed(self, f0_hz: np.ndarray | None, loudness_db: np.ndarray) -> np.ndarray:
+        """(T, D) style embedding: GRU states (pitched) or conv features (drums)."""
+        f0, loud = self._inputs(f0_hz, loudness_db)
+        if self.kind == "drums":
+            return self.model.embed(loud)[0].cpu().numpy()
+        return self.model.embed(f0, loud)[0].cpu().numpy()
