@@ -222,10 +222,12 @@ def fit(
     out metrics come from a model fitted on the training split; the returned weights are then
     refitted on all usable judgements (the held-out numbers estimate how they will do).
     """
-    if not judgements:
-        raise EnsembleError("There are no judgements yet; collect some ratings in the app first.")
     if not 0 <= holdout < 1:
         raise EnsembleError(f"The held-out fraction must be from 0 to below 1 (got {holdout}).")
+    if not l2 >= 0:
+        raise EnsembleError(f"The L2 strength must be 0 or more (got {l2}).")
+    if not judgements:
+        raise EnsembleError("There are no judgements yet; collect some ratings in the app first.")
     old = old_weights or default_old_weights(judgements)
     parts = list(parts or (old.keys() if old else default_parts(judgements)))
     if not parts:

@@ -6,8 +6,10 @@ Choices, and why:
 - synchronous=FULL: every commit fsyncs the WAL, so a submitted rating survives power loss, not
   only a crash of the app (NORMAL only survives the latter). Ratings are human-made, a few per
   minute, and cannot be regenerated, so one fsync per submit (milliseconds) is the right trade.
-- One connection per operation: Gradio runs handlers on worker threads and sqlite3 connections
-  must not cross threads (or forks); opening one costs well under a millisecond.
+- One connection per thread (and per process): Gradio runs handlers on worker threads and sqlite3
+  connections must not cross threads or forks. Kept open rather than opened per operation,
+  because closing the last connection checkpoints the WAL: measured here, 16 ms per commit with
+  a connection per operation vs 2 ms with a kept one (both with FULL fsync).
 - Writes run in BEGIN IMMEDIATE: the write lock is taken up front, so concurrent writers wait on
   the busy timeout instead of failing with "database is locked" when a read upgrades to a write.
 """
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for the lock; commits take milliseconds
+_FORKED_CONNECTIONS: list[sqlite3.Connection] = []
 
 # Migration n brings the schema from version n-1 to n. Append new ones; never edit old ones.
 MIGRATIONS: list[list[str]] = [
@@ -89,6 +94,7 @@ class RatingsStore:
     def __init__(self, path: str | Path, *, create: bool = True, hub: HubSync | None = None):
         self.path = Path(path)
         self.hub = hub
+        self._local = threading.local()
         if not create and not self.path.is_file():
             raise EnsembleError(
                 f"There is no ratings database at {self.path}; check the --db path "
@@ -105,36 +111,58 @@ class RatingsStore:
 
     # -- connections -------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            if conn.in_transaction:  # only after a failed COMMIT (e.g. disk full): start clean
+                conn.execute("ROLLBACK")
+            return conn
+        if conn is not None:
+            # Inherited through fork: never use or close it here (closing could disturb the
+            # parent's locks); keep it referenced and open a fresh one.
+            _FORKED_CONNECTIONS.append(conn)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see BEGIN IMMEDIATE above).
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         conn.execute("PRAGMA synchronous = FULL")
+        self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with closing(self._connect()) as conn:
+        conn = self._connection()
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise EnsembleError(
+                f"The ratings database {self.path} stayed busy for {BUSY_TIMEOUT_S:.0f} s ({exc}); "
+                "try again."
+            ) from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         # One read transaction = one consistent snapshot, even while others write.
-        with closing(self._connect()) as conn:
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
 
     def _init_schema(self, create: bool) -> None:
-        with closing(self._connect()) as conn:
-            self._enable_wal(conn)
+        self._enable_wal(self._connection())
         with self._write() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT version FROM schema_version").fetchone()
@@ -166,9 +194,15 @@ class RatingsStore:
                     raise
                 time.sleep(0.01)
 
-    def journal_mode(self) -> str:
-        with closing(self._connect()) as conn:
-            return conn.execute("PRAGMA journal_mode").fetchone()[0]
+    def sqlite_settings(self) -> dict[str, Any]:
+        """The durability settings in force, as SQLite reports them."""
+        conn = self._connection()
+        sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+        return {
+            "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[sync],
+            "busy_timeout_ms": conn.execute("PRAGMA busy_timeout").fetchone()[0],
+        }
 
     # -- judgements --------------------------------------------------------------------------
 
@@ -182,17 +216,19 @@ class RatingsStore:
         if judgement.created_at is None:
             judgement.created_at = utc_now()
         row = _to_row(judgement)
-        with self._write() as conn:
+        with self._write() as conn:  # holds the write lock: the check and insert are atomic
+            existing = conn.execute(
+                "SELECT id, created_at FROM judgements WHERE uid = ?", (judgement.uid,)
+            ).fetchone()
+            if existing:
+                judgement.id, judgement.created_at = existing
+                return judgement.id
             cursor = conn.execute(
-                f"INSERT OR IGNORE INTO judgements ({', '.join(row)}) "
-                f"VALUES ({', '.join('?' * len(row))})",
+                f"INSERT INTO judgements ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
             )
-            inserted = cursor.rowcount == 1
-            judgement.id = conn.execute(
-                "SELECT id FROM judgements WHERE uid = ?", (judgement.uid,)
-            ).fetchone()[0]
-        if inserted and self.hub is not None:
+            judgement.id = int(cursor.lastrowid)
+        if self.hub is not None:
             self._mirror(judgement)
         return judgement.id
 
