@@ -1,0 +1,539 @@
+"""The conductor: a Transformer arranger that hears a leader and plays the followers.
+
+Input is the leader's frame features at FRAME_RATE (pitch, voicing, loudness, onset strength,
+chroma). A stride-4 convolution turns them into 25 Hz tokens, so a 12.8 s window is 320 tokens,
+and a bidirectional Transformer encoder reads the whole window: the conductor renders whole clips
+(the app and `perform` always have the full seed), so a follower may look ahead to the next chord
+instead of reacting late, which a causal model would have to do.
+
+Each follower is a query: its instrument embedding is added to the encoded tokens and a few more
+Transformer layers (shared weights, batched over followers) turn them into that instrument's part.
+Followers never attend to each other, so any subset of the vocabulary can be chosen at run time and
+each part is the same whichever others are playing. Per 100 Hz frame the model predicts loudness
+(dB), a distribution over 128 MIDI notes plus a voicing logit (pitched instruments), and an onset
+logit (drums). Pitch is decoded with a Viterbi pass that charges for note changes, so followers
+play notes rather than per-frame jitter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ensemble.config import FRAME_RATE
+from ensemble.errors import CheckpointError, EnsembleError
+from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz
+
+N_PITCHES = 128  # output classes: MIDI notes 0..127
+STRIDE = 4  # 100 Hz frames -> 25 Hz tokens
+QUIET_DB = -80.0  # loudness floor for targets and metrics: quieter is inaudible in a mix
+REL_FLOOR_DB = -60.0  # leader loudness more than 60 dB under its reference level counts as silence
+SILENT_LEADER_DB = -70.0  # a leader never louder than this is silence (cf. config.SILENCE_DBFS)
+MIN_LEADER_FRAMES = 8  # 80 ms: shorter input has no musical content to follow
+MIN_VOICED_FRAMES = 5  # fewer confidently pitched frames than this: nothing to harmonise
+N_INPUTS = 29  # channels made by `leader_inputs`
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "conductor"
+FORMAT = "ensemble-conductor"
+
+
+class ConductorWarning(UserWarning):
+    """A leader the conductor cannot follow (silent, unvoiced, too short): the followers rest."""
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and window of the conductor network (stored in config.json)."""
+
+    d_model: int = 192
+    n_heads: int = 4
+    encoder_layers: int = 4
+    follower_layers: int = 2
+    ff_mult: int = 4
+    frame_dim: int = 128  # width of the per-frame (100 Hz) output head
+    dropout: float = 0.1
+    window_frames: int = 1280  # 12.8 s per window, 320 tokens
+    overlap_frames: int = 256  # long inputs: windows overlap by 2.56 s and are cross-faded
+
+
+@dataclass
+class Normalisation:
+    """Statistics of the training data that centre inputs and outputs (stored in config.json)."""
+
+    pitch_mean: float = 64.0  # leader voiced MIDI pitch
+    pitch_std: float = 12.0
+    ref_db_mean: float = -25.0  # leader reference level (95th percentile loudness of a track)
+    ref_db_std: float = 8.0
+    loudness_mean_db: float = -45.0  # follower loudness, floored at QUIET_DB
+    loudness_std_db: float = 20.0
+
+
+@dataclass
+class InstrumentInfo:
+    """One vocabulary entry: name, kind, and its training-data statistics (for baselines)."""
+
+    name: str
+    is_drum: bool
+    loudness_mean_db: float  # mean follower loudness (floored at QUIET_DB)
+    pitch_midi_mean: float  # mean MIDI pitch on voiced frames (0 for drums)
+
+
+@dataclass
+class FollowerPart:
+    """One follower's part on the leader's frame grid (T = leader.n_frames)."""
+
+    f0_hz: np.ndarray  # (T,) float32, 0 where unvoiced (always 0 for drums)
+    voiced: np.ndarray  # (T,) bool
+    loudness_db: np.ndarray  # (T,) float32; for drums an attack/decay envelope with onsets
+
+
+@dataclass
+class ConductorConfig:
+    """Everything besides the weights: architecture, data statistics, instrument vocabulary."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    norm: Normalisation = field(default_factory=Normalisation)
+    instruments: list[InstrumentInfo] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "version": 1, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ConductorConfig:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
+        return cls(
+            model=ModelConfig(**data["model"]),
+            norm=Normalisation(**data["norm"]),
+            instruments=[InstrumentInfo(**item) for item in data["instruments"]],
+        )
+
+    def instrument_index(self) -> dict[str, int]:
+        return {info.name: i for i, info in enumerate(self.instruments)}
+
+
+# --- features ---------------------------------------------------------------------------------
+
+
+def reference_level(loudness_db: np.ndarray) -> float:
+    """A clip's reference level: the 95th percentile of its loudness (dB), robust to rests."""
+    return float(np.percentile(loudness_db, 95)) if len(loudness_db) else QUIET_DB
+
+
+def onset_strength(loudness_db: torch.Tensor) -> torch.Tensor:
+    """(..., T) rise of loudness over the previous 30 ms in dB, 0 where it falls."""
+    first = loudness_db[..., :1].expand(*loudness_db.shape[:-1], 3)
+    previous = torch.cat([first, loudness_db[..., :-3]], dim=-1)
+    return torch.relu(loudness_db - previous)
+
+
+def leader_inputs(
+    midi: torch.Tensor,
+    confidence: torch.Tensor,
+    loudness_db: torch.Tensor,
+    chroma: torch.Tensor,
+    ref_db: torch.Tensor,
+    norm: Normalisation,
+) -> torch.Tensor:
+    """Model input channels from raw leader features.
+
+    Args:
+        midi: (B, T) tracked pitch as fractional MIDI (any value where unvoiced).
+        confidence: (B, T) voicing confidence in [0, 1].
+        loudness_db: (B, T) A-weighted loudness.
+        chroma: (B, 12, T) pitch-class energy.
+        ref_db: (B,) reference level of each clip (see `reference_level`).
+
+    Returns:
+        (B, N_INPUTS, T): confidence, centred pitch, soft pitch class (12), relative loudness,
+        onset strength, reference level, chroma (12). Pitch channels are weighted by confidence so
+        unvoiced frames carry no pitch.
+    """
+    conf = confidence.clamp(0.0, 1.0)
+    pitch = (midi - norm.pitch_mean) / norm.pitch_std * conf
+    # Triangular soft one-hot on the pitch-class circle: keeps intonation between semitones.
+    classes = torch.arange(12, device=midi.device, dtype=midi.dtype)
+    dist = (midi.unsqueeze(1) % 12.0 - classes[None, :, None]).abs()
+    dist = torch.minimum(dist, 12.0 - dist)
+    pitch_class = torch.relu(1.0 - dist) * conf.unsqueeze(1)
+    rel = (loudness_db - ref_db[:, None]).clamp(REL_FLOOR_DB, 10.0)
+    ref = ((ref_db - norm.ref_db_mean) / norm.ref_db_std)[:, None].expand_as(rel)
+    channels = [conf, pitch, rel / 20.0 + 1.0, onset_strength(rel) / 10.0, ref]
+    return torch.cat(
+        [torch.stack(channels[:2], 1), pitch_class, torch.stack(channels[2:], 1), chroma], dim=1
+    )
+
+
+# --- network ----------------------------------------------------------------------------------
+
+
+def _sinusoids(n: int, dim: int, device: torch.device) -> torch.Tensor:
+    """(n, dim) sinusoidal position codes (any length, so short inputs need no padding)."""
+    position = torch.arange(n, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device) * (-math.log(10_000.0) / dim))
+    codes = torch.zeros(n, dim, device=device)
+    codes[:, 0::2] = torch.sin(position * freq)
+    codes[:, 1::2] = torch.cos(position * freq)
+    return codes
+
+
+def _transformer(cfg: ModelConfig, n_layers: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.ff_mult * cfg.d_model,
+        cfg.dropout,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
+    # Pre-norm layers need a final norm; nested tensors only pay off with padding masks.
+    return nn.TransformerEncoder(
+        layer, n_layers, norm=nn.LayerNorm(cfg.d_model), enable_nested_tensor=False
+    )
+
+
+class ConductorNet(nn.Module):
+    """Leader features -> per-follower loudness, pitch, voicing and onset logits at 100 Hz."""
+
+    N_OUT = 1 + N_PITCHES + 2  # loudness, pitch logits, voicing logit, onset logit
+
+    def __init__(self, cfg: ModelConfig, n_instruments: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, h = cfg.d_model, cfg.frame_dim
+        self.down = nn.Conv1d(
+            N_INPUTS, d, kernel_size=2 * STRIDE, stride=STRIDE, padding=STRIDE // 2
+        )
+        self.encoder = _transformer(cfg, cfg.encoder_layers)
+        self.instrument = nn.Embedding(n_instruments, d)
+        self.follower = _transformer(cfg, cfg.follower_layers)
+        # Upsampling: each token emits STRIDE sub-frame vectors; a 100 Hz skip path from the input
+        # keeps onsets frame-accurate, which 40 ms tokens alone would blur.
+        self.up = nn.Linear(d, STRIDE * h)
+        self.skip = nn.Conv1d(N_INPUTS, h, kernel_size=5, padding=2)
+        self.instrument_frame = nn.Embedding(n_instruments, h)
+        self.head = nn.Sequential(nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, self.N_OUT))
+
+    def forward(self, x: torch.Tensor, instruments: torch.Tensor) -> torch.Tensor:
+        """Predict every follower's frames.
+
+        Args:
+            x: (B, N_INPUTS, T) leader inputs, T a multiple of STRIDE.
+            instruments: (B, F) follower instrument ids.
+
+        Returns:
+            (B, F, T, N_OUT) raw outputs: [..., 0] normalised loudness, [..., 1:129] pitch logits,
+            [..., 129] voicing logit, [..., 130] onset logit.
+        """
+        b, _, t = x.shape
+        f = instruments.shape[1]
+        tokens = self.down(x).transpose(1, 2)  # (B, N, d)
+        n = tokens.shape[1]
+        tokens = self.encoder(tokens + _sinusoids(n, self.cfg.d_model, x.device))
+        queries = tokens[:, None] + self.instrument(instruments)[:, :, None]  # (B, F, N, d)
+        parts = self.follower(queries.reshape(b * f, n, -1))
+        frames = self.up(parts).reshape(b, f, n * STRIDE, -1)[:, :, :t]  # (B, F, T, h)
+        skip = self.skip(x).transpose(1, 2)[:, None]  # (B, 1, T, h)
+        frames = frames + skip + self.instrument_frame(instruments)[:, :, None]
+        return self.head(frames)
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def detect_onsets(loudness_db: np.ndarray, threshold_db: float = 6.0) -> np.ndarray:
+    """Frame indices of attacks in a loudness curve: 30 ms rises of >= threshold_db that are local
+    maxima within +-30 ms, at least 50 ms apart, and audible (> QUIET_DB + 20 dB).
+
+    Used for the drum targets, for shaping predicted drum envelopes and for the onset metric, so
+    all three agree on what an onset is.
+    """
+    loud = np.maximum(np.asarray(loudness_db, np.float32), QUIET_DB)
+    rise = onset_strength(torch.from_numpy(loud)).numpy()
+    padded = np.pad(rise, 3)
+    local_max = rise >= np.lib.stride_tricks.sliding_window_view(padded, 7).max(axis=1)
+    candidates = np.flatnonzero(local_max & (rise >= threshold_db) & (loud > QUIET_DB + 20.0))
+    onsets: list[int] = []
+    for frame in candidates:
+        if not onsets or frame - onsets[-1] >= 5:
+            onsets.append(int(frame))
+    return np.asarray(onsets, dtype=np.int64)
+
+
+def pick_peaks(prob: np.ndarray, threshold: float = 0.5, min_gap: int = 5) -> np.ndarray:
+    """Frames where (T,) onset probability is a local maximum above threshold, min_gap apart."""
+    padded = np.pad(prob, 2)
+    local_max = prob >= np.lib.stride_tricks.sliding_window_view(padded, 5).max(axis=1)
+    peaks: list[int] = []
+    for frame in np.flatnonzero(local_max & (prob >= threshold)):
+        if not peaks or frame - peaks[-1] >= min_gap:
+            peaks.append(int(frame))
+        elif prob[frame] > prob[peaks[-1]]:
+            peaks[-1] = int(frame)
+    return np.asarray(peaks, dtype=np.int64)
+
+
+def drum_envelope(
+    loudness_db: np.ndarray, onsets: np.ndarray, attack_db: float = 12.0
+) -> np.ndarray:
+    """Shape a predicted drum loudness curve into hits: each onset jumps to the local peak of the
+    prediction and then only decays until the next onset; before the first hit it is quiet.
+
+    A regression-trained curve is smooth where timing is uncertain; the drum decoder needs sharp
+    attacks at the predicted onsets, and `detect_onsets` on the result finds exactly those.
+    """
+    pred = np.asarray(loudness_db, np.float32)
+    out = np.full_like(pred, QUIET_DB)
+    bounds = [*onsets.tolist(), len(pred)]
+    for i in range(len(bounds) - 1):
+        start, stop = bounds[i], bounds[i + 1]
+        peak = max(float(pred[start : min(start + 3, stop)].max()), QUIET_DB + attack_db + 20.0)
+        segment = np.minimum.accumulate(np.minimum(pred[start:stop], peak))
+        segment[0] = peak
+        out[start:stop] = segment
+        # Guarantee an audible attack: the 30 ms before a hit sit attack_db under its peak
+        # (pick_peaks keeps hits >= 50 ms apart, so this never cuts the previous attack).
+        lo = max(start - 3, bounds[i - 1] + 1 if i else 0)
+        out[lo:start] = np.minimum(out[lo:start], peak - attack_db)
+    return out
+
+
+def viterbi_notes(
+    pitch_logp: np.ndarray, voiced_p: np.ndarray, change_cost: float = 6.0
+) -> np.ndarray:
+    """Most likely note sequence with a cost per change, so notes are held rather than flickering.
+
+    Args:
+        pitch_logp: (F, T, 128) log-probabilities of each MIDI note given voiced.
+        voiced_p: (F, T) voicing probabilities.
+        change_cost: log-probability charged for every note change or rest/note switch
+            (6 nats ~ a new note must be clearly better for several frames).
+
+    Returns:
+        (F, T) int MIDI note per frame, -1 for rests.
+    """
+    f, t, _ = pitch_logp.shape
+    eps = 1e-6
+    emit = np.concatenate(
+        [pitch_logp + np.log(voiced_p + eps)[..., None], np.log(1.0 - voiced_p + eps)[..., None]],
+        axis=-1,
+    )  # (F, T, 129): state 128 is the rest
+    back = np.empty((t, f, N_PITCHES + 1), dtype=np.int16)
+    score = emit[:, 0].copy()
+    rows = np.arange(f)
+    for i in range(1, t):
+        best = score.argmax(axis=1)
+        switch = score[rows, best] - change_cost
+        stay = score >= switch[:, None]
+        back[i] = np.where(stay, np.arange(N_PITCHES + 1)[None], best[:, None])
+        score = np.maximum(score, switch[:, None]) + emit[:, i]
+    path = np.empty((f, t), dtype=np.int64)
+    path[:, -1] = score.argmax(axis=1)
+    for i in range(t - 1, 0, -1):
+        path[:, i - 1] = back[i, rows, path[:, i]]
+    return np.where(path == N_PITCHES, -1, path)
+
+
+def rest_part(n_frames: int) -> FollowerPart:
+    """Silence: no pitch, no voicing, loudness at the floor."""
+    return FollowerPart(
+        f0_hz=np.zeros(n_frames, np.float32),
+        voiced=np.zeros(n_frames, bool),
+        loudness_db=np.full(n_frames, QUIET_DB, np.float32),
+    )
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+class Conductor:
+    """A trained conductor: `conduct(leader, followers)` returns a part per follower."""
+
+    def __init__(self, config: ConductorConfig, model: ConductorNet) -> None:
+        self.config = config
+        self.model = model.eval()
+        self._index = config.instrument_index()
+
+    @property
+    def instruments(self) -> list[str]:
+        """Names of the follower instruments this conductor can play."""
+        return [info.name for info in self.config.instruments]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None) -> Conductor:
+        """Load `model.safetensors` + `config.json` from a folder (default checkpoints/conductor).
+
+        Raises CheckpointError when the files are missing, unreadable or do not match each other.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        if folder.is_file():
+            folder = folder.parent
+        weights, config_path = folder / "model.safetensors", folder / "config.json"
+        for needed in (weights, config_path):
+            if not needed.is_file():
+                raise CheckpointError(
+                    f"No conductor checkpoint at {folder} ({needed.name} is missing); train one "
+                    f"with `python -m ensemble train conductor --data DIR --out {folder}`."
+                )
+        try:
+            config = ConductorConfig.from_json(json.loads(config_path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"{config_path} is not a valid conductor config ({exc}); retrain or re-download it."
+            ) from exc
+        try:
+            state = load_file(weights)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"{weights} is corrupt or not a safetensors file ({exc}); retrain or re-download "
+                "it."
+            ) from exc
+        model = ConductorNet(config.model, max(len(config.instruments), 1))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            raise CheckpointError(
+                f"{weights} does not match {config_path.name} ({first}); the two files come from "
+                "different trainings."
+            ) from exc
+        return cls(config, model)
+
+    def conduct(
+        self,
+        leader: FeatureFrame,
+        followers: list[str],
+        *,
+        messages: list[str] | None = None,
+    ) -> dict[str, FollowerPart]:
+        """Play each follower against the leader.
+
+        Args:
+            leader: the leader's features (T frames).
+            followers: instrument names from `self.instruments`, chosen freely per call.
+            messages: if given, notes for the user (e.g. "the leader is silent") are appended here;
+                otherwise they are issued as ConductorWarning.
+
+        Returns:
+            {name: FollowerPart} with (T,) arrays. A silent, unvoiced or very short leader gives
+            rests for every follower and a message, never an exception.
+        """
+        ids = self._resolve(followers)
+        n = leader.n_frames
+        problem = self._unusable(leader)
+        if problem is not None:
+            note = f"{problem}; the followers rest."
+            if messages is None:
+                warnings.warn(note, ConductorWarning, stacklevel=2)
+            else:
+                messages.append(note)
+            return {name: rest_part(n) for name in ids}
+        out = self._predict(leader, list(ids.values()))
+        return self._decode(out, list(ids))
+
+    def _resolve(self, followers: list[str]) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for name in followers:
+            key = name.strip().lower()
+            if key not in self._index:
+                raise EnsembleError(
+                    f"The conductor cannot play {name!r}; it knows: {', '.join(self.instruments)}."
+                )
+            ids[key] = self._index[key]
+        return ids
+
+    @staticmethod
+    def _unusable(leader: FeatureFrame) -> str | None:
+        n = leader.n_frames
+        if n < MIN_LEADER_FRAMES:
+            return (
+                f"The leader is too short to follow ({n} frames, {n * 1000 // FRAME_RATE} ms; "
+                f"at least {MIN_LEADER_FRAMES * 1000 // FRAME_RATE} ms is needed)"
+            )
+        if float(np.max(leader.loudness_db)) < SILENT_LEADER_DB:
+            return "The leader is silent"
+        if int(leader.voiced.sum()) < MIN_VOICED_FRAMES:
+            return "No pitch was found in the leader (it is unvoiced or noise-like)"
+        return None
+
+    @torch.inference_mode()
+    def _predict(self, leader: FeatureFrame, ids: list[int]) -> dict[str, np.ndarray]:
+        """Run the network over overlapping windows and cross-fade them.
+
+        Returns {"loud": (F, T) dB, "pitch": (F, T, 128) probs, "voiced": (F, T), "onset": (F, T)}.
+        """
+        cfg, norm = self.config.model, self.config.norm
+        n = leader.n_frames
+        ref = reference_level(leader.loudness_db)
+        x = leader_inputs(
+            torch.from_numpy(hz_to_midi(leader.f0_hz).astype(np.float32))[None],
+            torch.from_numpy(np.asarray(leader.confidence, np.float32))[None],
+            torch.from_numpy(np.asarray(leader.loudness_db, np.float32))[None],
+            torch.from_numpy(np.asarray(leader.chroma, np.float32))[None],
+            torch.tensor([ref], dtype=torch.float32),
+            norm,
+        )[0]  # (C, T)
+        win = min(cfg.window_frames, -(-n // STRIDE) * STRIDE)
+        if n < win:  # pad a short clip to whole tokens with silence-like inputs
+            x = torch.nn.functional.pad(x, (0, win - n))
+        hop = cfg.window_frames - cfg.overlap_frames
+        starts = list(range(0, max(n - win, 0) + 1, hop))
+        if starts[-1] + win < n:
+            starts.append(n - win)
+        batch = torch.stack([x[:, s : s + win] for s in starts])
+        raw = self.model(batch, torch.tensor([ids] * len(starts)))  # (W, F, win, N_OUT)
+        # Triangular cross-fade weights so window edges (little context) count least.
+        ramp = torch.ones(win)
+        edge = min(cfg.overlap_frames, win // 2)
+        if len(starts) > 1 and edge > 0:
+            fade = (torch.arange(edge, dtype=torch.float32) + 0.5) / edge
+            ramp[:edge], ramp[-edge:] = fade, fade.flip(0)
+        total = max(n, win)
+        acc = torch.zeros(len(ids), total, 3 + N_PITCHES)
+        weight = torch.zeros(total)
+        for w, s in enumerate(starts):
+            values = torch.cat(
+                [
+                    raw[w, :, :, :1],
+                    torch.sigmoid(raw[w, :, :, 129:131]),
+                    torch.softmax(raw[w, :, :, 1:129], dim=-1),
+                ],
+                dim=-1,
+            )
+            acc[:, s : s + win] += values * ramp[None, :, None]
+            weight[s : s + win] += ramp
+        acc = (acc / weight[None, :, None])[:, :n]
+        return {
+            "loud": (acc[..., 0] * norm.loudness_std_db + norm.loudness_mean_db).numpy(),
+            "voiced": acc[..., 1].numpy(),
+            "onset": acc[..., 2].numpy(),
+            "pitch": acc[..., 3:].numpy(),
+        }
+
+    def _decode(self, out: dict[str, np.ndarray], names: list[str]) -> dict[str, FollowerPart]:
+        drum = np.array([self.config.instruments[self._index[k]].is_drum for k in names])
+        notes = np.full(out["voiced"].shape, -1, dtype=np.int64)
+        if (~drum).any():
+            logp = np.log(out["pitch"][~drum] + 1e-8)
+            notes[~drum] = viterbi_notes(logp, out["voiced"][~drum])
+        parts: dict[str, FollowerPart] = {}
+        for i, name in enumerate(names):
+            loud = np.maximum(out["loud"][i], QUIET_DB).astype(np.float32)
+            if drum[i]:
+                env = drum_envelope(loud, pick_peaks(out["onset"][i]))
+                parts[name] = FollowerPart(np.zeros_like(loud), np.zeros(len(loud), bool), env)
+                continue
+            voiced = notes[i] >= 0
+            f0 = np.where(voiced, midi_to_hz(np.maximum(notes[i], 0)), 0.0).astype(np.float32)
+            parts[name] = FollowerPart(f0, voiced, loud)
+        return parts

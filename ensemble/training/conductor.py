@@ -1,0 +1,609 @@
+"""`python -m ensemble train conductor`: teach the conductor to play followers from a leader.
+
+Data: the multitrack feature cache (`ensemble.data.cache`). The leader is each track's melody stem,
+seen through the pitch tracker (its cached tracked f0, confidence, loudness, chroma: what inference
+sees); every other stem is a follower whose targets are its exact MIDI notes, voicing and loudness.
+
+All frame arrays of the corpus live on the training device and windows are cut by index
+arithmetic, so a step is a few kernel launches with no data-loader: on a GPU the model, not the
+input pipeline, sets the pace. Each step draws random 12.8 s windows, up to `max_followers` of the
+track's followers, and a random transposition (the same for leader and followers) so the model
+learns harmony in every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ensemble.conductor import (
+    N_PITCHES,
+    QUIET_DB,
+    ConductorConfig,
+    ConductorNet,
+    InstrumentInfo,
+    ModelConfig,
+    Normalisation,
+    detect_onsets,
+    leader_inputs,
+    reference_level,
+)
+from ensemble.errors import DataError, EnsembleError
+from ensemble.features import FeatureFrame, hz_to_midi
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class FollowerStem:
+    """Targets of one follower stem (T frames, the leader's grid)."""
+
+    instrument: str
+    is_drum: bool
+    midi: np.ndarray  # (T,) float MIDI pitch from the score, 0 where silent
+    loudness_db: np.ndarray  # (T,)
+
+
+@dataclass
+class ConductorTrack:
+    """One multitrack piece as the conductor sees it."""
+
+    name: str
+    leader: FeatureFrame  # tracked features of the melody stem
+    followers: list[FollowerStem]
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings (the model's are in ModelConfig)."""
+
+    steps: int = 4000
+    batch_size: int = 32
+    max_followers: int = 6
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_transpose: int = 6  # semitones, uniform in [-max_transpose, max_transpose]
+    val_every: int = 250
+    log_every: int = 50
+    seed: int = 0
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def tracks_from_cache(root: Path, split: str) -> list[ConductorTrack]:
+    """The cached tracks of a split that have a leader and at least one follower."""
+    from ensemble.data.cache import iter_cached_tracks
+
+    tracks = []
+    for track in iter_cached_tracks(root, split):
+        leaders = [s for s in track.stems if s.role == "leader"]
+        if not leaders or len(track.stems) < 2:
+            log.warning("track %s has no leader or no follower; skipped", track.track)
+            continue
+        lead = leaders[0]
+        tracks.append(
+            ConductorTrack(
+                name=track.track,
+                leader=FeatureFrame(
+                    f0_hz=lead.f0_tracked,
+                    confidence=lead.confidence,
+                    loudness_db=lead.loudness_db,
+                    rms=lead.rms,
+                    chroma=lead.chroma,
+                ),
+                followers=[
+                    FollowerStem(s.instrument, s.is_drum, s.f0_midi, s.loudness_db)
+                    for s in track.stems
+                    if s is not lead
+                ],
+            )
+        )
+    return tracks
+
+
+def fit_config(tracks: list[ConductorTrack], model: ModelConfig) -> ConductorConfig:
+    """Vocabulary (every follower instrument of the training tracks) and normalisation stats."""
+    pitches, refs, louds = [], [], []
+    per_inst: dict[str, dict[str, list]] = {}
+    for track in tracks:
+        lead = track.leader
+        pitches.append(hz_to_midi(lead.f0_hz[lead.voiced & (lead.f0_hz > 0)]))
+        refs.append(reference_level(lead.loudness_db))
+        for stem in track.followers:
+            loud = np.maximum(stem.loudness_db, QUIET_DB)
+            louds.append(loud)
+            entry = per_inst.setdefault(stem.instrument, {"drum": [], "loud": [], "midi": []})
+            entry["drum"].append(stem.is_drum)
+            entry["loud"].append(loud)
+            entry["midi"].append(stem.midi[stem.midi > 0])
+    if not per_inst:
+        raise DataError("The training split has no follower stems, so there is nothing to learn.")
+    pitch, loud, ref = np.concatenate(pitches), np.concatenate(louds), np.array(refs)
+    norm = Normalisation(
+        pitch_mean=float(pitch.mean()) if len(pitch) else 64.0,
+        pitch_std=float(max(pitch.std(), 1.0)) if len(pitch) else 12.0,
+        ref_db_mean=float(ref.mean()),
+        ref_db_std=float(max(ref.std(), 1.0)),
+        loudness_mean_db=float(loud.mean()),
+        loudness_std_db=float(max(loud.std(), 1.0)),
+    )
+    instruments = []
+    for name in sorted(per_inst):
+        entry = per_inst[name]
+        midi = np.concatenate(entry["midi"])
+        instruments.append(
+            InstrumentInfo(
+                name=name,
+                is_drum=bool(np.mean(entry["drum"]) >= 0.5),
+                loudness_mean_db=float(np.concatenate(entry["loud"]).mean()),
+                pitch_midi_mean=float(midi.mean()) if len(midi) else 0.0,
+            )
+        )
+    return ConductorConfig(model=model, norm=norm, instruments=instruments)
+
+
+def onset_targets(loudness_db: np.ndarray) -> np.ndarray:
+    """(T,) soft onset labels: 1 at detected attacks, 0.5 one frame either side."""
+    target = np.zeros(len(loudness_db), np.float32)
+    for frame in detect_onsets(loudness_db):
+        target[max(frame - 1, 0) : frame + 2] = np.maximum(
+            target[max(frame - 1, 0) : frame + 2], 0.5
+        )
+        target[frame] = 1.0
+    return target
+
+
+class WindowSampler:
+    """The corpus as flat device tensors; cuts batches of windows with all their followers.
+
+    Tracks are concatenated along time (each padded with silence to at least one window), so a
+    window is `offset + start + arange(window)` into every buffer.
+    """
+
+    def __init__(
+        self,
+        tracks: list[ConductorTrack],
+        config: ConductorConfig,
+        device: torch.device,
+    ) -> None:
+        self.config, self.device = config, device
+        self.window = config.model.window_frames
+        index = config.instrument_index()
+        lead = {k: [] for k in ("midi", "conf", "loud", "chroma", "ref")}
+        fol = {k: [] for k in ("midi", "loud", "onset", "valid")}
+        offsets, lengths, fol_rows, fol_inst = [], [], [], []
+        lead_pos = fol_pos = 0
+        for track in tracks:
+            stems = [s for s in track.followers if s.instrument in index]
+            if not stems:
+                continue
+            n = track.leader.n_frames
+            size = max(n, self.window)
+            pad = size - n
+            ld = track.leader
+            lead["midi"].append(np.pad(hz_to_midi(ld.f0_hz), (0, pad)))
+            lead["conf"].append(np.pad(ld.confidence, (0, pad)))
+            lead["loud"].append(np.pad(ld.loudness_db, (0, pad), constant_values=QUIET_DB))
+            lead["chroma"].append(np.pad(ld.chroma, ((0, 0), (0, pad))))
+            lead["ref"].append(np.full(size, reference_level(ld.loudness_db)))
+            rows = []
+            for stem in stems:
+                m = np.round(stem.midi[:n]).astype(np.int64)
+                midi = np.where((m > 0) & (m < N_PITCHES) & ~stem.is_drum, m, -1)
+                fol["midi"].append(np.pad(midi, (0, pad), constant_values=-1))
+                loud = np.maximum(stem.loudness_db[:n], QUIET_DB)
+                fol["loud"].append(np.pad(loud, (0, pad), constant_values=QUIET_DB))
+                onsets = onset_targets(loud) if stem.is_drum else np.zeros(n, np.float32)
+                fol["onset"].append(np.pad(onsets, (0, pad)))
+                fol["valid"].append(np.arange(size) < n)
+                rows.append((fol_pos, index[stem.instrument]))
+                fol_pos += size
+            offsets.append(lead_pos)
+            lengths.append(size)
+            fol_rows.append([r[0] for r in rows])
+            fol_inst.append([r[1] for r in rows])
+            lead_pos += size
+        if not offsets:
+            raise DataError("No track has a follower this conductor knows; check the data split.")
+        width = max(len(r) for r in fol_rows)
+
+        def tensor(parts: list[np.ndarray], dtype: torch.dtype, axis: int = 0) -> torch.Tensor:
+            return torch.from_numpy(np.concatenate(parts, axis=axis)).to(device, dtype)
+
+        self.lead_midi = tensor(lead["midi"], torch.float32)
+        self.lead_conf = tensor(lead["conf"], torch.float32)
+        self.lead_loud = tensor(lead["loud"], torch.float32)
+        self.lead_chroma = tensor(lead["chroma"], torch.float32, axis=1)
+        self.lead_ref = tensor(lead["ref"], torch.float32)
+        self.fol_midi = tensor(fol["midi"], torch.int64)
+        self.fol_loud = tensor(fol["loud"], torch.float32)
+        self.fol_onset = tensor(fol["onset"], torch.float32)
+        self.fol_valid = tensor(fol["valid"], torch.bool)
+        self.offsets = torch.tensor(offsets, device=device)
+        self.lengths = torch.tensor(lengths)
+        self.rows = torch.tensor([r + [-1] * (width - len(r)) for r in fol_rows], device=device)
+        self.inst = torch.tensor([r + [0] * (width - len(r)) for r in fol_inst], device=device)
+        drums = [info.is_drum for info in config.instruments]
+        self.is_drum = torch.tensor(drums, device=device)
+        self.n_tracks = len(offsets)
+
+    def random_batch(
+        self, settings: TrainSettings, gen: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """A training batch: windows drawn in proportion to track length, random followers,
+        random transposition."""
+        b = settings.batch_size
+        spans = (self.lengths - self.window + 1).float()
+        tracks = torch.multinomial(spans, b, replacement=True, generator=gen)
+        starts = (torch.rand(b, generator=gen) * spans[tracks]).long()
+        keys = torch.rand(b, self.rows.shape[1], generator=gen).to(self.device)
+        keys = keys.masked_fill(self.rows[tracks.to(self.device)] < 0, 2.0)
+        cols = keys.argsort(dim=1)[:, : settings.max_followers]
+        shift = torch.randint(
+            -settings.max_transpose, settings.max_transpose + 1, (b,), generator=gen
+        )
+        return self.batch(tracks, starts, cols, shift)
+
+    def batch(
+        self,
+        tracks: torch.Tensor,
+        starts: torch.Tensor,
+        cols: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Windows `starts` (B,) of `tracks` (B,) with follower columns `cols` (B, F) (default:
+        all), transposed by `shift` (B,) semitones.
+
+        Returns x (B, N_INPUTS, L), inst (B, F), midi (B, F, L) int (-1 unvoiced), loud (B, F, L)
+        dB, onset (B, F, L), mask (B, F, L) bool, drum (B, F) bool.
+        """
+        dev = self.device
+        tracks, starts = tracks.to(dev), starts.to(dev)
+        b = len(tracks)
+        if cols is None:
+            cols = torch.arange(self.rows.shape[1], device=dev).expand(b, -1)
+        shift = torch.zeros(b, device=dev) if shift is None else shift.to(dev).float()
+        span = torch.arange(self.window, device=dev)
+        frames = (self.offsets[tracks] + starts)[:, None] + span  # (B, L)
+        midi = self.lead_midi[frames] + shift[:, None]
+        pcs = (torch.arange(12, device=dev)[None] - shift[:, None].long()) % 12  # roll chroma
+        chroma = self.lead_chroma[:, frames].permute(1, 0, 2)  # (B, 12, L)
+        chroma = chroma.gather(1, pcs[:, :, None].expand(-1, -1, self.window))
+        x = leader_inputs(
+            midi,
+            self.lead_conf[frames],
+            self.lead_loud[frames],
+            chroma,
+            self.lead_ref[frames[:, 0]],
+            self.config.norm,
+        )
+        rows = self.rows[tracks[:, None], cols]  # (B, F)
+        present = rows >= 0
+        fidx = rows.clamp(min=0)[:, :, None] + starts[:, None, None] + span  # (B, F, L)
+        target = self.fol_midi[fidx]
+        voiced = target >= 0
+        target = torch.where(voiced, (target + shift[:, None, None].long()).clamp(0, 127), -1)
+        inst = self.inst[tracks[:, None], cols]
+        return {
+            "x": x,
+            "inst": inst,
+            "midi": target,
+            "loud": self.fol_loud[fidx],
+            "onset": self.fol_onset[fidx],
+            "mask": self.fol_valid[fidx] & present[:, :, None],
+            "drum": self.is_drum[inst],
+        }
+
+    def validation_windows(self, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic (tracks, starts): back-to-back windows of every track, at most `limit`."""
+        pairs = [
+            (t, s)
+            for t in range(self.n_tracks)
+            for s in range(0, int(self.lengths[t]) - self.window + 1, self.window)
+        ][:limit]
+        return torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+
+
+# --- loss -------------------------------------------------------------------------------------
+
+
+def conductor_loss(
+    out: torch.Tensor, batch: dict[str, torch.Tensor], norm: Normalisation
+) -> dict[str, torch.Tensor]:
+    """Per-term losses for raw outputs (B, F, L, N_OUT) (see ConductorNet.forward).
+
+    L1 on normalised loudness (all followers); for pitched followers BCE on voicing, cross-entropy
+    on the MIDI note and on its pitch class (the class is what harmony decides, octave is register)
+    over voiced frames; for drums BCE on onsets (positives are rare, so weighted up).
+    """
+    out = out.float()
+    mask = batch["mask"]
+    pitched = mask & ~batch["drum"][:, :, None]
+    drum = mask & batch["drum"][:, :, None]
+    target_loud = (batch["loud"] - norm.loudness_mean_db) / norm.loudness_std_db
+    terms = {"loudness": (out[..., 0] - target_loud).abs()[mask].mean()}
+    voiced = batch["midi"] >= 0
+    terms["voicing"] = F.binary_cross_entropy_with_logits(
+        out[..., 129][pitched], voiced[pitched].float()
+    )
+    sel = pitched & voiced
+    if sel.any():
+        logits, notes = out[..., 1:129][sel], batch["midi"][sel]
+        terms["pitch"] = F.cross_entropy(logits, notes)
+        # Pitch-class logits: log-sum-exp of each class over its octaves (128 padded to 11x12).
+        padded = F.pad(logits, (0, 132 - N_PITCHES), value=-1e4).reshape(-1, 11, 12)
+        terms["pitch_class"] = F.cross_entropy(padded.logsumexp(dim=1), notes % 12)
+    else:
+        terms["pitch"] = terms["pitch_class"] = out.sum() * 0.0
+    if drum.any():
+        terms["onset"] = F.binary_cross_entropy_with_logits(
+            out[..., 130][drum],
+            batch["onset"][drum],
+            pos_weight=torch.tensor(5.0, device=out.device),
+        )
+    else:
+        terms["onset"] = out.sum() * 0.0
+    terms["total"] = (
+        terms["loudness"]
+        + terms["voicing"]
+        + terms["pitch"]
+        + 0.5 * terms["pitch_class"]
+        + terms["onset"]
+    )
+    return terms
+
+
+@torch.no_grad()
+def evaluate(
+    model: ConductorNet,
+    sampler: WindowSampler,
+    windows: tuple[torch.Tensor, torch.Tensor],
+    batch_size: int,
+) -> dict[str, float]:
+    """Mean validation losses plus loudness L1 (dB) and pitch-class accuracy on voiced frames."""
+    model.eval()
+    norm = sampler.config.norm
+    sums: dict[str, float] = {}
+    n_batches = 0
+    l1_db = correct = voiced_total = frames = 0.0
+    tracks, starts = windows
+    for i in range(0, len(tracks), batch_size):
+        batch = sampler.batch(tracks[i : i + batch_size], starts[i : i + batch_size])
+        with _autocast(sampler.device):
+            out = model(batch["x"], batch["inst"])
+        out = out.float()
+        for key, value in conductor_loss(out, batch, norm).items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+        n_batches += 1
+        mask = batch["mask"]
+        loud = out[..., 0] * norm.loudness_std_db + norm.loudness_mean_db
+        l1_db += float((loud.clamp(min=QUIET_DB) - batch["loud"]).abs()[mask].sum())
+        frames += float(mask.sum())
+        sel = mask & (batch["midi"] >= 0) & ~batch["drum"][:, :, None]
+        pred = out[..., 1:129].argmax(-1)
+        correct += float(((pred % 12) == (batch["midi"] % 12))[sel].sum())
+        voiced_total += float(sel.sum())
+    model.train()
+    result = {k: v / max(n_batches, 1) for k, v in sums.items()}
+    result["loudness_l1_db"] = l1_db / max(frames, 1.0)
+    result["pitch_class_acc"] = correct / max(voiced_total, 1.0)
+    return result
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    # bf16 on GPUs (no loss scaling needed); CPU stays in float32, where bf16 is slower.
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+# --- training loop ----------------------------------------------------------------------------
+
+
+def _lr_at(step: int, settings: TrainSettings) -> float:
+    """Linear warm-up then cosine decay to 10 % of the peak."""
+    if step < settings.warmup_steps:
+        return settings.lr * (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(settings.steps - settings.warmup_steps, 1)
+    return settings.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _save_model(model: ConductorNet, config: ConductorConfig, out: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps(config.to_json(), indent=2))
+
+
+def fit(
+    train: list[ConductorTrack],
+    val: list[ConductorTrack],
+    out: Path,
+    *,
+    model_config: ModelConfig | None = None,
+    settings: TrainSettings | None = None,
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train on `train`, validate on `val`, write the best model to `out`.
+
+    Writes `out/model.safetensors` + `config.json` (best validation loss so far), `state.pt`
+    (tensors only: weights, optimiser, step, RNG; for --resume) and `train_log.jsonl`.
+    Returns the final validation metrics.
+    """
+    from tqdm import tqdm
+
+    settings = settings or TrainSettings()
+    dev = torch.device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE_FILE
+    if state_path.exists() and not resume:
+        raise EnsembleError(
+            f"{out} already holds a training run; pass --resume to continue it or choose another "
+            "--out folder."
+        )
+    if resume and state_path.exists():
+        config = ConductorConfig.from_json(json.loads((out / "config.json").read_text()))
+    else:
+        config = fit_config(train, model_config or ModelConfig())
+    torch.manual_seed(settings.seed)
+    model = ConductorNet(config.model, len(config.instruments)).to(dev)
+    optimiser = torch.optim.AdamW(
+        model.parameters(),
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        fused=dev.type == "cuda",
+    )
+    gen = torch.Generator().manual_seed(settings.seed)
+    step, best = 0, math.inf
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        gen.set_state(state["generator"])
+        step, best = int(state["step"]), float(state["best"])
+        log.info("resuming at step %d (best validation loss %.4f)", step, best)
+    train_sampler = WindowSampler(train, config, dev)
+    val_sampler = WindowSampler(val, config, dev) if val else train_sampler
+    val_windows = val_sampler.validation_windows(limit=256)
+    if not val:
+        log.warning("no validation tracks: validating on training windows")
+    (out / "config.json").write_text(json.dumps(config.to_json(), indent=2))
+    metrics: dict[str, float] = {}
+    with (
+        open(out / LOG_FILE, "a") as log_file,
+        tqdm(total=settings.steps, initial=step, desc="conductor", disable=not progress) as bar,
+    ):
+        model.train()
+        tick = time.perf_counter()
+        while step < settings.steps:
+            for group in optimiser.param_groups:
+                group["lr"] = _lr_at(step, settings)
+            batch = train_sampler.random_batch(settings, gen)
+            with _autocast(dev):
+                out_raw = model(batch["x"], batch["inst"])
+            terms = conductor_loss(out_raw, batch, config.norm)
+            optimiser.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            step += 1
+            bar.update(1)
+            if step % settings.log_every == 0 or step == settings.steps:
+                now = time.perf_counter()
+                record = {k: round(v.item(), 5) for k, v in terms.items()}
+                record.update(
+                    step=step,
+                    split="train",
+                    lr=_lr_at(step - 1, settings),
+                    steps_per_s=round(settings.log_every / (now - tick), 2),
+                )
+                tick = now
+                bar.set_postfix(loss=f"{record['total']:.3f}")
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+            if step % settings.val_every == 0 or step == settings.steps:
+                metrics = evaluate(model, val_sampler, val_windows, settings.batch_size)
+                improved = metrics["total"] < best
+                if improved:
+                    best = metrics["total"]
+                    _save_model(model, config, out)
+                log_file.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "split": "validation",
+                            "best": improved,
+                            **{k: round(v, 5) for k, v in metrics.items()},
+                        }
+                    )
+                    + "\n"
+                )
+                log_file.flush()
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimiser": optimiser.state_dict(),
+                        "generator": gen.get_state(),
+                        "step": torch.tensor(step),
+                        "best": torch.tensor(best),
+                    },
+                    state_path,
+                )
+                bar.write(
+                    f"step {step}: validation loss {metrics['total']:.4f}, loudness L1 "
+                    f"{metrics['loudness_l1_db']:.2f} dB, pitch-class accuracy "
+                    f"{metrics['pitch_class_acc']:.1%}"
+                )
+    return metrics
+
+
+def train_conductor(
+    data: Path,
+    out: Path,
+    *,
+    steps: int = 4000,
+    device: str = "cpu",
+    resume: bool = False,
+    batch_size: int = 32,
+    model_config: ModelConfig | None = None,
+) -> dict[str, float]:
+    """Train the conductor on the cached corpus at `data` (splits from `data/splits.json`)."""
+    if not data.is_dir():
+        raise DataError(f"Data folder {data} does not exist; render or download a corpus first.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EnsembleError("--device cuda was asked for but no CUDA GPU is visible; use cpu.")
+    train = tracks_from_cache(data, "train")
+    val = tracks_from_cache(data, "validation")
+    if not train:
+        raise DataError(
+            f"{data} has no cached training tracks with a leader and followers; "
+            "build the feature cache first."
+        )
+    log.info("conductor data: %d training tracks, %d validation tracks", len(train), len(val))
+    settings = replace(TrainSettings(), steps=steps, batch_size=batch_size)
+    return fit(
+        train, val, out, model_config=model_config, settings=settings, device=device, resume=resume
+    )
+
+
+def _handler(args: argparse.Namespace) -> int:
+    metrics = train_conductor(
+        Path(args.data),
+        Path(args.out),
+        steps=args.steps,
+        device=args.device,
+        resume=args.resume,
+        batch_size=args.batch_size,
+    )
+    print(json.dumps({"validation": metrics, "out": str(args.out)}))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "conductor",
+        help="train the conductor (leader features -> follower parts)",
+        description="Train the conductor on a cached multitrack corpus.",
+    )
+    parser.add_argument("--data", required=True, help="corpus root with splits.json and cache/")
+    parser.add_argument("--out", default="checkpoints/conductor", help="checkpoint folder")
+    parser.add_argument("--steps", type=int, default=4000, help="optimiser steps (default 4000)")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per step")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.set_defaults(func=_handler)
