@@ -124,6 +124,8 @@ def test_bad_database_files_are_refused(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.commit()
     with pytest.raises(EnsembleError, match="not an Ensemble ratings database"):
         RatingsStore(tmp_path / "other.db", create=False)
+    with sqlite3.connect(tmp_path / "other.db") as conn:  # left untouched
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     RatingsStore(tmp_path / "new.db")
     with sqlite3.connect(tmp_path / "new.db") as conn:
         conn.execute("UPDATE schema_version SET version = 99")
@@ -222,6 +224,9 @@ def test_hub_mirror_pushes_jsonl_through_commit_scheduler(
     assert HubSync.from_env(tmp_path / "staging", hf_api=hub_api) is None
     monkeypatch.setenv("ENSEMBLE_RATINGS_REPO", "me/ratings")
     monkeypatch.setenv("HF_TOKEN", "hf_local_stand_in")
+    monkeypatch.setenv("ENSEMBLE_RATINGS_EVERY", "soon")
+    with pytest.raises(EnsembleError, match="positive number of minutes"):
+        HubSync.from_env(tmp_path / "staging", hf_api=hub_api)
     monkeypatch.setenv("ENSEMBLE_RATINGS_EVERY", "60")  # only our explicit pushes in this test
     sync = HubSync.from_env(tmp_path / "staging", hf_api=hub_api)
     assert sync is not None

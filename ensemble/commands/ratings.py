@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -40,7 +41,14 @@ def _export(args: argparse.Namespace) -> int:
     from ensemble.ratings import RatingsStore
 
     store = RatingsStore(args.db, create=False)
-    n = store.export(args.format, args.out or sys.stdout)
+    try:
+        n = store.export(args.format, args.out or sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `export | head`: the reader stopped early, which is not an error. Point stdout at
+        # devnull so the interpreter's final flush does not complain (Python docs' recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if args.out:
         print(f"wrote {n} judgements to {args.out}", file=sys.stderr)
     return 0
@@ -76,10 +84,11 @@ def _fit_report(m: dict[str, Any], old: dict[str, float], new: dict[str, float])
                               ("kendall_tau", "mean Kendall tau")):
             row = f"  {label:<19}"
             for side in ("old", "new", "gain"):
-                row += f" {side} {s[side][metric]:+.3f}"
+                sign = "+" if side == "gain" else ""
+                row += f"  {side} {s[side][metric]:{sign}.3f}"
                 if f"{metric}_ci95" in s[side]:
                     lo, hi = s[side][f"{metric}_ci95"]
-                    row += f" [{lo:+.3f}, {hi:+.3f}]"
+                    row += f" [{lo:{sign}.3f}, {hi:{sign}.3f}]"
             lines.append(row)
     if "held_out" not in m:
         lines.append("no held-out judgements (holdout 0): the numbers above are on training data")

@@ -162,13 +162,17 @@ class RatingsStore:
         self._local.conn = None
 
     def _init_schema(self, create: bool) -> None:
-        self._enable_wal(self._connection())
+        conn = self._connection()
+        if not create and not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone():
+            # Checked before switching to WAL: a foreign database is left exactly as it was.
+            raise EnsembleError(f"{self.path} is not an Ensemble ratings database.")
+        self._enable_wal(conn)
         with self._write() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             version = row[0] if row else 0
-            if version == 0 and not create:
-                raise EnsembleError(f"{self.path} is not an Ensemble ratings database.")
             if version > SCHEMA_VERSION:
                 raise EnsembleError(
                     f"{self.path} was written by a newer Ensemble (schema {version}, this one "
