@@ -285,6 +285,8 @@ def test_fit_errors_are_sentences() -> None:
     with pytest.raises(EnsembleError, match="at least 2"):
         fit([judgement()])
     assert fit([judgement()], holdout=0).fitted_on == 1
+    unweighted = judgement(settings={})  # no stored weights: every shared non-aggregate part
+    assert list(fit([unweighted], holdout=0).weights) == ["relevance"]
     with pytest.raises(EnsembleError, match="No judgement compares"):
         fit([judgement(), judgement()], parts=["loudness"])
 

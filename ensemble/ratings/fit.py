@@ -27,7 +27,9 @@ from ensemble.errors import EnsembleError
 from ensemble.ratings.judgement import Judgement
 
 WEIGHTS_VERSION = 1
-EXCLUDED_PARTS = ("composite",)  # the weighted sum itself is not a part
+# Aggregates, not parts: the composite is the weighted sum itself and the coherence is the
+# weighted mean of the *_coherence parts, so weighting them too would be collinear.
+EXCLUDED_PARTS = ("composite", "coherence")
 BOOTSTRAP_RESAMPLES = 1000
 
 
@@ -198,7 +200,7 @@ def default_old_weights(judgements: list[Judgement]) -> dict[str, float] | None:
 
 
 def default_parts(judgements: list[Judgement]) -> list[str]:
-    """Score parts every candidate of every judgement has, except the composite itself."""
+    """Score parts every candidate of every judgement has, except the aggregates."""
     common: set[str] | None = None
     for j in judgements:
         for c in j.candidates:
