@@ -79,6 +79,7 @@ class TrainSettings:
     val_every: int = 250
     log_every: int = 50
     seed: int = 0
+    max_minutes: float | None = None  # wall-clock budget: validate, save and stop when spent
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -489,8 +490,9 @@ def fit(
         tqdm(total=settings.steps, initial=step, desc="conductor", disable=not progress) as bar,
     ):
         model.train()
-        tick = time.perf_counter()
-        while step < settings.steps:
+        tick = began = time.perf_counter()
+        out_of_time = False
+        while step < settings.steps and not out_of_time:
             for group in optimiser.param_groups:
                 group["lr"] = _lr_at(step, settings)
             batch = train_sampler.random_batch(settings, gen)
@@ -516,7 +518,9 @@ def fit(
                 bar.set_postfix(loss=f"{record['total']:.3f}")
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
-            if step % settings.val_every == 0 or step == settings.steps:
+            if settings.max_minutes is not None:
+                out_of_time = time.perf_counter() - began > 60.0 * settings.max_minutes
+            if step % settings.val_every == 0 or step == settings.steps or out_of_time:
                 metrics = evaluate(model, val_sampler, val_windows, settings.batch_size)
                 improved = metrics["total"] < best
                 if improved:
@@ -560,6 +564,7 @@ def train_conductor(
     device: str = "cpu",
     resume: bool = False,
     batch_size: int = 32,
+    max_minutes: float | None = None,
     model_config: ModelConfig | None = None,
 ) -> dict[str, float]:
     """Train the conductor on the cached corpus at `data` (splits from `data/splits.json`)."""
@@ -575,7 +580,7 @@ def train_conductor(
             "build the feature cache first."
         )
     log.info("conductor data: %d training tracks, %d validation tracks", len(train), len(val))
-    settings = replace(TrainSettings(), steps=steps, batch_size=batch_size)
+    settings = replace(TrainSettings(), steps=steps, batch_size=batch_size, max_minutes=max_minutes)
     return fit(
         train, val, out, model_config=model_config, settings=settings, device=device, resume=resume
     )
@@ -589,6 +594,7 @@ def _handler(args: argparse.Namespace) -> int:
         device=args.device,
         resume=args.resume,
         batch_size=args.batch_size,
+        max_minutes=args.max_minutes,
     )
     print(json.dumps({"validation": metrics, "out": str(args.out)}))
     return 0
@@ -606,4 +612,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="windows per step")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop (after a last validation and save) once this much wall time is spent",
+    )
     parser.set_defaults(func=_handler)
