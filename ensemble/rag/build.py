@@ -1,0 +1,311 @@
+"""Build or extend an index: analyse files (in-process or as Ray tasks), write a new version.
+
+Memory stays bounded on large corpora: analysed files are flushed to a new part every
+PART_CHUNKS chunks. The stage-1 vector index is rebuilt over all parts at the end (seconds even
+at 10^6 chunks), so ``--add`` keeps IVF lists trained on the whole corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from ensemble.errors import EnsembleError, IndexMismatchError
+from ensemble.rag.analyse import Analysed, analyse_file, check_embedder, embedder_sha256
+from ensemble.rag.chunks import Embedder, FeatureConfig, FileChunks
+from ensemble.rag.index import FLAT_MAX, NPROBE, RagIndex, build_vector_index, ivf_lists, open_index
+from ensemble.rag.sources import SourceFile, find_sources
+from ensemble.rag.store import (
+    CONFIG_FILE,
+    CURRENT,
+    FILES_FILE,
+    FORMAT_VERSION,
+    VECTORS_FILE,
+    FileRecord,
+    link_part,
+    live_version,
+    new_version_dir,
+    publish,
+    write_json,
+    write_part,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EMBEDDER = "violin"
+PART_CHUNKS = 20_000  # flush analysed files to disk every ~20k chunks (~180 MB of float32 context)
+Engine = Literal["local", "ray"]
+
+
+@dataclass
+class BuildReport:
+    """What a build did: the opened index, and throughput for the log and the benchmark."""
+
+    index: RagIndex
+    files_added: int
+    chunks_added: int
+    skipped: list[str] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    analyse_seconds: float = 0.0  # wall time of feature extraction (both engines)
+    total_seconds: float = 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio indexed per second of wall time (end to end)."""
+        return self.audio_seconds / max(self.total_seconds, 1e-9)
+
+
+def _load_embedder(embedder: Embedder | str) -> Embedder:
+    if isinstance(embedder, str):
+        from ensemble.instrument import Instrument
+
+        return Instrument.from_pretrained(embedder)
+    return embedder
+
+
+def _analyse_local(
+    sources: list[SourceFile], config: FeatureConfig, embedder: Embedder
+) -> Iterator[Analysed]:
+    for source in sources:
+        yield analyse_file(source, config, embedder)
+
+
+def _analyse_ray(
+    sources: list[SourceFile], config: FeatureConfig, embedder: Embedder, workers: int
+) -> Iterator[Analysed]:
+    """Ray tasks over files. With RAY_ADDRESS set, joins that cluster; else starts a local one."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(include_dashboard=False)
+        else:
+            package_root = str(Path(__file__).resolve().parents[2])
+            ray.init(
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                # Workers must import `ensemble` even when the driver found it via sys.path only.
+                runtime_env={"env_vars": {"PYTHONPATH": package_root}},
+            )
+    try:
+        task = ray.remote(num_cpus=1)(analyse_file)
+        model = ray.put(embedder)
+        queue = list(reversed(sources))
+        pending: list = []
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:  # bounded in-flight results
+                pending.append(task.remote(queue.pop(), config, model))
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}~{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def _record(root: Path, item: Analysed, chunks: FileChunks) -> FileRecord:
+    path = item.source.path.resolve()
+    try:
+        stored = os.path.relpath(path, root.resolve())
+    except ValueError:  # another drive (Windows): keep it absolute
+        stored = str(path)
+    return FileRecord(
+        name=chunks.name,
+        path=stored,
+        split=item.source.split,
+        duration_s=chunks.duration_s,
+        sha256=item.sha256,
+        n_chunks=len(chunks.start_s),
+    )
+
+
+def _target_config(
+    existing: RagIndex | None,
+    embedder: Embedder,
+    chunk_seconds: float | None,
+    hop_seconds: float | None,
+) -> FeatureConfig:
+    if existing is None:
+        defaults = FeatureConfig()
+        return FeatureConfig(
+            chunk_seconds=chunk_seconds or defaults.chunk_seconds,
+            hop_seconds=hop_seconds or defaults.hop_seconds,
+            embedder=embedder.name,
+            embedder_sha256=embedder_sha256(embedder),
+        )
+    config = existing.config
+    for flag, given, have in (
+        ("--chunk-seconds", chunk_seconds, config.chunk_seconds),
+        ("--hop-seconds", hop_seconds, config.hop_seconds),
+    ):
+        if given is not None and given != have:
+            raise IndexMismatchError(
+                f"{flag} {given:g} differs from the index's {have:g}; --add must use the "
+                "index's own settings (leave the option out) or build a new index."
+            )
+    check_embedder(config, embedder)
+    return config
+
+
+def build_index(
+    source: str | Path,
+    out: str | Path,
+    *,
+    chunk_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    embedder: Embedder | str = DEFAULT_EMBEDDER,
+    engine: Engine = "local",
+    workers: int | None = None,
+    add: bool = False,
+    progress: bool = True,
+    on_stage: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Index the audio under ``source`` into ``out`` (a new version, published atomically).
+
+    Args:
+        source: Slakh-layout corpus, folder of audio files, or one audio file.
+        out: index folder; an existing index there is replaced (or extended with ``add``).
+        chunk_seconds, hop_seconds: chunking (defaults 4 s / 1 s; with ``add``, the index's own).
+        embedder: the decoder whose GRU states give the style embedding, or its checkpoint name.
+        engine: "local" (this process) or "ray" (one task per file).
+        workers: Ray CPUs/parallel tasks (default: all cores); ignored by the local engine.
+        add: append files not yet in the index instead of rebuilding from scratch.
+        progress: show a progress bar.
+        on_stage: called with "part", "files", "vectors" and "config" after each is written
+            (progress reporting; a crash there must leave the old version live).
+
+    Raises:
+        EnsembleError: bad source, mismatched settings for ``add``, or not an index folder.
+    """
+    begin = time.perf_counter()
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise EnsembleError(f"--out '{root}' is a file; give a folder for the index.")
+    # Only CURRENT and v-* folders (maybe left by a crashed build) may already be there.
+    ours = (CURRENT, f"{CURRENT}.tmp")
+    if root.is_dir() and any(p.name not in ours and p.name[:2] != "v-" for p in root.iterdir()):
+        raise EnsembleError(
+            f"'{root}' exists and is not an Ensemble index; choose a new or empty folder."
+        )
+    existing = open_index(root) if add else None
+    if not add and live_version(root) is not None:
+        log.info("Replacing the index at %s (the old one stays live until the new is ready).", root)
+    model = _load_embedder(embedder)
+    config = _target_config(existing, model, chunk_seconds, hop_seconds)
+    sources = find_sources(source)
+    records: list[FileRecord] = list(existing.files) if existing else []
+    known_paths = {Path(existing.root / r.path).resolve() for r in records} if existing else set()
+    known_sha = {r.sha256 for r in records}
+    fresh = [s for s in sources if s.path.resolve() not in known_paths]
+    skipped = [f"{s.name}: already in the index" for s in sources if s not in fresh]
+    sources = fresh
+
+    partial = new_version_dir(root)
+    parts: list[str] = []
+    if existing is not None:
+        for name in existing.meta["parts"]:
+            link_part(existing.version / name, partial / name)
+            parts.append(name)
+    taken = {r.name for r in records}
+    pending: list[FileChunks] = []
+    pending_records: list[FileRecord] = []
+    audio_seconds, chunks_added, files_added = 0.0, 0, 0
+
+    def flush() -> None:
+        nonlocal pending, pending_records
+        if not pending:
+            return
+        name = f"part-{len(parts):03d}"
+        write_part(partial / name, pending, file_offset=len(records))
+        parts.append(name)
+        records.extend(pending_records)
+        pending, pending_records = [], []
+        if on_stage:
+            on_stage("part")
+
+    workers = workers or os.cpu_count() or 1
+    analysed: Iterable[Analysed] = (
+        _analyse_ray(sources, config, model, workers)
+        if engine == "ray"
+        else _analyse_local(sources, config, model)
+    )
+    started = time.perf_counter()
+    bar = tqdm(total=len(sources), desc="indexing", unit="file", disable=None if progress else True)
+    for item in analysed:
+        bar.update(1)
+        if item.chunks is None or item.sha256 in known_sha:
+            skipped.append(f"{item.source.name}: {item.skipped or 'same audio already indexed'}")
+            continue
+        known_sha.add(item.sha256)
+        item.chunks.name = _unique_name(item.chunks.name, taken)
+        pending.append(item.chunks)
+        pending_records.append(_record(root, item, item.chunks))
+        audio_seconds += item.chunks.duration_s
+        chunks_added += len(item.chunks.start_s)
+        files_added += 1
+        bar.set_postfix(realtime=f"{audio_seconds / (time.perf_counter() - started):.0f}x")
+        if sum(len(c.start_s) for c in pending) >= PART_CHUNKS:
+            flush()
+    bar.close()
+    analyse_seconds = time.perf_counter() - started
+    flush()
+    for message in skipped:
+        log.warning("skipped %s", message)
+
+    write_json(partial / FILES_FILE, [r.__dict__ for r in records])
+    if on_stage:
+        on_stage("files")
+    vectors = [np.load(partial / name / "vectors.npy") for name in parts]
+    n = sum(len(v) for v in vectors)
+    if n:  # an empty index has no vector file; opening it works, querying it says it is empty
+        import faiss
+
+        index = build_vector_index(np.concatenate(vectors))
+        faiss.write_index(index, str(partial / VECTORS_FILE))
+    if on_stage:
+        on_stage("vectors")
+    write_json(
+        partial / CONFIG_FILE,
+        {
+            "format": FORMAT_VERSION,
+            "features": config.to_json(),
+            "parts": parts,
+            "n_files": len(records),
+            "n_chunks": n,
+            "vector_index": "flat" if n <= FLAT_MAX else f"ivf{ivf_lists(n)}",
+            "nprobe": NPROBE,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+    if on_stage:
+        on_stage("config")
+    publish(root, partial)
+    if n == 0:
+        log.warning("The index at %s holds no chunks: every file was skipped or too short.", root)
+    return BuildReport(
+        index=open_index(root),
+        files_added=files_added,
+        chunks_added=chunks_added,
+        skipped=skipped,
+        audio_seconds=audio_seconds,
+        analyse_seconds=analyse_seconds,
+        total_seconds=time.perf_counter() - begin,
+    )

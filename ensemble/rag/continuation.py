@@ -1,0 +1,229 @@
+"""The library entry point: continue a piece of audio with Top-K retrieved continuations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ensemble.audio import AudioSource, load_audio, write_audio
+from ensemble.config import SAMPLE_RATE
+from ensemble.rag import scoring
+from ensemble.rag.analyse import analyse_query, check_embedder
+from ensemble.rag.chunks import Embedder
+from ensemble.rag.index import RagIndex, open_index
+from ensemble.rag.multihop import Chain, beam_search
+from ensemble.rag.render import perform, read_segment, stitch
+from ensemble.rag.search import DEFAULT_CANDIDATES, Span, require_chunks
+
+if TYPE_CHECKING:
+    from ensemble.perform import Ensemble
+
+TAIL_SECONDS = 4.0  # how much of the input the rendered file starts with
+FADE_SECONDS = 0.1  # seam crossfade: long enough to hide a click, short enough to keep onsets
+
+
+@dataclass
+class Segment:
+    """One retrieved chunk of a continuation and its scores against what precedes it."""
+
+    chunk_id: str
+    source: str
+    start_s: float
+    relevance: float
+    coherence: float
+    composite: float
+    parts: dict[str, float]
+
+
+@dataclass
+class Continuation:
+    """A ranked continuation: one chunk (or a chain of ``hops`` chunks) and its audio.
+
+    Scores are means over hops (the beam search ranks by their sum, which orders chains of equal
+    length identically). ``audio`` is the input's ending + seams + segments, rendered through the
+    ensemble when instruments were chosen, else raw; None when rendering was not asked for.
+    """
+
+    rank: int
+    chunk_ids: list[str]
+    segments: list[Segment]
+    relevance: float
+    coherence: float
+    composite: float
+    parts: dict[str, float]
+    audio: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self, audio_file: str | None = None) -> dict[str, Any]:
+        """The ranking.json record; ``scores`` is the flat dict the ratings module reads."""
+        first = self.segments[0]
+        scores = {
+            "relevance": self.relevance,
+            "coherence": self.coherence,
+            "composite": self.composite,
+            **self.parts,
+        }
+        return {
+            "rank": self.rank,
+            "chunk_id": "+".join(self.chunk_ids),
+            "chunk_ids": self.chunk_ids,
+            "source": first.source,
+            "start_s": first.start_s,
+            "relevance": self.relevance,
+            "coherence": self.coherence,
+            "composite": self.composite,
+            "parts": self.parts,
+            "scores": scores,
+            "segments": [s.__dict__ for s in self.segments],
+            "audio": audio_file,
+        }
+
+
+def _segments(index: RagIndex, chain: Chain) -> list[Segment]:
+    return [
+        Segment(
+            chunk_id=index.chunk_id(h.row),
+            source=index.source(h.row),
+            start_s=float(index.start_s[h.row]),
+            relevance=h.parts[scoring.RELEVANCE],
+            coherence=h.coherence,
+            composite=h.composite,
+            parts=h.parts,
+        )
+        for h in chain.hops
+    ]
+
+
+def _mean(values: Iterable[float]) -> float:
+    return float(np.mean(list(values)))
+
+
+def _render_raw(index: RagIndex, audio: np.ndarray, chain: Chain) -> np.ndarray:
+    config = index.config
+    head = audio[-round(TAIL_SECONDS * SAMPLE_RATE) :]
+    pieces = []
+    for row in chain.rows:
+        start = float(index.start_s[row])
+        audio_part = read_segment(
+            index.source_path(row), start - FADE_SECONDS, FADE_SECONDS + config.chunk_seconds
+        )
+        fade = round(FADE_SECONDS * SAMPLE_RATE)
+        pieces.append((audio_part[:fade], audio_part[fade:]))
+    return stitch(head, pieces)
+
+
+def continue_audio(
+    audio: AudioSource | np.ndarray,
+    index: RagIndex | str | Path,
+    *,
+    top_k: int = 10,
+    hops: int = 1,
+    weights: str | Path | Mapping[str, float] | None = None,
+    candidates: int = DEFAULT_CANDIDATES,
+    exclude: Iterable[Span] = (),
+    embedder: Embedder | None = None,
+    instruments: list[str] | None = None,
+    leader: str | None = None,
+    ensemble: Ensemble | None = None,
+    render: bool = True,
+) -> list[Continuation]:
+    """Top-K continuations of ``audio`` from ``index``.
+
+    Args:
+        audio: (N,) float32 mono at SAMPLE_RATE, a ``(samples, rate)`` tuple, or a file path.
+        index: an opened index or its folder.
+        top_k: number of continuations.
+        hops: chunks chained per continuation (beam search; never reusing material).
+        weights: composite weights (mapping, ``{"weights": ...}`` JSON file, or "k=v,...").
+        candidates: stage-1 neighbours reranked exactly.
+        exclude: indexed material the results must not overlap (e.g. where the input came from).
+        embedder: the index's embedding model (default: loaded by the name the index records).
+        instruments, leader: render through the ensemble with these instruments (raw if None).
+        ensemble: the ensemble to render with (default: `Ensemble.from_pretrained()`).
+        render: build each continuation's audio.
+
+    Raises:
+        AudioInputError: unusable input (too short to analyse, silent, ...).
+        IndexMismatchError: missing, empty or mismatched index, or another embedding model.
+    """
+    index = index if isinstance(index, RagIndex) else open_index(index)
+    require_chunks(index)
+    weights = scoring.parse_weights(weights)
+    signal = load_audio((audio, SAMPLE_RATE) if isinstance(audio, np.ndarray) else audio)
+    if embedder is None:
+        from ensemble.instrument import Instrument
+
+        embedder = Instrument.from_pretrained(index.config.embedder)
+    check_embedder(index.config, embedder)
+    query = analyse_query(signal, index.config, embedder)
+    chains = beam_search(
+        index,
+        query,
+        hops=hops,
+        top_k=top_k,
+        weights=weights,
+        candidates=candidates,
+        exclude=exclude,
+    )
+    notes = list(query.notes)
+    if chains and len(chains[0].hops) < hops:
+        notes.append(
+            f"Only {len(chains[0].hops)} of {hops} hops fit: the index has no more material "
+            "that does not overlap the chain."
+        )
+    if len(chains) < top_k:
+        notes.append(f"Only {len(chains)} continuation(s) found (asked for {top_k}).")
+    if instruments and ensemble is None:
+        from ensemble.perform import Ensemble
+
+        ensemble = Ensemble.from_pretrained()
+    results = []
+    for rank, chain in enumerate(chains, start=1):
+        segments = _segments(index, chain)
+        sound = None
+        if render:
+            sound = _render_raw(index, signal, chain)
+            if instruments:
+                sound = perform(sound, ensemble, instruments, leader)  # type: ignore[arg-type]
+        results.append(
+            Continuation(
+                rank=rank,
+                chunk_ids=[s.chunk_id for s in segments],
+                segments=segments,
+                relevance=_mean(s.relevance for s in segments),
+                coherence=_mean(s.coherence for s in segments),
+                composite=_mean(s.composite for s in segments),
+                parts={k: _mean(s.parts[k] for s in segments) for k in scoring.PART_NAMES},
+                audio=sound,
+                notes=notes,
+            )
+        )
+    return results
+
+
+def write_continuations(
+    out: str | Path,
+    continuations: list[Continuation],
+    *,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``out/ranking.json`` and one ``continuation_NN.wav`` per continuation with audio."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for item in continuations:
+        name = None
+        if item.audio is not None:
+            name = f"continuation_{item.rank:02d}.wav"
+            write_audio(folder / name, item.audio)
+        records.append(item.to_json(name))
+    notes = continuations[0].notes if continuations else []
+    ranking = {**(meta or {}), "notes": notes, "candidates": records}
+    path = folder / "ranking.json"
+    path.write_text(json.dumps(ranking, indent=2) + "\n")
+    return path

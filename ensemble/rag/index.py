@@ -1,0 +1,197 @@
+"""A RAG index opened for queries: chunk table, style vectors and the stage-1 vector index.
+
+Stage 1 is FAISS: exact inner product (IndexFlatIP) up to FLAT_MAX chunks, where a scan still
+costs a few ms; above that an inverted file (IndexIVFFlat, ~4·sqrt(N) lists, NPROBE probed) whose
+query cost grows ~sqrt(N). bench/rag.py measures both against numpy brute force at 10^4..10^6.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ensemble.config import FRAME_RATE, SAMPLE_RATE
+from ensemble.errors import IndexMismatchError
+from ensemble.rag.chunks import FEATURE_VERSION, FeatureConfig, Seams
+from ensemble.rag.store import (
+    CONFIG_FILE,
+    FILES_FILE,
+    FORMAT_VERSION,
+    VECTORS_FILE,
+    FileRecord,
+    live_version,
+    read_json,
+)
+
+if TYPE_CHECKING:
+    import faiss
+
+FLAT_MAX = 50_000
+NPROBE = 24
+TRAIN_PER_LIST = 40  # k-means training points per inverted list (FAISS warns below 39)
+
+
+def ivf_lists(n: int) -> int:
+    """Inverted lists for ``n`` vectors: a power of two near 4·sqrt(n)."""
+    return int(2 ** round(math.log2(4 * math.sqrt(n))))
+
+
+def build_vector_index(vectors: np.ndarray, seed: int = 0) -> faiss.Index:
+    """Stage-1 index over (N, d) unit float32 vectors (inner product = cosine)."""
+    import faiss
+
+    n, d = vectors.shape
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    if n <= FLAT_MAX:
+        index = faiss.IndexFlatIP(d)
+    else:
+        nlist = ivf_lists(n)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = rng.choice(n, min(n, TRAIN_PER_LIST * nlist), replace=False)
+        index.train(vectors[np.sort(sample)])
+        index.nprobe = NPROBE
+    index.add(vectors)
+    return index
+
+
+@dataclass
+class ContextStore:
+    """Style vectors of all parts, memory-mapped; rows are global across parts."""
+
+    parts: list[np.ndarray]  # each (P_i, S, d) float16
+    offsets: np.ndarray  # (len(parts) + 1,) first global row of each part
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), S, d) float32 style vectors of global context rows."""
+        rows = np.asarray(rows, np.int64)
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = None
+        for p in np.unique(part):
+            mask = part == p
+            block = self.parts[p][rows[mask] - self.offsets[p]].astype(np.float32)
+            if out is None:
+                out = np.empty((len(rows), *block.shape[1:]), np.float32)
+            out[mask] = block
+        return out if out is not None else np.zeros((0, 0, 0), np.float32)
+
+
+class RagIndex:
+    """An opened index (see `open_index`). Chunk rows are 0..len-1 in build order."""
+
+    def __init__(self, root: Path, version: Path) -> None:
+        self.root = root
+        self.version = version
+        meta = read_json(version / CONFIG_FILE)
+        if meta.get("format") != FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"The index at '{root}' has format {meta.get('format')!r}; this Ensemble reads "
+                f"format {FORMAT_VERSION}. Rebuild it with `python -m ensemble index build`."
+            )
+        self.config = FeatureConfig.from_json(meta["features"])
+        self.meta = meta
+        self.files = [FileRecord(**r) for r in read_json(version / FILES_FILE)]
+        tables, contexts, offsets = [], [], [0]
+        for name in meta["parts"]:
+            with np.load(version / name / "chunks.npz") as data:
+                tables.append({k: data[k] for k in data.files})
+            contexts.append(np.load(version / name / "context.npy", mmap_mode="r"))
+            offsets.append(offsets[-1] + len(contexts[-1]))
+        self.context = ContextStore(contexts, np.asarray(offsets))
+        cat = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]} if tables else {}
+        # Context rows in parts are part-local; shift them to global rows.
+        shift = np.concatenate(
+            [np.full(len(t["start_s"]), o) for t, o in zip(tables, offsets, strict=False)]
+            or [np.zeros(0, np.int64)]
+        )
+        self.file_of = cat.get("file_index", np.zeros(0, np.int32))
+        self.start_s = cat.get("start_s", np.zeros(0))
+        self.ctx_start = cat.get("ctx_start", np.zeros(0, np.int64)) + shift
+        self.ctx_end = cat.get("ctx_end", np.zeros(0, np.int64)) + shift
+        self.seams = (
+            Seams(**{k: cat[k] for k in Seams.empty().arrays()}) if tables else Seams.empty()
+        )
+        self._vectors = None
+
+    def __len__(self) -> int:
+        return len(self.start_s)
+
+    @property
+    def vectors(self) -> faiss.Index:
+        """The stage-1 FAISS index, read on first use."""
+        if self._vectors is None:
+            import faiss
+
+            self._vectors = faiss.read_index(str(self.version / VECTORS_FILE))
+            if hasattr(self._vectors, "nprobe"):
+                self._vectors.nprobe = self.meta.get("nprobe", NPROBE)
+        return self._vectors
+
+    def chunk_id(self, row: int) -> str:
+        """Stable id ``<file name>@<start>s``; unchanged by later --add."""
+        return f"{self.files[self.file_of[row]].name}@{self.start_s[row]:g}s"
+
+    def source(self, row: int) -> str:
+        return self.files[self.file_of[row]].name
+
+    def source_path(self, row: int) -> Path:
+        path = Path(self.files[self.file_of[row]].path)
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 1: (Q, d) unit vectors → (Q, k) similarities and chunk rows (-1 = none)."""
+        k = min(k, len(self))
+        return self.vectors.search(np.ascontiguousarray(vectors, np.float32), k)
+
+
+def _check_constants(config: FeatureConfig, root: Path) -> None:
+    """Refuse an index whose features this code would compute differently."""
+    diffs = [
+        f"{name} {have} vs {want}"
+        for name, have, want in (
+            ("sample_rate", config.sample_rate, SAMPLE_RATE),
+            ("frame_rate", config.frame_rate, FRAME_RATE),
+            ("feature version", config.version, FEATURE_VERSION),
+        )
+        if have != want
+    ]
+    if diffs:
+        raise IndexMismatchError(
+            f"The index at '{root}' was built with another feature configuration "
+            f"({'; '.join(diffs)}, index vs this Ensemble); rebuild it with "
+            "`python -m ensemble index build`."
+        )
+
+
+def open_index(path: str | Path, *, expect: FeatureConfig | None = None) -> RagIndex:
+    """Open the live version of the index at ``path``.
+
+    Args:
+        path: the index folder (``--out`` of `index build`).
+        expect: if given, every feature-config field must match it (e.g. chunk and hop lengths).
+
+    Raises:
+        IndexMismatchError: no index there, corrupt, or built with another feature config.
+    """
+    root = Path(path)
+    version = live_version(root) if root.is_dir() else None
+    if version is None:
+        raise IndexMismatchError(
+            f"No RAG index at '{root}'; build one with `python -m ensemble index build SOURCE "
+            f"--out {root}`."
+        )
+    index = RagIndex(root, version)
+    _check_constants(index.config, root)
+    if expect is not None:
+        diffs = index.config.differences(expect)
+        if diffs:
+            raise IndexMismatchError(
+                f"The index at '{root}' was built with another feature configuration "
+                f"({'; '.join(diffs)}, index vs requested); query it with its own settings or "
+                "rebuild it."
+            )
+    return index

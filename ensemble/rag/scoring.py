@@ -1,0 +1,168 @@
+"""Pure scoring functions: style relevance, seam coherence and their weighted composite.
+
+All functions are vectorised over candidates (leading axis C) and have no side effects, so the
+ranker, the multi-hop beam search, the benchmarks and `ratings fit` all score the same way.
+
+Part names are a public contract: `ratings fit` writes ``{"weights": {name: value}}`` with exactly
+these keys (see `PART_NAMES`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ensemble.errors import EnsembleError
+
+RELEVANCE = "relevance"
+COHERENCE_PARTS = ("pitch_coherence", "chroma_coherence", "loudness_coherence")
+PART_NAMES = (RELEVANCE, *COHERENCE_PARTS)
+
+# Relevance leads: it is what identifies a musically fitting continuation (bench/rag.py measures
+# recall with these weights); the seam parts break ties between stylistically similar chunks.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    RELEVANCE: 1.0,
+    "pitch_coherence": 0.15,
+    "chroma_coherence": 0.15,
+    "loudness_coherence": 0.1,
+}
+
+SCALE_TEMPERATURE = 0.05  # softmax over per-scale cosines: ~max when scales disagree by > 0.1
+PITCH_SIGMA_CENTS = 150.0  # a whole-tone seam jump scores ~0.5, a semitone ~0.8
+OCTAVE_PENALTY = 0.8  # an octave jump is musical but less smooth than a unison
+UNVOICED_PITCH_SCORE = 0.5  # voiced↔unvoiced seam: pitch tells nothing either way
+LOUDNESS_SCALE_DB = 8.0  # exp(-|jump| / 8 dB): 3 dB ~ 0.69, 10 dB ~ 0.29
+
+
+def parse_weights(spec: str | Path | Mapping[str, float] | None) -> dict[str, float]:
+    """Composite weights from a mapping, a JSON file ``{"weights": {...}}`` or ``"k=v,k=v"``.
+
+    Names not given keep their default; unknown names are refused so a typo cannot silently
+    zero a part.
+    """
+    if spec is None:
+        return dict(DEFAULT_WEIGHTS)
+    if isinstance(spec, Mapping):
+        given = dict(spec)
+    elif Path(spec).suffix == ".json" or Path(spec).is_file():
+        given = _read_weights_file(Path(spec))
+    else:
+        given = _parse_pairs(str(spec))
+    unknown = sorted(set(given) - set(PART_NAMES))
+    if unknown:
+        raise EnsembleError(
+            f"Unknown score weight name(s) {', '.join(unknown)}; use {', '.join(PART_NAMES)}."
+        )
+    weights = dict(DEFAULT_WEIGHTS)
+    for name, value in given.items():
+        try:
+            weights[name] = float(value)
+        except (TypeError, ValueError) as exc:
+            raise EnsembleError(f"Weight '{name}' must be a number, not {value!r}.") from exc
+        if not np.isfinite(weights[name]):
+            raise EnsembleError(f"Weight '{name}' must be finite, not {value!r}.")
+    return weights
+
+
+def _read_weights_file(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise EnsembleError(f"Weights file '{path}' does not exist.") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EnsembleError(f"Weights file '{path}' is not valid JSON ({exc}).") from exc
+    weights = data.get("weights") if isinstance(data, dict) else None
+    if not isinstance(weights, dict):
+        raise EnsembleError(
+            f"Weights file '{path}' has no \"weights\" object; expected "
+            '{"weights": {"relevance": 1.0, ...}} as written by `ensemble ratings fit`.'
+        )
+    return weights
+
+
+def _parse_pairs(text: str) -> dict[str, float]:
+    pairs: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise EnsembleError(
+                f"Cannot read weights '{text}': give a JSON file or name=value pairs such as "
+                "relevance=1,pitch_coherence=0.2."
+            )
+        pairs[name.strip()] = value.strip()  # type: ignore[assignment]  # converted by caller
+    return pairs
+
+
+def relevance(query: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Style relevance, adaptive across lookback scales.
+
+    Args:
+        query: (S, d) unit style vectors of the query context, one per lookback scale.
+        candidates: (C, S, d) unit style vectors of each candidate's preceding context.
+
+    Returns:
+        relevance (C,) in [-1, 1]: softmax-weighted mean of the per-scale cosines, so the scale
+        at which the contexts agree best dominates (phrases repeat at different lengths);
+        per_scale (C, S) cosines.
+    """
+    per_scale = np.einsum("sd,csd->cs", query.astype(np.float32), candidates.astype(np.float32))
+    logits = per_scale / SCALE_TEMPERATURE
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return (weights * per_scale).sum(axis=1), per_scale
+
+
+def pitch_coherence(f0_end: float, f0_start: np.ndarray) -> np.ndarray:
+    """Seam pitch smoothness (C,) in [0, 1] from the cents jump, octave-tolerant.
+
+    Args:
+        f0_end: pitch (Hz) at the end of the previous material; <= 0 means unvoiced.
+        f0_start: (C,) pitch (Hz) at each candidate's start; <= 0 means unvoiced.
+    """
+    f0_start = np.asarray(f0_start, np.float64)
+    voiced = f0_start > 0
+    if f0_end <= 0:
+        # Silence/noise to silence/noise joins well; to a pitched note it is neutral.
+        return np.where(voiced, UNVOICED_PITCH_SCORE, 1.0)
+    cents = 1200.0 * np.log2(np.where(voiced, f0_start, 1.0) / f0_end)
+    octaves = np.round(cents / 1200.0)
+    folded = cents - 1200.0 * octaves  # distance to the nearest octave of the previous pitch
+    score = np.exp(-0.5 * (folded / PITCH_SIGMA_CENTS) ** 2) * OCTAVE_PENALTY ** np.abs(octaves)
+    return np.where(voiced, score, UNVOICED_PITCH_SCORE)
+
+
+def chroma_coherence(chroma_end: np.ndarray, chroma_start: np.ndarray) -> np.ndarray:
+    """Key/harmony agreement across the seam (C,) in [0, 1].
+
+    Args:
+        chroma_end: (12,) mean pitch-class profile just before the seam.
+        chroma_start: (C, 12) mean profile at the start of each candidate.
+
+    Returns:
+        Cosine similarity (non-negative profiles give [0, 1]); 0.5 when either side is silent.
+    """
+    end_norm = float(np.linalg.norm(chroma_end))
+    start_norm = np.linalg.norm(chroma_start, axis=1)
+    cosine = chroma_start @ chroma_end / np.maximum(start_norm * end_norm, 1e-9)
+    return np.where((start_norm > 1e-6) & (end_norm > 1e-6), cosine, 0.5)
+
+
+def loudness_coherence(db_end: float, db_start: np.ndarray) -> np.ndarray:
+    """Seam loudness smoothness (C,) in (0, 1]: exp(-|dB jump| / LOUDNESS_SCALE_DB)."""
+    return np.exp(-np.abs(np.asarray(db_start, np.float64) - db_end) / LOUDNESS_SCALE_DB)
+
+
+def coherence(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Weighted mean (C,) of the coherence parts (plain mean when their weights sum to 0)."""
+    total = sum(weights[name] for name in COHERENCE_PARTS)
+    if abs(total) < 1e-12:
+        return np.mean([parts[name] for name in COHERENCE_PARTS], axis=0)
+    return sum(weights[name] * parts[name] for name in COHERENCE_PARTS) / total
+
+
+def composite(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Bankable composite score (C,): weighted sum of every part, so hops add up."""
+    return sum(weights[name] * np.asarray(parts[name], np.float64) for name in PART_NAMES)
