@@ -31,7 +31,9 @@ from torch import nn
 
 from ensemble import dsp
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble.controls import hold_unvoiced_pitch
 from ensemble.errors import CheckpointError
+from ensemble.features import hz_to_midi, midi_to_hz
 
 FORMAT_VERSION = 1
 CHECKPOINT_ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -109,6 +111,15 @@ class InstrumentConfig:
             return cls(**data)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"The instrument config is malformed: {exc}.") from exc
+
+
+def default_config(name: str, kind: str) -> InstrumentConfig:
+    """The shipped architecture for a kind: GRU 256 × 3 (pitched) or 8 dilated convs × 128 (drums).
+
+    Drums need no recurrent state (a hit is an onset plus a decay the convs see in full), so a
+    narrower stack is enough and keeps rendering well above real time.
+    """
+    return InstrumentConfig(name=name, kind=kind, hidden_size=256 if kind == "pitched" else 128)
 
 
 def _mlp(n_in: int, width: int, layers: int) -> nn.Sequential:
@@ -269,23 +280,16 @@ def build_decoder(config: InstrumentConfig) -> PitchedDecoder | DrumDecoder:
     return PitchedDecoder(config) if config.kind == "pitched" else DrumDecoder(config)
 
 
-def fill_unvoiced_f0(f0_hz: np.ndarray, voiced: np.ndarray | None = None) -> np.ndarray:
-    """Replace unvoiced frames (f0 <= 0, NaN, or ``~voiced``) by interpolating neighbouring voiced
-    pitch in MIDI space, holding the ends; all-unvoiced input becomes A3 (220 Hz).
-
-    The decoders see a continuous pitch track in training and at inference alike; silence is
-    carried by loudness, not by a jump of f0 to 0 Hz.
-    """
-    f0 = np.asarray(f0_hz, np.float64).copy()
-    ok = np.isfinite(f0) & (f0 > 0)
-    if voiced is not None:
-        ok &= np.asarray(voiced, bool)
-    if not ok.any():
+def fill_unvoiced_f0(f0_hz: np.ndarray) -> np.ndarray:
+    """(T,) f0 where frames without a pitch (<= 0 Hz or NaN) hold the last valid pitch (the first
+    valid one backwards), as `ensemble.controls.hold_unvoiced_pitch` does in performances and in
+    training; an all-unvoiced track becomes A3 (220 Hz). Silence is carried by loudness."""
+    f0 = np.asarray(f0_hz, np.float64)
+    valid = np.isfinite(f0) & (f0 > 0)
+    if not valid.any():
         return np.full(f0.shape, 220.0, np.float32)
-    idx = np.arange(len(f0))
-    midi = 69.0 + 12.0 * np.log2(f0[ok] / 440.0)
-    filled = np.interp(idx, idx[ok], midi)
-    return (440.0 * 2.0 ** ((filled - 69.0) / 12.0)).astype(np.float32)
+    midi = hold_unvoiced_pitch(hz_to_midi(np.where(valid, f0, 0.0)), valid)
+    return midi_to_hz(midi).astype(np.float32)
 
 
 def list_pretrained(root: str | Path | None = None) -> list[str]:
@@ -323,6 +327,20 @@ def _hub_files(
                 "the files are cached."
             ) from exc
     return paths[0], paths[1]
+
+
+def save_checkpoint(directory: str | Path, config: InstrumentConfig, model: nn.Module) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` (each via a temporary file, then renamed, so
+    a run killed mid-write never leaves a half-written checkpoint)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp_weights, tmp_config = out / (WEIGHTS_FILE + ".tmp"), out / (CONFIG_FILE + ".tmp")
+    save_file(state, str(tmp_weights), metadata={"format_version": str(FORMAT_VERSION)})
+    tmp_config.write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    tmp_weights.replace(out / WEIGHTS_FILE)
+    tmp_config.replace(out / CONFIG_FILE)
+    return out
 
 
 class Instrument:
@@ -412,12 +430,7 @@ class Instrument:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created)."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(out / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
-        (out / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        return out
+        return save_checkpoint(directory, self.config, self.model)
 
     def _inputs(
         self, f0_hz: np.ndarray | None, loudness_db: np.ndarray

@@ -1,0 +1,477 @@
+"""`python -m ensemble train instrument`: fit one specialist decoder on one instrument's stems.
+
+Data: the feature cache (`ensemble.data.cache`) is all the trainer reads; no audio files are
+decoded, so the cache folder plus ``splits.json`` can be copied to a GPU machine on its own. All of
+an instrument's training audio is held in memory (on the GPU when training there) as int16 and
+random excerpts are gathered by index arithmetic, so there is no data-loader in the loop.
+
+f0 choice: the decoders are trained on the tracker's f0 (SwiftF0, what inference sees), with the
+MIDI f0 used only where the tracker is unsure (confidence < 0.5) or more than a semitone away from
+a sounding MIDI note (octave errors, the wrong note of a chord). Frames with neither hold the last
+pitch, exactly as `ensemble.controls.hold_unvoiced_pitch` does at performance time.
+
+Optimisation: Adam, learning rate decayed exponentially from ``lr`` to ``lr / 10`` over the run;
+the run length is the smaller of ``steps`` and ``time_limit_min`` (the decay follows whichever
+ends first), so a time-boxed GPU run still anneals. Gradients are clipped at norm 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble.controls import QUANTILE_LEVELS, hold_unvoiced_pitch
+from ensemble.errors import DataError, EnsembleError
+from ensemble.features import VOICED_THRESHOLD, hz_to_midi, midi_to_hz
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "train_state.pt"
+LOG_FILE = "train_log.jsonl"
+ACTIVE_DB = -60.0  # a frame counts as sounding above this A-weighted loudness
+MIN_ACTIVE_FRACTION = 0.3  # excerpts quieter than this are skipped
+
+
+@dataclass
+class Stem:
+    """One stem's arrays on the project grid (T frames, T * HOP_LENGTH samples)."""
+
+    audio: np.ndarray  # (T * hop,) int16
+    f0_hz: np.ndarray  # (T,) training f0 (see `training_f0`), all > 0 for pitched stems
+    loudness_db: np.ndarray  # (T,)
+    voiced: np.ndarray  # (T,) bool, frames with a trusted pitch
+    is_drum: bool = False
+    name: str = ""
+
+
+@dataclass
+class TrainOptions:
+    steps: int = 30_000
+    batch_size: int = 16
+    seconds: float = 2.0  # excerpt length
+    lr: float = 1e-3
+    device: str = "cpu"
+    amp: bool = True  # bf16 autocast for the network on CUDA (the synth always runs in fp32)
+    time_limit_min: float | None = None
+    val_every: int = 500
+    log_every: int = 50
+    val_excerpts: int = 32
+    fft_sizes: tuple[int, ...] = (1024, 512, 256, 128, 64)
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in config.json "training"
+
+
+def training_f0(
+    f0_tracked: np.ndarray, confidence: np.ndarray, f0_midi: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The f0 a decoder trains on, and where it is trusted.
+
+    Args:
+        f0_tracked: (T,) tracker f0 in Hz.
+        confidence: (T,) tracker voicing confidence.
+        f0_midi: (T,) f0 of the sounding MIDI note in Hz (0 where none), or None.
+
+    Returns:
+        f0_hz (T,) float32, every frame > 0 (unvoiced frames hold the last pitch), and voiced (T,).
+    """
+    tracked = np.asarray(f0_tracked, np.float64)
+    use_tracked = (np.asarray(confidence) >= VOICED_THRESHOLD) & (tracked > 0)
+    if f0_midi is None:
+        f0 = np.where(use_tracked, tracked, 0.0)
+        voiced = use_tracked
+    else:
+        midi_f0 = np.asarray(f0_midi, np.float64)
+        sounding = midi_f0 > 0
+        off = np.abs(hz_to_midi(tracked) - hz_to_midi(midi_f0)) > 1.0
+        use_tracked &= ~(sounding & off)
+        voiced = use_tracked | sounding
+        f0 = np.where(use_tracked, tracked, np.where(sounding, midi_f0, 0.0))
+    if not voiced.any():
+        return np.full(len(f0), 220.0, np.float32), voiced
+    return midi_to_hz(hold_unvoiced_pitch(hz_to_midi(f0), voiced)).astype(np.float32), voiced
+
+
+def _stem_from_arrays(stem: Any, is_drum: bool, label: str) -> Stem:
+    loud = np.asarray(stem.loudness_db, np.float32)
+    n_frames = len(loud)
+    audio = np.asarray(stem.audio)
+    if audio.dtype != np.int16:
+        audio = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+    audio = np.pad(audio[: n_frames * HOP_LENGTH], (0, max(0, n_frames * HOP_LENGTH - len(audio))))
+    if is_drum:
+        f0 = np.zeros(n_frames, np.float32)
+        voiced = np.zeros(n_frames, bool)
+    else:
+        f0, voiced = training_f0(stem.f0_tracked, stem.confidence, stem.f0_midi)
+    return Stem(audio, f0, loud, voiced, is_drum, label)
+
+
+def load_stems(root: str | Path, instrument: str, split: str) -> list[Stem]:
+    """All stems of ``instrument`` in ``split`` of a feature cache (reads the cache only)."""
+    from ensemble.data.cache import iter_cached_tracks
+
+    stems = []
+    for track in iter_cached_tracks(Path(root), split):
+        for stem_id, stem in track.stems.items():
+            if stem.instrument == instrument:
+                label = f"{track.track}/{stem_id}"
+                stems.append(_stem_from_arrays(stem, bool(stem.is_drum), label))
+    return stems
+
+
+def dataset_stats(stems: Sequence[Stem], kind: str) -> dict[str, Any]:
+    """Pitch and loudness distribution of the training audio, saved in config.json.
+
+    Loudness quantiles are over sounding frames (voiced ones for pitched instruments, as
+    `ensemble.perform` maps over voiced input frames), at `ensemble.controls.QUANTILE_LEVELS`.
+    """
+    loud = np.concatenate([s.loudness_db for s in stems])
+    sounding = loud > ACTIVE_DB
+    stats: dict[str, Any] = {
+        "quantile_levels": [round(float(q), 4) for q in QUANTILE_LEVELS],
+        "seconds": round(len(loud) / (SAMPLE_RATE / HOP_LENGTH), 1),
+        "n_stems": len(stems),
+    }
+    if kind == "pitched":
+        voiced = np.concatenate([s.voiced for s in stems]) & sounding
+        midi = hz_to_midi(np.concatenate([s.f0_hz for s in stems]))[voiced]
+        if len(midi) == 0:
+            raise DataError("The training stems have no voiced, sounding frames.")
+        stats.update(
+            pitch_midi_mean=round(float(midi.mean()), 3),
+            pitch_midi_std=round(float(midi.std()), 3),
+            pitch_midi_quantiles=[round(float(v), 3) for v in np.quantile(midi, QUANTILE_LEVELS)],
+            voiced_fraction=round(float(voiced.mean()), 4),
+        )
+        sounding = voiced
+    if not sounding.any():
+        raise DataError("The training stems are silent (no frame above -60 dB).")
+    active = loud[sounding]
+    stats.update(
+        loudness_db_mean=round(float(active.mean()), 3),
+        loudness_quantiles=[round(float(v), 3) for v in np.quantile(active, QUANTILE_LEVELS)],
+    )
+    return stats
+
+
+class ExcerptSampler:
+    """Random fixed-length excerpts of a set of stems, gathered on the training device.
+
+    Every frame start whose excerpt lies inside one stem and is sounding on at least
+    MIN_ACTIVE_FRACTION of its frames is a candidate; a batch is a uniform draw of candidates.
+    """
+
+    def __init__(self, stems: Sequence[Stem], n_frames: int, device: str) -> None:
+        import torch
+
+        self.n_frames = n_frames
+        starts, offset = [], 0
+        for stem in stems:
+            t = len(stem.loudness_db)
+            if t >= n_frames:
+                active = np.concatenate([[0], np.cumsum(stem.loudness_db > ACTIVE_DB)])
+                frac = (active[n_frames:] - active[:-n_frames]) / n_frames
+                starts.append(offset + np.flatnonzero(frac >= MIN_ACTIVE_FRACTION))
+            offset += t
+        self.candidates = torch.from_numpy(np.concatenate(starts or [np.zeros(0, np.int64)]))
+        if len(self.candidates) == 0:
+            raise DataError(
+                f"No sounding excerpt of {n_frames / 100:.1f} s in {len(stems)} stem(s); use "
+                "shorter --seconds or check that the stems are not silent."
+            )
+        self.f0 = torch.from_numpy(np.concatenate([s.f0_hz for s in stems])).to(device)
+        self.loudness = torch.from_numpy(np.concatenate([s.loudness_db for s in stems])).to(device)
+        self.audio = torch.from_numpy(np.concatenate([s.audio for s in stems])).to(device)
+        self.device = device
+        self._frame_idx = torch.arange(n_frames, device=device)
+        self._sample_idx = torch.arange(n_frames * HOP_LENGTH, device=device)
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def batch(self, size: int, generator: Any) -> tuple[Any, Any, Any]:
+        """(f0 (B, F), loudness (B, F), audio (B, F * hop) float32) for ``size`` random excerpts."""
+        import torch
+
+        pick = torch.randint(len(self.candidates), (size,), generator=generator)
+        start = self.candidates[pick].to(self.device).unsqueeze(1)
+        frames = start + self._frame_idx
+        samples = start * HOP_LENGTH + self._sample_idx
+        audio = self.audio[samples].float() / 32768.0
+        return self.f0[frames], self.loudness[frames], audio
+
+
+def _lr(options: TrainOptions, step: int, elapsed_s: float) -> tuple[float, float]:
+    """(learning rate, progress in [0, 1]) after ``step`` steps and ``elapsed_s`` seconds."""
+    progress = step / options.steps
+    if options.time_limit_min:
+        progress = max(progress, elapsed_s / (60.0 * options.time_limit_min))
+    progress = min(progress, 1.0)
+    return options.lr * 0.1**progress, progress
+
+
+def _architecture(config: Any) -> dict[str, Any]:
+    return {k: v for k, v in config.to_dict().items() if k not in ("stats", "training")}
+
+
+def _save_state(path: Path, payload: dict[str, Any]) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def fit(
+    train: Sequence[Stem],
+    validation: Sequence[Stem],
+    config: Any,
+    out: str | Path,
+    options: TrainOptions,
+) -> Path:
+    """Train a decoder for ``config`` (an `InstrumentConfig`) and write its checkpoint to ``out``.
+
+    Writes ``model.safetensors`` + ``config.json`` (with dataset stats) at every validation and at
+    the end, ``train_log.jsonl`` and ``train_state.pt`` (model, optimiser and RNG state; tensors
+    and numbers only, read back with ``weights_only=True``) for ``resume``.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from ensemble.dsp import multiscale_spectral_loss
+    from ensemble.instrument import InstrumentConfig, build_decoder, save_checkpoint
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE_FILE
+    if state_path.exists() and not options.resume:
+        raise EnsembleError(
+            f"{out} already holds a training run ({STATE_FILE}); pass --resume to continue it "
+            "or choose another --out."
+        )
+    device = torch.device(options.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EnsembleError("--device cuda was asked for but no CUDA GPU is visible.")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    config.stats = dataset_stats(train, config.kind)
+    n_frames = round(options.seconds * SAMPLE_RATE / HOP_LENGTH)
+    sampler = ExcerptSampler(train, n_frames, options.device)
+    generator = torch.Generator().manual_seed(options.seed)
+    torch.manual_seed(options.seed)
+    model = build_decoder(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+    step, elapsed = 0, 0.0
+    if options.resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        saved = InstrumentConfig.from_dict(json.loads(state["config"]))
+        if _architecture(saved) != _architecture(config):
+            raise EnsembleError(
+                f"The run in {out} used another architecture; resume with the same options."
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed = int(state["step"]), float(state["elapsed_s"])
+        log.info("resumed %s at step %d", out, step)
+
+    val_batch = None
+    if validation:
+        val_sampler = ExcerptSampler(validation, n_frames, options.device)
+        val_gen = torch.Generator().manual_seed(1234)
+        val_batch = val_sampler.batch(min(options.val_excerpts, len(val_sampler)), val_gen)
+    else:
+        log.warning("no validation stems: validation loss is not tracked")
+
+    amp = options.amp and device.type == "cuda"
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def validate() -> float | None:
+        if val_batch is None:
+            return None
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            noise = torch.Generator(device=device).manual_seed(0)
+            pred = model(val_batch[0], val_batch[1], noise)
+            value = float(multiscale_spectral_loss(pred, val_batch[2], options.fft_sizes))
+        model.train()
+        return value
+
+    def checkpoint(val_loss: float | None) -> None:
+        config.training = {
+            "steps": step,
+            "elapsed_s": round(elapsed, 1),
+            "val_loss": val_loss,
+            "parameters": n_params,
+            "options": {
+                k: v for k, v in asdict(options).items() if k not in ("progress", "resume")
+            },
+        }
+        save_checkpoint(out, config, model)
+        _save_state(
+            state_path,
+            {
+                "step": step,
+                "elapsed_s": elapsed,
+                "config": json.dumps(config.to_dict()),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+
+    log_file = (out / LOG_FILE).open("a", encoding="utf-8")
+    bar = tqdm(total=options.steps, initial=step, disable=not options.progress, desc=config.name)
+    model.train()
+    t0, last_log, last_step = time.perf_counter() - elapsed, time.perf_counter(), step
+    val_loss = None
+    try:
+        while step < options.steps:
+            lr, progress = _lr(options, step, elapsed)
+            if progress >= 1.0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            f0, loudness, audio = sampler.batch(options.batch_size, generator)
+            with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+                pred = model(f0, loudness)
+            loss = multiscale_spectral_loss(pred, audio, options.fft_sizes)
+            if not torch.isfinite(loss):
+                raise EnsembleError(
+                    f"Training diverged at step {step} (loss is not finite); lower --lr or resume "
+                    "from the last checkpoint."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+            optimizer.step()
+            step += 1
+            elapsed = time.perf_counter() - t0
+            bar.update(1)
+            if step % options.log_every == 0:
+                now = time.perf_counter()
+                rate = (step - last_step) / max(now - last_log, 1e-9)
+                last_log, last_step = now, step
+                loss_value = float(loss)
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}")
+                record = {"step": step, "loss": loss_value, "lr": lr, "steps_per_s": rate}
+                log_file.write(json.dumps(record | {"elapsed_s": round(elapsed, 1)}) + "\n")
+            if step % options.val_every == 0:
+                val_loss = validate()
+                log_file.write(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
+                log_file.flush()
+                checkpoint(val_loss)
+        val_loss = validate()
+        log_file.write(json.dumps({"step": step, "val_loss": val_loss, "final": True}) + "\n")
+        checkpoint(val_loss)
+    finally:
+        bar.close()
+        log_file.close()
+    log.info(
+        "%s: %d steps in %.0f s, validation loss %s → %s",
+        config.name,
+        step,
+        elapsed,
+        "n/a" if val_loss is None else f"{val_loss:.3f}",
+        out,
+    )
+    return out
+
+
+def train_instrument(
+    data: str | Path,
+    instrument: str,
+    out: str | Path,
+    options: TrainOptions | None = None,
+    hidden_size: int | None = None,
+) -> Path:
+    """Train ``instrument`` from the feature cache under ``data`` and write its checkpoint to
+    ``out``. Several calls can run in parallel processes on one GPU (each holds its own data)."""
+    from ensemble.instrument import default_config
+
+    options = options or TrainOptions()
+    train = load_stems(data, instrument, "train")
+    if not train:
+        raise DataError(
+            f"No '{instrument}' stems in the train split of the cache under {data}; build the "
+            "cache first (`python -m ensemble data cache`) or check the instrument name."
+        )
+    validation = load_stems(data, instrument, "validation")
+    kind = "drums" if train[0].is_drum else "pitched"
+    config = default_config(instrument, kind)
+    if hidden_size is not None:
+        config.hidden_size = hidden_size
+    log.info(
+        "%s (%s): %d train stems (%.0f s), %d validation stems",
+        instrument,
+        kind,
+        len(train),
+        sum(len(s.loudness_db) for s in train) / 100,
+        len(validation),
+    )
+    return fit(train, validation, config, out, options)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "instrument",
+        help="train one specialist instrument decoder from the feature cache",
+        description="Train a DDSP decoder for one instrument on its stems in a feature cache "
+        "(the cache folder with splits.json is all it reads). Resumable; writes "
+        "model.safetensors, config.json, train_log.jsonl and train_state.pt into --out.",
+    )
+    parser.add_argument("--data", required=True, type=Path, help="corpus root holding cache/")
+    parser.add_argument("--instrument", required=True, help="canonical name, e.g. violin, drums")
+    parser.add_argument("--out", type=Path, help="checkpoint folder (default checkpoints/<name>)")
+    parser.add_argument("--steps", type=int, default=TrainOptions.steps)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size)
+    parser.add_argument(
+        "--seconds", type=float, default=TrainOptions.seconds, help="excerpt length"
+    )
+    parser.add_argument("--lr", type=float, default=TrainOptions.lr)
+    parser.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
+    parser.add_argument("--val-every", type=int, default=TrainOptions.val_every)
+    parser.add_argument("--hidden-size", type=int, help="override the decoder width")
+    parser.add_argument("--no-amp", action="store_true", help="keep the network in fp32 on CUDA")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ensemble.instrument import CHECKPOINT_ROOT
+
+    options = TrainOptions(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seconds=args.seconds,
+        lr=args.lr,
+        device=args.device,
+        amp=not args.no_amp,
+        time_limit_min=args.time_limit,
+        val_every=args.val_every,
+        seed=args.seed,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    out = args.out or CHECKPOINT_ROOT / args.instrument
+    train_instrument(args.data, args.instrument, out, options, args.hidden_size)
+    print(f"wrote {out}")
+    return 0
