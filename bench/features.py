@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def violin_phrase(seconds: float) -> np.ndarray:
     return (sum(0.3 / k * np.sin(k * phase) for k in range(1, 8))).astype(np.float32)
 
 
-def best_time(fn, repeats: int) -> float:
+def best_time(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm-up: numba compilation, ONNX session, FFT plans
     times = []
     for _ in range(repeats):

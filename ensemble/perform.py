@@ -196,7 +196,8 @@ class Ensemble:
                 rms=features.rms,
                 chroma=features.chroma,
             )
-            for name, played in self.conductor.conduct(conductor_view, followers).items():
+            played_parts = self.conductor.conduct(conductor_view, followers, messages=messages)
+            for name, played in played_parts.items():
                 parts[name] = self._follower_part(played, self.instrument(name), settings)
         n_samples = n_frames * HOP_LENGTH
         stems: dict[str, np.ndarray] = {}
