@@ -367,7 +367,7 @@ def fit(
                 now = time.perf_counter()
                 rate = (step - last_step) / max(now - last_log, 1e-9)
                 last_log, last_step = now, step
-                loss_value = float(loss)
+                loss_value = loss.item()
                 bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}")
                 record = {"step": step, "loss": loss_value, "lr": lr, "steps_per_s": rate}
                 log_file.write(json.dumps(record | {"elapsed_s": round(elapsed, 1)}) + "\n")
