@@ -7,6 +7,7 @@ drum hit on every beat, so what a trained model must predict is known exactly.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import warnings
@@ -217,16 +218,18 @@ def test_resume_continues_from_the_saved_step(
     trained: tuple[Path, dict[str, float]], tmp_path: Path
 ) -> None:
     out, _ = trained
-    state = torch.load(out / "state.pt", weights_only=True)
-    assert int(state["step"]) == 80
+    assert int(torch.load(out / "state.pt", weights_only=True)["step"]) == 80
+    rng = np.random.default_rng(9)
+    data = [synthetic_track(rng, 300)]
     with pytest.raises(EnsembleError, match="--resume"):
-        fit(
-            [synthetic_track(np.random.default_rng(9), 300)],
-            [],
-            out,
-            model_config=TINY,
-            progress=False,
-        )
+        fit(data, [], out, model_config=TINY, progress=False)
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    more = TrainSettings(steps=85, batch_size=2, val_every=5, log_every=5)
+    fit(data, data, copy, settings=more, resume=True, progress=False)
+    lines = [json.loads(x) for x in (copy / "train_log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["split"] == "train"][-2:] == [80, 85]
+    assert int(torch.load(copy / "state.pt", weights_only=True)["step"]) == 85
 
 
 def test_corrupt_or_mismatched_checkpoint_is_a_checkpoint_error(

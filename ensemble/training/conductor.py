@@ -86,34 +86,46 @@ class TrainSettings:
 
 
 def tracks_from_cache(root: Path, split: str) -> list[ConductorTrack]:
-    """The cached tracks of a split that have a leader and at least one follower."""
+    """The cached tracks of a split that have a leader and at least one follower.
+
+    The cache stores ground-truth f0 in Hz under ``f0_midi``; followers get it as MIDI numbers.
+    Audio is dropped as soon as a track is read: the conductor needs frame features only.
+    """
     from ensemble.data.cache import iter_cached_tracks
 
     tracks = []
     for track in iter_cached_tracks(root, split):
-        leaders = [s for s in track.stems if s.role == "leader"]
-        if not leaders or len(track.stems) < 2:
+        stems = list(track.stems.values())
+        lead = next((s for s in stems if s["role"] == "leader"), None)
+        if lead is None or len(stems) < 2:
             log.warning("track %s has no leader or no follower; skipped", track.track)
             continue
-        lead = leaders[0]
-        tracks.append(
-            ConductorTrack(
-                name=track.track,
-                leader=FeatureFrame(
-                    f0_hz=lead.f0_tracked,
-                    confidence=lead.confidence,
-                    loudness_db=lead.loudness_db,
-                    rms=lead.rms,
-                    chroma=lead.chroma,
-                ),
-                followers=[
-                    FollowerStem(s.instrument, s.is_drum, s.f0_midi, s.loudness_db)
-                    for s in track.stems
-                    if s is not lead
-                ],
-            )
+        n = len(lead["f0_tracked"])
+        leader = FeatureFrame(
+            f0_hz=lead["f0_tracked"],
+            confidence=lead["confidence"],
+            loudness_db=lead["loudness_db"][:n],
+            rms=lead["rms"],
+            chroma=lead["chroma"],
         )
+        followers = [
+            FollowerStem(
+                instrument=s["instrument"],
+                is_drum=bool(s["is_drum"]),
+                midi=_fit(hz_to_midi(s["f0_midi"]), n, 0.0),
+                loudness_db=_fit(s["loudness_db"], n, QUIET_DB),
+            )
+            for s in stems
+            if s is not lead
+        ]
+        tracks.append(ConductorTrack(track.track, leader, followers))
     return tracks
+
+
+def _fit(values: np.ndarray, n: int, fill: float) -> np.ndarray:
+    """(n,) float32: cut or pad a follower array to the leader's frame count."""
+    values = np.asarray(values[:n], np.float32)
+    return np.pad(values, (0, n - len(values)), constant_values=fill)
 
 
 def fit_config(tracks: list[ConductorTrack], model: ModelConfig) -> ConductorConfig:
@@ -462,6 +474,8 @@ def fit(
     else:
         config = fit_config(train, model_config or ModelConfig())
     torch.manual_seed(settings.seed)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # float32 leftovers (loss, norms) on TF32
     model = ConductorNet(config.model, len(config.instruments)).to(dev)
     optimiser = torch.optim.AdamW(
         model.parameters(),
@@ -472,7 +486,7 @@ def fit(
     gen = torch.Generator().manual_seed(settings.seed)
     step, best = 0, math.inf
     if resume and state_path.exists():
-        state = torch.load(state_path, map_location=dev, weights_only=True)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         gen.set_state(state["generator"])
@@ -491,6 +505,7 @@ def fit(
     ):
         model.train()
         tick = began = time.perf_counter()
+        tick_step = step
         out_of_time = False
         while step < settings.steps and not out_of_time:
             for group in optimiser.param_groups:
@@ -512,9 +527,9 @@ def fit(
                     step=step,
                     split="train",
                     lr=_lr_at(step - 1, settings),
-                    steps_per_s=round(settings.log_every / (now - tick), 2),
+                    steps_per_s=round((step - tick_step) / (now - tick), 2),
                 )
-                tick = now
+                tick, tick_step = now, step
                 bar.set_postfix(loss=f"{record['total']:.3f}")
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
@@ -570,6 +585,8 @@ def train_conductor(
     """Train the conductor on the cached corpus at `data` (splits from `data/splits.json`)."""
     if not data.is_dir():
         raise DataError(f"Data folder {data} does not exist; render or download a corpus first.")
+    if steps < 1 or batch_size < 1:
+        raise EnsembleError("--steps and --batch-size must be at least 1.")
     if device == "cuda" and not torch.cuda.is_available():
         raise EnsembleError("--device cuda was asked for but no CUDA GPU is visible; use cpu.")
     train = tracks_from_cache(data, "train")
