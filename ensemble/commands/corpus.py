@@ -11,14 +11,10 @@ from ensemble.corpus import DEFAULT_SOUNDFONT
 from ensemble.errors import DataError
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _at_least_one(value: int | None, option: str) -> None:
+    # checked here rather than by argparse so the CLI answers with one "error: ..." line
+    if value is not None and value < 1:
+        raise DataError(f"{option} must be at least 1 (got {value}).")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,15 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     render.add_argument("--out", type=Path, required=True, help="output folder")
     render.add_argument(
-        "--max-pieces", type=_positive_int, default=None,
-        help="number of tracks (default: all usable pieces, ~900, about an hour on 2 cores)",
+        "--max-pieces", type=int, default=None,
+        help="number of tracks (default: every usable piece, about 860)",
     )  # fmt: skip
     render.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     render.add_argument(
         "--soundfont", type=Path, default=DEFAULT_SOUNDFONT,
         help=f"General MIDI soundfont (default {DEFAULT_SOUNDFONT})",
     )  # fmt: skip
-    render.add_argument("--workers", type=_positive_int, default=2, help="parallel renders")
+    render.add_argument("--workers", type=int, default=2, help="parallel renders")
     render.add_argument(
         "--max-seconds", type=float, default=60.0, help="longest track in seconds (default 60)"
     )
@@ -55,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and chroma for every track of a Slakh-layout or URMP dataset (resumable).",
     )
     cache.add_argument("root", type=Path, help="dataset folder")
-    cache.add_argument("--workers", type=_positive_int, default=2, help="parallel processes")
+    cache.add_argument("--workers", type=int, default=2, help="parallel processes")
     cache.add_argument("--split", choices=("train", "validation", "test"), default=None)
     cache.set_defaults(func=_cache)
 
@@ -63,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _render(args: argparse.Namespace) -> int:
     from ensemble.corpus import render_corpus
 
+    _at_least_one(args.max_pieces, "--max-pieces")
+    _at_least_one(args.workers, "--workers")
     if args.out.exists() and not args.out.is_dir():
         raise DataError(f"--out '{args.out}' is a file; give a folder for the corpus.")
     start = time.perf_counter()
@@ -86,6 +84,7 @@ def _render(args: argparse.Namespace) -> int:
 def _cache(args: argparse.Namespace) -> int:
     from ensemble.data.cache import build_cache
 
+    _at_least_one(args.workers, "--workers")
     start = time.perf_counter()
     report = build_cache(args.root, workers=args.workers, split=args.split)
     print(

@@ -72,22 +72,22 @@ def _corpus_root() -> Path:
     return Path(music21.__file__).parent / "corpus"
 
 
-def _relative(path: Path) -> str:
-    return path.relative_to(_corpus_root()).as_posix()
-
-
 @lru_cache(maxsize=1)
 def available_pieces() -> dict[str, tuple[PieceRef, ...]]:
     """Every usable-looking score per kind, in a stable order (no parsing, only file listing)."""
     root = _corpus_root()
+
+    def relative(path: Path) -> str:
+        return path.relative_to(root).as_posix()
+
     chorales = tuple(
-        PieceRef("chorale", _relative(p)) for p in sorted((root / "bach").glob("*.mxl"))
+        PieceRef("chorale", relative(p)) for p in sorted((root / "bach").glob("*.mxl"))
     )
     quartets = tuple(
-        PieceRef("quartet", _relative(p))
+        PieceRef("quartet", relative(p))
         for composer in QUARTET_COMPOSERS
         for p in sorted((root / composer).rglob("*.mxl"))
-        if not _relative(p).startswith(NOT_QUARTETS)
+        if not relative(p).startswith(NOT_QUARTETS)
     )
     folk: list[PieceRef] = []
     for folder in FOLK_FOLDERS:
@@ -96,7 +96,7 @@ def available_pieces() -> dict[str, tuple[PieceRef, ...]]:
                 continue
             text = path.read_text(encoding="utf-8", errors="replace")
             numbers = [int(m) for m in re.findall(r"^X:\s*(\d+)", text, flags=re.MULTILINE)]
-            folk.extend(PieceRef("folk", _relative(path), n) for n in dict.fromkeys(numbers))
+            folk.extend(PieceRef("folk", relative(path), n) for n in dict.fromkeys(numbers))
     return {"chorale": chorales, "quartet": quartets, "folk": tuple(folk)}
 
 

@@ -58,20 +58,27 @@ def cache_dir_for(root: str | Path, cache_dir: str | Path | None = None) -> Path
 
 
 def stem_arrays(example: StemExample) -> dict[str, np.ndarray]:
-    """The cached arrays of one audio stem (ARRAY_FIELDS)."""
-    from ensemble.features import extract_features
+    """The cached arrays of one audio stem (ARRAY_FIELDS). Drum stems skip the pitch tracker
+    (their f0_tracked and confidence are zeros): it costs most of the time and means nothing."""
+    from ensemble.features import chroma_features, extract_features, rms_envelope
 
     audio = np.asarray(example.audio, np.float32)
-    features = extract_features(audio)
     n = len(example.f0_hz)
+    if example.is_drum:
+        f0_tracked = confidence = np.zeros(n, np.float32)
+        rms, chroma = rms_envelope(audio)[:n], chroma_features(audio)[:, :n]
+    else:
+        features = extract_features(audio)
+        f0_tracked, confidence = features.f0_hz[:n], features.confidence[:n]
+        rms, chroma = features.rms[:n], features.chroma[:, :n]
     return {
         "audio": np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16),
         "f0_midi": example.f0_hz.astype(np.float32),
-        "f0_tracked": features.f0_hz[:n],
-        "confidence": features.confidence[:n],
+        "f0_tracked": f0_tracked,
+        "confidence": confidence,
         "loudness_db": example.loudness_db.astype(np.float32),
-        "rms": features.rms[:n],
-        "chroma": features.chroma[:, :n],
+        "rms": rms,
+        "chroma": chroma,
     }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,10 @@ def pack(
         if decoder_stems:
             decoder[META_KEY] = np.array(json.dumps({**meta, "stems": decoder_stems}))
             np.savez_compressed(out / "decoders" / path.name, **decoder)
+    splits = Path(root) / "splits.json"
+    for part in ("decoders", "conductor"):
+        if splits.is_file():  # the trainers read the split of each track from splits.json
+            shutil.copy(splits, out / part / splits.name)
     size = sum(p.stat().st_size for p in out.rglob("*.npz"))
     return PackReport(out, {k: dict(v) for k, v in used.items()}, size)
 
@@ -113,6 +118,8 @@ def unpack(pack_dir: str | Path, out: str | Path) -> Path:
     for part in ("decoders", "conductor"):
         target = out / part / CACHE_DIR
         target.mkdir(parents=True, exist_ok=True)
+        if (pack_dir / part / "splits.json").is_file():
+            shutil.copy(pack_dir / part / "splits.json", out / part / "splits.json")
         for path in sorted((pack_dir / part).glob("*.npz")):
             arrays: dict[str, np.ndarray] = {}
             with np.load(path, allow_pickle=False) as data:

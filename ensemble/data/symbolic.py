@@ -23,9 +23,9 @@ from ensemble.errors import DataError
 SUFFIXES = (".krn", ".abc", ".mxl", ".musicxml", ".xml")
 DEFAULT_BPM = 100.0
 TAIL_S = 0.5  # silence after the last note, as a rendering would have
-# Velocity -> A-weighted loudness of FluidSynth renderings (ensemble.features scale): measured on
-# the rendered corpus, median loudness of voiced frames rises ~linearly with velocity.
-LOUDNESS_AT_VELOCITY_0 = -52.0
+# Velocity -> A-weighted loudness (ensemble.features scale): a least-squares line through 0.5 M
+# voiced frames of the monophonic stems of a 40-piece render (bench/corpus.py prints the fit).
+LOUDNESS_AT_VELOCITY_0 = -57.3
 LOUDNESS_PER_VELOCITY = 0.25
 SILENCE_DB = -100.0
 
