@@ -20,10 +20,11 @@ from tqdm import tqdm
 
 from ensemble.errors import EnsembleError, IndexMismatchError
 from ensemble.rag.analyse import Analysed, analyse_file, check_embedder, embedder_sha256
-from ensemble.rag.chunks import Embedder, FeatureConfig, FileChunks
+from ensemble.rag.chunks import Embedder, FeatureConfig, FileChunks, style_centre
 from ensemble.rag.index import FLAT_MAX, NPROBE, RagIndex, build_vector_index, ivf_lists, open_index
 from ensemble.rag.sources import SourceFile, find_sources
 from ensemble.rag.store import (
+    CENTRE_FILE,
     CONFIG_FILE,
     CURRENT,
     FILES_FILE,
@@ -63,12 +64,16 @@ class BuildReport:
         return self.audio_seconds / max(self.total_seconds, 1e-9)
 
 
-def _load_embedder(embedder: Embedder | str) -> Embedder:
-    if isinstance(embedder, str):
-        from ensemble.instrument import Instrument
+def _load_embedder(embedder: Embedder | str) -> tuple[Embedder, str]:
+    """The embedder and how the index records it: a checkpoint name, a folder, or the name of an
+    in-memory model (queries then load that name or pass the model)."""
+    if not isinstance(embedder, str):
+        return embedder, embedder.name
+    from ensemble.instrument import Instrument
 
-        return Instrument.from_pretrained(embedder)
-    return embedder
+    folder = Path(embedder)
+    reference = str(folder.resolve()) if folder.is_dir() else embedder
+    return Instrument.from_pretrained(embedder), reference
 
 
 def _analyse_local(
@@ -86,17 +91,25 @@ def _analyse_ray(
 
     started = not ray.is_initialized()
     if started:
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(include_dashboard=False)
-        else:
-            package_root = str(Path(__file__).resolve().parents[2])
-            ray.init(
-                num_cpus=workers,
-                include_dashboard=False,
-                log_to_driver=False,
-                # Workers must import `ensemble` even when the driver found it via sys.path only.
-                runtime_env={"env_vars": {"PYTHONPATH": package_root}},
-            )
+        address = os.environ.get("RAY_ADDRESS")
+        try:
+            if address:
+                ray.init(include_dashboard=False)
+            else:
+                package_root = str(Path(__file__).resolve().parents[2])
+                ray.init(
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    # Workers must import `ensemble` even when the driver found it on sys.path.
+                    runtime_env={"env_vars": {"PYTHONPATH": package_root}},
+                )
+        except Exception as exc:  # Ray raises many types (ConnectionError, RuntimeError, ...)
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise EnsembleError(
+                f"Could not start {where} ({exc.__class__.__name__}: {exc}); check RAY_ADDRESS "
+                "or use --engine local."
+            ) from exc
     try:
         task = ray.remote(num_cpus=1)(analyse_file)
         model = ray.put(embedder)
@@ -140,6 +153,7 @@ def _record(root: Path, item: Analysed, chunks: FileChunks) -> FileRecord:
 def _target_config(
     existing: RagIndex | None,
     embedder: Embedder,
+    reference: str,
     chunk_seconds: float | None,
     hop_seconds: float | None,
 ) -> FeatureConfig:
@@ -148,7 +162,7 @@ def _target_config(
         return FeatureConfig(
             chunk_seconds=chunk_seconds or defaults.chunk_seconds,
             hop_seconds=hop_seconds or defaults.hop_seconds,
-            embedder=embedder.name,
+            embedder=reference,
             embedder_sha256=embedder_sha256(embedder),
         )
     config = existing.config
@@ -208,8 +222,8 @@ def build_index(
     existing = open_index(root) if add else None
     if not add and live_version(root) is not None:
         log.info("Replacing the index at %s (the old one stays live until the new is ready).", root)
-    model = _load_embedder(embedder)
-    config = _target_config(existing, model, chunk_seconds, hop_seconds)
+    model, reference = _load_embedder(embedder)
+    config = _target_config(existing, model, reference, chunk_seconds, hop_seconds)
     sources = find_sources(source)
     records: list[FileRecord] = list(existing.files) if existing else []
     known_paths = {Path(existing.root / r.path).resolve() for r in records} if existing else set()
@@ -221,6 +235,8 @@ def build_index(
     partial = new_version_dir(root)
     parts: list[str] = []
     if existing is not None:
+        if existing.centre is not None:
+            np.save(partial / CENTRE_FILE, existing.centre)
         for name in existing.meta["parts"]:
             link_part(existing.version / name, partial / name)
             parts.append(name)
@@ -229,12 +245,19 @@ def build_index(
     pending_records: list[FileRecord] = []
     audio_seconds, chunks_added, files_added = 0.0, 0, 0
 
+    centre = existing.centre if existing is not None else None
+
     def flush() -> None:
-        nonlocal pending, pending_records
+        nonlocal pending, pending_records, centre
         if not pending:
             return
+        raw = np.concatenate([c.context for c in pending])
+        if centre is None and len(raw):  # the first chunks fix the centre, also for --add
+            centre = style_centre(raw)
+            np.save(partial / CENTRE_FILE, centre)
+        part_centre = centre if centre is not None else np.zeros(raw.shape[-1], np.float32)
         name = f"part-{len(parts):03d}"
-        write_part(partial / name, pending, file_offset=len(records))
+        write_part(partial / name, pending, len(records), part_centre, config)
         parts.append(name)
         records.extend(pending_records)
         pending, pending_records = [], []

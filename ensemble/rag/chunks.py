@@ -6,13 +6,15 @@ Window means come from cumulative sums, so a file with P context positions and S
 costs O(T + P·S) however long the windows are.
 
 Style vectors describe the context *preceding* a position: for each lookback L the window
-``[p - L, p)`` is summarised as
+``[p - L, p)`` is summarised by its mean GRU state (D,), mean chroma (12,) and loudness histogram
+(B,). Each part is centred on the index's mean (so cosines spread over [-1, 1] instead of
+crowding near 1: GRU states of unrelated music share a large common component), unit-normalised,
+weighted and concatenated:
 
-    [ sqrt(w_gru)  · unit(mean GRU hidden state)           (D,)
-      sqrt(w_chroma) · unit(mean chroma)                    (12,)
-      sqrt(w_loud) · unit(histogram of loudness in dB bins) (B,) ] / sqrt(Σw)
+    [ sqrt(w_gru) · unit(gru - c_gru),  sqrt(w_chroma) · unit(chroma - c_chroma),
+      sqrt(w_loud) · unit(hist - c_hist) ] / sqrt(Σw)
 
-so the cosine of two style vectors is the w-weighted mean of the three part cosines.
+so the cosine of two style vectors is the w-weighted mean of the three part correlations.
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ class FeatureConfig:
     hop_seconds: float = 1.0
     lookbacks_s: tuple[float, ...] = (7.0, 7.5, 8.0, 8.5)
     min_context_s: float = 1.0  # chunks with less music before them have no style to match
-    seam_seconds: float = 0.2  # pitch/loudness at a seam: median/mean over this window
-    key_seconds: float = 1.0  # chroma at a seam: mean over this window (a beat or two)
+    seam_seconds: float = 0.2  # pitch at a seam: median over this window
+    key_seconds: float = 1.0  # chroma and level at a seam: mean over this window (a beat or two)
     style_weights: tuple[float, float, float] = (0.6, 0.25, 0.15)  # GRU, chroma, loudness
     loudness_edges_db: tuple[float, ...] = (-70.0, -60.0, -50.0, -40.0, -30.0, -20.0, -10.0)
-    embedder: str = ""
-    embedder_sha256: str = ""
+    embedder: str = ""  # checkpoint name or folder that queries load to embed their input
+    embedder_sha256: str = ""  # its weights' checksum: the embedding's identity
     sample_rate: int = SAMPLE_RATE
     frame_rate: int = FRAME_RATE
     version: int = FEATURE_VERSION
@@ -121,8 +123,8 @@ class Seams:
 
     f0_start: np.ndarray  # (N,) Hz at the chunk start, 0 = unvoiced
     f0_end: np.ndarray  # (N,) Hz at the chunk end
-    db_start: np.ndarray  # (N,) loudness dB at the start
-    db_end: np.ndarray  # (N,)
+    db_start: np.ndarray  # (N,) mean loudness dB over the first key window
+    db_end: np.ndarray  # (N,) over the last key window
     chroma_start: np.ndarray  # (N, 12) mean chroma over the first key window
     chroma_end: np.ndarray  # (N, 12) over the last key window
     chroma_mean: np.ndarray  # (N, 12) over the whole chunk
@@ -155,8 +157,9 @@ class Seams:
 class FileChunks:
     """The chunks of one file: starts, seam features, and style vectors on the hop grid.
 
-    ``context[ctx_start[i]]`` is chunk i's preceding context (S, d) and ``context[ctx_end[i]]``
-    the context at its end (what follows it in a multi-hop chain is matched against that).
+    ``context[ctx_start[i]]`` describes chunk i's preceding context (S, K) and
+    ``context[ctx_end[i]]`` the context at its end (what follows it in a multi-hop chain is
+    matched against that). They become style vectors when the index writes them.
     """
 
     name: str
@@ -164,7 +167,7 @@ class FileChunks:
     start_s: np.ndarray  # (N,) float
     ctx_start: np.ndarray  # (N,) int, rows of `context`
     ctx_end: np.ndarray  # (N,) int
-    context: np.ndarray  # (P, S, d) float32 unit vectors
+    context: np.ndarray  # (P, S, K) float32 raw descriptors (see `context_means`)
     seams: Seams = field(repr=False)
 
 
@@ -199,65 +202,75 @@ def _cumsum(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def style_vectors(
+def context_means(
     hidden: np.ndarray, feats: FeatureFrame, ends: np.ndarray, config: FeatureConfig
 ) -> np.ndarray:
-    """Style vectors of the contexts ending at given frames.
+    """Raw descriptors of the contexts ending at given frames.
 
     Args:
         hidden: (T, D) decoder GRU hidden states of the whole file.
         feats: the file's features (T frames).
-        ends: (P,) frame positions; each context is the lookback window before it.
-        config: lookbacks, part weights, loudness bins.
+        ends: (P,) frame positions; each context is the lookback window before it (clipped at 0).
+        config: lookbacks and loudness bins.
 
     Returns:
-        (P, S, D + 12 + B) float32 unit vectors, S = len(config.lookbacks_s).
+        (P, S, D + 12 + B) float32 window means [GRU state | chroma | loudness histogram].
     """
     n = min(len(hidden), feats.n_frames)
     ends = np.minimum(np.asarray(ends, np.int64), n)
     edges = np.asarray(config.loudness_edges_db)
-    bins = np.searchsorted(edges, feats.loudness_db[:n])
     loud_onehot = np.zeros((n, len(edges) + 1), np.float32)
-    loud_onehot[np.arange(n), bins] = 1.0
-    sums = [_cumsum(hidden[:n]), _cumsum(feats.chroma[:, :n].T), _cumsum(loud_onehot)]
+    loud_onehot[np.arange(n), np.searchsorted(edges, feats.loudness_db[:n])] = 1.0
+    sums = _cumsum(np.concatenate([hidden[:n], feats.chroma[:, :n].T, loud_onehot], axis=1))
+    scales = [_window_means(sums, ends, config.frames(lb)) for lb in config.lookbacks_s]
+    return np.stack(scales, axis=1).astype(np.float32)
+
+
+def style_centre(means: np.ndarray) -> np.ndarray:
+    """(K,) centre of raw descriptors (..., K): their mean over every position and scale."""
+    return means.reshape(-1, means.shape[-1]).mean(axis=0).astype(np.float32)
+
+
+def style_vectors(means: np.ndarray, centre: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Unit style vectors (..., K) from raw descriptors (..., K) and the index's centre (K,)."""
+    n_hist = len(config.loudness_edges_db) + 1
+    k = means.shape[-1]
+    bounds = (0, k - 12 - n_hist, k - n_hist, k)
     scale = np.sqrt(np.asarray(config.style_weights) / sum(config.style_weights))
-    per_scale = []
-    for lookback in config.lookbacks_s:
-        length = config.frames(lookback)
-        parts = [
-            w * _unit(_window_means(c, ends, length)) for w, c in zip(scale, sums, strict=True)
-        ]
-        per_scale.append(_unit(np.concatenate(parts, axis=1)))
-    return np.stack(per_scale, axis=1).astype(np.float32)
+    centred = means - centre
+    parts = [
+        w * _unit(centred[..., lo:hi])
+        for w, lo, hi in zip(scale, bounds[:-1], bounds[1:], strict=True)
+    ]
+    return _unit(np.concatenate(parts, axis=-1)).astype(np.float32)
 
 
-def _seam_pitch(f0: np.ndarray, voiced: np.ndarray) -> float:
-    if len(f0) == 0 or voiced.mean() < VOICED_SHARE:
-        return 0.0
-    return float(np.median(f0[voiced]))
-
-
-def seam_at(feats: FeatureFrame, start: int, stop: int) -> tuple[float, float]:
-    """(f0 Hz or 0, mean loudness dB) over frames ``start:stop``."""
+def seam_pitch(feats: FeatureFrame, start: int, stop: int) -> float:
+    """Median voiced f0 (Hz) over frames ``start:stop``, or 0 when mostly unvoiced."""
     window = feats.slice(max(start, 0), stop)
-    loud = float(window.loudness_db.mean()) if window.n_frames else float("nan")
-    return _seam_pitch(window.f0_hz, window.voiced), loud
+    voiced = window.voiced
+    if window.n_frames == 0 or voiced.mean() < VOICED_SHARE:
+        return 0.0
+    return float(np.median(window.f0_hz[voiced]))
 
 
 def chunk_seams(feats: FeatureFrame, starts: np.ndarray, config: FeatureConfig) -> Seams:
-    """Seam features of chunks starting at frames ``starts`` (each chunk_seconds long)."""
+    """Seam features of chunks starting at frames ``starts`` (each chunk_seconds long).
+
+    Pitch is taken over the short seam window (the note that crosses the seam); level and key
+    over the longer key window, so a fresh onset after a decaying note is not read as a jump.
+    """
     length = config.frames(config.chunk_seconds)
     seam, key = config.frames(config.seam_seconds), config.frames(config.key_seconds)
     chroma_sum = _cumsum(feats.chroma.T)
+    level_sum = _cumsum(feats.loudness_db[:, None])
     rms_sum = _cumsum(feats.rms[:, None])
     ends = starts + length
-    heads = [seam_at(feats, s, s + seam) for s in starts]
-    tails = [seam_at(feats, e - seam, e) for e in ends]
     return Seams(
-        f0_start=np.array([h[0] for h in heads], np.float32),
-        f0_end=np.array([t[0] for t in tails], np.float32),
-        db_start=np.array([h[1] for h in heads], np.float32),
-        db_end=np.array([t[1] for t in tails], np.float32),
+        f0_start=np.array([seam_pitch(feats, s, s + seam) for s in starts], np.float32),
+        f0_end=np.array([seam_pitch(feats, e - seam, e) for e in ends], np.float32),
+        db_start=_window_means(level_sum, starts + key, key)[:, 0].astype(np.float32),
+        db_end=_window_means(level_sum, ends, key)[:, 0].astype(np.float32),
         chroma_start=_window_means(chroma_sum, starts + key, key).astype(np.float32),
         chroma_end=_window_means(chroma_sum, ends, key).astype(np.float32),
         chroma_mean=_window_means(chroma_sum, ends, length).astype(np.float32),
@@ -283,7 +296,7 @@ def chunk_file(
     starts_hop = np.arange(first, max(last + 1, first), dtype=np.int64)  # empty if none fit
     # Context positions: every chunk start and every chunk end on the hop grid.
     positions = np.arange(first, first + len(starts_hop) + k * bool(len(starts_hop)))
-    context = style_vectors(hidden, feats, positions * hop, config)
+    context = context_means(hidden, feats, positions * hop, config)
     seams = chunk_seams(feats, starts_hop * hop, config)
     return FileChunks(
         name=name,
@@ -296,16 +309,19 @@ def chunk_file(
     )
 
 
-def query_features(feats: FeatureFrame, hidden: np.ndarray, config: FeatureConfig) -> QueryFeatures:
+def query_features(
+    feats: FeatureFrame, hidden: np.ndarray, config: FeatureConfig, centre: np.ndarray
+) -> QueryFeatures:
     """Context and seam features at the end of an input (the point a continuation starts).
 
     An input shorter than the shortest lookback is matched on the context it has; the returned
     notes say so.
     """
     n = min(feats.n_frames, len(hidden))
-    context = style_vectors(hidden, feats, np.array([n]), config)[0]
+    context = style_vectors(context_means(hidden, feats, np.array([n]), config)[0], centre, config)
     seam, key = config.frames(config.seam_seconds), config.frames(config.key_seconds)
-    f0_end, db_end = seam_at(feats, n - seam, n)
+    f0_end = seam_pitch(feats, n - seam, n)
+    db_end = float(feats.loudness_db[max(n - key, 0) : n].mean())
     chroma_end = feats.chroma[:, max(n - key, 0) : n].mean(axis=1)
     context_s = min(n / config.frame_rate, max(config.lookbacks_s))
     notes = []

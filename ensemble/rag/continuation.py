@@ -160,7 +160,7 @@ def continue_audio(
 
         embedder = Instrument.from_pretrained(index.config.embedder)
     check_embedder(index.config, embedder)
-    query = analyse_query(signal, index.config, embedder)
+    query = analyse_query(signal, index.config, embedder, index.centre)
     chains = beam_search(
         index,
         query,

@@ -18,6 +18,7 @@ from ensemble.config import FRAME_RATE, SAMPLE_RATE
 from ensemble.errors import IndexMismatchError
 from ensemble.rag.chunks import FEATURE_VERSION, FeatureConfig, Seams
 from ensemble.rag.store import (
+    CENTRE_FILE,
     CONFIG_FILE,
     FILES_FILE,
     FORMAT_VERSION,
@@ -115,6 +116,8 @@ class RagIndex:
         self.seams = (
             Seams(**{k: cat[k] for k in Seams.empty().arrays()}) if tables else Seams.empty()
         )
+        centre = version / CENTRE_FILE
+        self.centre = np.load(centre) if centre.is_file() else None  # None: no chunk yet
         self._vectors = None
 
     def __len__(self) -> int:

@@ -4,6 +4,7 @@
       CURRENT                  name of the live version (replaced atomically with os.replace)
       v-000002/
         config.json            feature config, vector-index settings, part list
+        centre.npy             (K,) centre of the raw style descriptors (fixed by the first build)
         files.json             one record per indexed file (global order)
         vectors.faiss          stage-1 vector index over all chunks
         part-000/ part-001/    one per build or --add: chunks.npz (per-chunk arrays),
@@ -26,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from ensemble.errors import IndexMismatchError
-from ensemble.rag.chunks import FileChunks, Seams
+from ensemble.rag.chunks import FeatureConfig, FileChunks, Seams, style_vectors
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
 CONFIG_FILE = "config.json"
 FILES_FILE = "files.json"
 VECTORS_FILE = "vectors.faiss"
+CENTRE_FILE = "centre.npy"
 
 
 @dataclass
@@ -106,15 +108,22 @@ def link_part(src: Path, dst: Path) -> None:
             shutil.copy2(item, dst / item.name)
 
 
-def write_part(path: Path, files: list[FileChunks], file_offset: int) -> None:
+def write_part(
+    path: Path,
+    files: list[FileChunks],
+    file_offset: int,
+    centre: np.ndarray,
+    config: FeatureConfig,
+) -> None:
     """Write the chunks of some (at least one) files as one part.
 
-    ``file`` indices are global (``file_offset`` + position); context rows are local to the part.
+    File indices are global (``file_offset`` + position); context rows are local to the part.
+    Raw context descriptors are stored as style vectors centred on ``centre`` (K,).
     """
     path.mkdir()
     offsets = np.cumsum([0] + [len(f.context) for f in files])[:-1]
     ctx_start = np.concatenate([f.ctx_start + o for f, o in zip(files, offsets, strict=True)])
-    context = np.concatenate([f.context for f in files])
+    context = style_vectors(np.concatenate([f.context for f in files]), centre, config)
     np.savez(
         path / "chunks.npz",
         file_index=np.concatenate(

@@ -1,0 +1,89 @@
+"""`python -m ensemble continue INPUT --index INDEX --out DIR`: Top-K retrieved continuations."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "continue",
+        help="extend an audio file with the best-fitting chunks of a RAG index",
+        description="Ranks indexed chunks by style relevance (decoder-GRU context over 7-8.5 s "
+        "lookbacks) and seam coherence (pitch, key, loudness), then writes DIR/ranking.json and "
+        "one continuation_NN.wav per candidate: the input's last seconds, a crossfaded seam and "
+        "the retrieved audio, rendered through the ensemble when --instruments is given.",
+    )
+    parser.add_argument("input", type=Path, help="audio file to continue (0.5-120 s)")
+    parser.add_argument("--index", type=Path, required=True, help="index folder (index build)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--top-k", type=int, default=10, help="continuations (default 10)")
+    parser.add_argument("--hops", type=int, default=1, help="chunks chained per continuation")
+    parser.add_argument(
+        "--instruments", help="comma-separated instruments to render with (default: raw audio)"
+    )
+    parser.add_argument("--leader", help="instrument that plays the melody")
+    parser.add_argument(
+        "--weights",
+        help="score weights: a JSON file from `ensemble ratings fit` or name=value pairs, e.g. "
+        "relevance=1,pitch_coherence=0.2,chroma_coherence=0.2,loudness_coherence=0.1",
+    )
+    parser.add_argument(
+        "--candidates", type=int, default=200, help="stage-1 candidates reranked exactly"
+    )
+    parser.add_argument("--no-audio", action="store_true", help="write ranking.json only")
+    parser.set_defaults(func=_continue)
+
+
+def _continue(args: argparse.Namespace) -> int:
+    from ensemble.errors import EnsembleError
+    from ensemble.rag import Span, continue_audio, open_index, parse_weights, write_continuations
+    from ensemble.rag.analyse import file_sha256
+
+    counts = {"--top-k": args.top_k, "--hops": args.hops, "--candidates": args.candidates}
+    for flag, value in counts.items():
+        if value < 1:
+            raise EnsembleError(f"{flag} must be at least 1, not {value}.")
+    weights = parse_weights(args.weights)
+    index = open_index(args.index)
+    exclude = []
+    if args.input.is_file():
+        # Querying with an indexed file: its own chunks would be trivially "perfect".
+        digest = file_sha256(args.input)
+        exclude = [Span(r.name, 0.0, r.duration_s) for r in index.files if r.sha256 == digest]
+    names = args.instruments.split(",") if args.instruments else []
+    instruments = [n.strip() for n in names if n.strip()] or None
+    results = continue_audio(
+        args.input,
+        index,
+        top_k=args.top_k,
+        hops=args.hops,
+        weights=weights,
+        candidates=args.candidates,
+        exclude=exclude,
+        instruments=instruments,
+        leader=args.leader,
+        render=not args.no_audio,
+    )
+    path = write_continuations(
+        args.out,
+        results,
+        meta={
+            "input": str(args.input),
+            "index": str(args.index),
+            "hops": args.hops,
+            "instruments": instruments or [],
+            "weights": weights,
+            "excluded": [s.source for s in exclude],
+        },
+    )
+    for note in results[0].notes if results else []:
+        print(f"note: {note}")
+    for item in results:
+        print(
+            f"{item.rank:3d}  {'+'.join(item.chunk_ids):40s}  composite {item.composite:.3f}  "
+            f"relevance {item.relevance:.3f}  coherence {item.coherence:.3f}"
+        )
+    print(f"wrote {path}")
+    return 0

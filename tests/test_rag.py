@@ -1,0 +1,363 @@
+"""Audio RAG end to end on audio the tests synthesise: build, query, render, add, crash, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ensemble.audio import write_audio
+from ensemble.cli import main
+from ensemble.config import SAMPLE_RATE
+from ensemble.errors import AudioInputError, EnsembleError, IndexMismatchError
+from ensemble.instrument import Instrument, InstrumentConfig
+from ensemble.rag import (
+    Span,
+    build_index,
+    continue_audio,
+    open_index,
+    write_continuations,
+)
+from ensemble.rag.render import equal_power_fades, read_segment, stitch
+
+SECONDS = 12.0  # per file: chunks start at 1..8 s with the default 4 s chunk, 1 s hop
+
+
+def melody(seed: int, seconds: float = SECONDS) -> np.ndarray:
+    """A plucked melody in a random major key and register: distinct per seed, music-like."""
+    rng = np.random.default_rng(seed)
+    root = rng.uniform(180.0, 420.0)
+    degrees = np.array([0, 2, 4, 5, 7, 9, 11, 12])
+    notes, total = [], 0
+    while total < seconds * SAMPLE_RATE:
+        n = int(rng.choice([0.25, 0.5, 0.5, 1.0]) * SAMPLE_RATE)
+        f0 = root * 2 ** (rng.choice(degrees) / 12)
+        t = np.arange(n) / SAMPLE_RATE
+        envelope = np.minimum(1.0, t / 0.02) * np.exp(-t * rng.uniform(1.0, 4.0))
+        notes.append(envelope * sum(0.5 / k * np.sin(2 * np.pi * k * f0 * t) for k in (1, 2, 3)))
+        total += n
+    return (0.6 * np.concatenate(notes)[: int(seconds * SAMPLE_RATE)]).astype(np.float32)
+
+
+def untrained(seed: int = 0) -> Instrument:
+    """A small untrained decoder: its GRU is a real (if arbitrary) style embedding."""
+    torch.manual_seed(seed)
+    stats = {"pitch_midi_mean": 67.0, "loudness_quantiles": list(np.linspace(-70, -15, 21))}
+    config = InstrumentConfig(
+        name="violin", hidden_size=32, gru_layers=1, n_harmonics=8, n_noise_bands=16, stats=stats
+    )
+    return Instrument(config)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Instrument:
+    return untrained()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Slakh-layout corpus: three tracks (mix.flac) and splits.json."""
+    root = tmp_path_factory.mktemp("corpus")
+    for i in range(3):
+        write_audio(root / f"Track0000{i + 1}" / "mix.flac", melody(i))
+    splits = {"train": ["Track00001", "Track00002"], "validation": [], "test": ["Track00003"]}
+    (root / "splits.json").write_text(json.dumps(splits))
+    return root
+
+
+@pytest.fixture(scope="module")
+def index_dir(corpus: Path, embedder: Instrument, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("index") / "idx"
+    report = build_index(corpus, out, embedder=embedder, progress=False)
+    assert report.files_added == 3 and report.chunks_added == 24
+    return out
+
+
+def test_build_records_chunks_config_and_files(index_dir: Path) -> None:
+    index = open_index(index_dir)
+    assert len(index) == 24
+    assert [f.name for f in index.files] == ["Track00001", "Track00002", "Track00003"]
+    assert [f.split for f in index.files] == ["train", "train", "test"]
+    assert index.chunk_id(0) == "Track00001@1s"
+    assert index.source_path(0).name == "mix.flac" and index.source_path(0).is_file()
+    config = json.loads((index.version / "config.json").read_text())["features"]
+    assert config["chunk_seconds"] == 4.0 and config["lookbacks_s"] == [7.0, 7.5, 8.0, 8.5]
+    assert config["sample_rate"] == SAMPLE_RATE and len(config["embedder_sha256"]) == 64
+    context = index.context.take(index.ctx_start[:3])
+    assert context.shape[:2] == (3, 4)
+    assert np.linalg.norm(context, axis=-1) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_query_finds_the_true_continuation_and_skips_the_prefix(
+    index_dir: Path, embedder: Instrument
+) -> None:
+    prefix = melody(1)[: 7 * SAMPLE_RATE]  # Track00002 up to 7 s
+    exclude = [Span("Track00002", 0.0, 7.0)]
+    results = continue_audio(prefix, index_dir, top_k=5, embedder=embedder, exclude=exclude)
+    assert [r.rank for r in results] == [1, 2, 3, 4, 5]
+    assert results[0].chunk_ids == ["Track00002@7s"]  # the true next chunk comes first
+    composites = [r.composite for r in results]
+    assert composites == sorted(composites, reverse=True)
+    for r in results:  # nothing overlapping the query's own material
+        segment = r.segments[0]
+        assert not (segment.source == "Track00002" and segment.start_s < 7.0)
+        assert set(r.parts) == {
+            "relevance",
+            "pitch_coherence",
+            "chroma_coherence",
+            "loudness_coherence",
+        }
+        assert r.audio is not None and len(r.audio) == 8 * SAMPLE_RATE  # 4 s tail + 4 s chunk
+    assert results[0].notes == []
+
+
+def test_ranking_json_and_audio_files(
+    index_dir: Path, embedder: Instrument, tmp_path: Path
+) -> None:
+    results = continue_audio(melody(7, 9.0), index_dir, top_k=3, embedder=embedder)
+    path = write_continuations(tmp_path, results, meta={"input": "x"})
+    ranking = json.loads(path.read_text())
+    first = ranking["candidates"][0]
+    for key in ("rank", "chunk_id", "source", "start_s", "relevance", "coherence", "composite"):
+        assert key in first
+    assert set(first["parts"]) == set(first["scores"]) - {"relevance", "coherence", "composite"} | {
+        "relevance"
+    }
+    assert (tmp_path / first["audio"]).is_file()
+    assert len(list(tmp_path.glob("continuation_*.wav"))) == 3
+
+
+def test_short_input_uses_the_context_it_has(index_dir: Path, embedder: Instrument) -> None:
+    results = continue_audio(melody(4, 3.0), index_dir, top_k=2, embedder=embedder, render=False)
+    assert len(results) == 2 and results[0].audio is None
+    assert "shorter than the shortest lookback" in results[0].notes[0]
+    assert "3.0 s" in results[0].notes[0]
+
+
+def test_too_short_input_is_refused(index_dir: Path, embedder: Instrument) -> None:
+    with pytest.raises(AudioInputError, match=r"at least 0\.5 s"):
+        continue_audio(melody(4, 0.3), index_dir, embedder=embedder)
+
+
+def test_another_embedder_is_refused(index_dir: Path) -> None:
+    with pytest.raises(IndexMismatchError, match="embedding model"):
+        continue_audio(melody(4, 9.0), index_dir, embedder=untrained(seed=1))
+
+
+def test_index_from_another_feature_version_is_refused(index_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "idx"
+    shutil.copytree(index_dir, copy)
+    config_path = open_index(copy).version / "config.json"
+    meta = json.loads(config_path.read_text())
+    meta["features"]["version"] = 0
+    config_path.write_text(json.dumps(meta))
+    with pytest.raises(IndexMismatchError, match="another feature configuration"):
+        open_index(copy)
+
+
+def test_add_with_other_chunking_is_refused(
+    index_dir: Path, corpus: Path, embedder: Instrument
+) -> None:
+    with pytest.raises(IndexMismatchError, match="--chunk-seconds 2 differs"):
+        build_index(corpus, index_dir, embedder=embedder, add=True, chunk_seconds=2.0)
+
+
+def test_empty_index_gives_a_clear_message(tmp_path: Path, embedder: Instrument) -> None:
+    write_audio(tmp_path / "src" / "short.wav", melody(5, 3.0))  # shorter than context + chunk
+    report = build_index(tmp_path / "src", tmp_path / "idx", embedder=embedder, progress=False)
+    assert len(report.index) == 0
+    with pytest.raises(IndexMismatchError, match="holds no chunks"):
+        continue_audio(melody(5, 3.0), tmp_path / "idx", embedder=embedder)
+
+
+def test_add_appends_new_files_and_keeps_ids(
+    index_dir: Path, embedder: Instrument, tmp_path: Path
+) -> None:
+    copy = tmp_path / "idx"
+    shutil.copytree(index_dir, copy)
+    before = open_index(copy)
+    old_ids = [before.chunk_id(i) for i in range(len(before))]
+    write_audio(tmp_path / "more" / "new.wav", melody(9))
+    report = build_index(tmp_path / "more", copy, embedder=embedder, add=True, progress=False)
+    after = report.index
+    assert report.files_added == 1 and len(after) == len(before) + 8
+    assert [after.chunk_id(i) for i in range(len(before))] == old_ids
+    assert after.chunk_id(len(before)) == "new@1s"
+    old_part = after.version / "part-000" / "context.npy"
+    assert old_part.stat().st_nlink >= 1  # reused (hard-linked or copied), not recomputed
+    again = build_index(tmp_path / "more", copy, embedder=embedder, add=True, progress=False)
+    assert again.files_added == 0 and "already in the index" in again.skipped[0]
+    hits = continue_audio(  # relevance alone locates the added file's true continuation
+        melody(9)[: 6 * SAMPLE_RATE],
+        copy,
+        top_k=1,
+        weights="pitch_coherence=0,chroma_coherence=0,loudness_coherence=0",
+        embedder=embedder,
+        exclude=[Span("new", 0, 6)],
+        render=False,
+    )
+    assert hits[0].chunk_ids == ["new@6s"]
+
+
+def test_crash_mid_build_leaves_the_old_index_usable(
+    index_dir: Path, embedder: Instrument, tmp_path: Path
+) -> None:
+    copy = tmp_path / "idx"
+    shutil.copytree(index_dir, copy)
+    write_audio(tmp_path / "more" / "new.wav", melody(9))
+
+    def crash(stage: str) -> None:
+        if stage == "vectors":  # parts, files.json and vectors.faiss are already written
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_index(
+            tmp_path / "more", copy, embedder=embedder, add=True, progress=False, on_stage=crash
+        )
+    assert list(copy.glob("v-*.partial"))  # the half-written version is there ...
+    index = open_index(copy)  # ... but the live one is the old, complete one
+    assert len(index) == 24
+    assert continue_audio(melody(3, 9.0), index, top_k=2, embedder=embedder, render=False)
+    build_index(tmp_path / "more", copy, embedder=embedder, add=True, progress=False)
+    assert not list(copy.glob("v-*.partial")) and len(open_index(copy)) == 32
+
+
+def test_multihop_never_reuses_material(index_dir: Path, embedder: Instrument) -> None:
+    prefix = melody(0)[: 6 * SAMPLE_RATE]
+    results = continue_audio(
+        prefix,
+        index_dir,
+        top_k=4,
+        hops=3,
+        embedder=embedder,
+        exclude=[Span("Track00001", 0.0, 6.0)],
+    )
+    assert len(results) == 4
+    for r in results:
+        spans = [(s.source, s.start_s) for s in r.segments]
+        assert len(spans) == 3
+        for i, (src_a, a) in enumerate(spans):
+            assert not (src_a == "Track00001" and a < 6.0)
+            for src_b, b in spans[i + 1 :]:
+                assert src_a != src_b or abs(a - b) >= 4.0  # chunks are 4 s: no overlap
+        assert r.audio is not None and len(r.audio) == (4 + 3 * 4) * SAMPLE_RATE
+    assert len({tuple(r.chunk_ids) for r in results}) == 4
+
+
+def test_rendering_through_the_ensemble(
+    index_dir: Path, embedder: Instrument, tmp_path: Path
+) -> None:
+    from ensemble.perform import Ensemble
+
+    embedder.save(tmp_path / "ckpt" / "violin")
+    ensemble = Ensemble.from_pretrained(tmp_path / "ckpt")
+    results = continue_audio(
+        melody(2, 9.0),
+        index_dir,
+        top_k=1,
+        embedder=embedder,
+        instruments=["violin"],
+        ensemble=ensemble,
+    )
+    audio = results[0].audio
+    assert audio is not None and len(audio) == 8 * SAMPLE_RATE and np.isfinite(audio).all()
+
+
+def test_stitch_is_equal_power_and_keeps_lengths() -> None:
+    fade_out, fade_in = equal_power_fades(64)
+    assert fade_out**2 + fade_in**2 == pytest.approx(np.ones(64), abs=1e-6)
+    head, body = np.ones(100, np.float32), np.full(50, 2.0, np.float32)
+    out = stitch(head, [(np.ones(10, np.float32), body)])
+    assert len(out) == 150 and out[:90].tolist() == [1.0] * 90 and out[100:].tolist() == [2.0] * 50
+
+
+def test_read_segment_pads_outside_the_file(tmp_path: Path) -> None:
+    audio = melody(3, 2.0)
+    write_audio(tmp_path / "a.wav", audio)
+    segment = read_segment(tmp_path / "a.wav", -0.5, 1.0)
+    assert len(segment) == SAMPLE_RATE and np.all(segment[: SAMPLE_RATE // 2] == 0)
+    assert segment[SAMPLE_RATE // 2 :] == pytest.approx(audio[: SAMPLE_RATE // 2], abs=1e-4)
+
+
+def test_cli_build_and_continue(corpus: Path, embedder: Instrument, tmp_path: Path, capsys) -> None:
+    ckpt = embedder.save(tmp_path / "violin")
+    out = tmp_path / "idx"
+    assert (
+        main(["index", "build", str(corpus), "--out", str(out), "--embedder", str(ckpt), "--quiet"])
+        == 0
+    )
+    assert "24 chunks" in capsys.readouterr().out
+    query = corpus / "Track00003" / "mix.flac"  # an indexed file: its own chunks are excluded
+    rc = main(
+        [
+            "continue",
+            str(query),
+            "--index",
+            str(out),
+            "--out",
+            str(tmp_path / "res"),
+            "--top-k",
+            "3",
+            "--weights",
+            "relevance=1,pitch_coherence=0.3",
+        ]
+    )
+    assert rc == 0
+    ranking = json.loads((tmp_path / "res" / "ranking.json").read_text())
+    assert ranking["excluded"] == ["Track00003"] and ranking["weights"]["pitch_coherence"] == 0.3
+    assert all(c["source"] != "Track00003" for c in ranking["candidates"])
+    assert len(ranking["candidates"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["continue", "{audio}", "--index", "{tmp}/none", "--out", "{tmp}/o"], "No RAG index"),
+        (
+            ["index", "build", "{tmp}/nowhere", "--out", "{tmp}/i", "--embedder", "{ckpt}"],
+            "does not exist",
+        ),
+        (["index", "build", "{tmp}", "--out", "{audio}", "--embedder", "{ckpt}"], "is a file"),
+        (
+            [
+                "continue",
+                "{audio}",
+                "--index",
+                "{tmp}/none",
+                "--out",
+                "{tmp}/o",
+                "--weights",
+                "pitch=1",
+            ],
+            "Unknown score weight",
+        ),
+        (
+            ["continue", "{audio}", "--index", "{tmp}/none", "--out", "{tmp}/o", "--top-k", "0"],
+            "--top-k must be at least 1",
+        ),
+        (
+            ["index", "build", "{tmp}", "--out", "{tmp}/i", "--embedder", "nonexistent"],
+            "No instrument checkpoint",
+        ),
+    ],
+)
+def test_cli_errors_are_one_readable_line(
+    argv: list[str], message: str, embedder: Instrument, tmp_path: Path, capsys
+) -> None:
+    write_audio(tmp_path / "in.wav", melody(1, 2.0))
+    ckpt = embedder.save(tmp_path / "violin")
+    args = [a.format(tmp=tmp_path, audio=tmp_path / "in.wav", ckpt=ckpt) for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_build_refuses_a_foreign_folder(tmp_path: Path, corpus: Path, embedder: Instrument) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(EnsembleError, match="not an Ensemble index"):
+        build_index(corpus, tmp_path, embedder=embedder)

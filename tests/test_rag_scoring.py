@@ -1,0 +1,94 @@
+"""Pure score functions of the RAG ranker: known inputs, known answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ensemble.errors import EnsembleError
+from ensemble.rag import scoring
+
+
+def test_pitch_coherence_is_octave_tolerant_and_penalises_jumps() -> None:
+    f0 = np.array([440.0, 880.0, 220.0, 440 * 2 ** (1 / 12), 440 * 2 ** (6 / 12), 0.0])
+    unison, up, down, semitone, tritone, unvoiced = scoring.pitch_coherence(440.0, f0)
+    assert unison == pytest.approx(1.0)
+    assert up == pytest.approx(scoring.OCTAVE_PENALTY) and down == pytest.approx(up)
+    assert unison > semitone > tritone
+    assert semitone == pytest.approx(np.exp(-0.5 * (100 / scoring.PITCH_SIGMA_CENTS) ** 2))
+    assert unvoiced == scoring.UNVOICED_PITCH_SCORE
+
+
+def test_pitch_coherence_from_silence() -> None:
+    scores = scoring.pitch_coherence(0.0, np.array([0.0, 330.0]))
+    assert scores.tolist() == [1.0, scoring.UNVOICED_PITCH_SCORE]
+
+
+def test_chroma_coherence_cosine_and_silence() -> None:
+    c_major = np.zeros(12)
+    c_major[[0, 4, 7]] = 1 / 3
+    f_sharp = np.roll(c_major, 6)
+    scores = scoring.chroma_coherence(c_major, np.stack([c_major, f_sharp, np.zeros(12)]))
+    assert scores == pytest.approx([1.0, 0.0, 0.5])
+
+
+def test_loudness_coherence_decays_with_the_jump() -> None:
+    scores = scoring.loudness_coherence(-20.0, np.array([-20.0, -26.0, -14.0, -40.0]))
+    assert scores[0] == 1.0
+    assert scores[1] == pytest.approx(scores[2])
+    assert scores[2] > scores[3]
+
+
+def test_relevance_follows_the_best_scale() -> None:
+    query = np.eye(4, 8)  # four orthogonal unit vectors, one per scale
+    one_scale = np.stack([query[0], query[2], query[3], query[0]])  # matches only scale 0
+    all_scales = query.copy()
+    rel, per_scale = scoring.relevance(query, np.stack([one_scale, all_scales]))
+    assert per_scale[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert rel[0] > 0.95  # adaptive: one matching scale dominates, not a plain mean (0.25)
+    assert rel[1] == pytest.approx(1.0)
+
+
+def test_composite_is_the_weighted_sum_and_coherence_the_weighted_mean() -> None:
+    parts = {name: np.array([float(i + 1)]) for i, name in enumerate(scoring.PART_NAMES)}
+    weights = {
+        "relevance": 2.0,
+        "pitch_coherence": 1.0,
+        "chroma_coherence": 0.0,
+        "loudness_coherence": 1.0,
+    }
+    assert scoring.composite(parts, weights)[0] == pytest.approx(2 * 1 + 2 + 4)
+    assert scoring.coherence(parts, weights)[0] == pytest.approx((2 + 4) / 2)
+
+
+def test_parse_weights_from_file_pairs_and_mapping(tmp_path) -> None:
+    path = tmp_path / "weights.json"
+    path.write_text(json.dumps({"weights": {"relevance": 0.5, "loudness_coherence": 0.3}}))
+    from_file = scoring.parse_weights(path)
+    assert from_file["relevance"] == 0.5 and from_file["loudness_coherence"] == 0.3
+    assert from_file["pitch_coherence"] == scoring.DEFAULT_WEIGHTS["pitch_coherence"]
+    assert scoring.parse_weights("relevance=2, chroma_coherence=0")["chroma_coherence"] == 0.0
+    assert scoring.parse_weights(None) == scoring.DEFAULT_WEIGHTS
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("relevence=1", "Unknown score weight name"),
+        ("relevance=loud", "must be a number"),
+        ("relevance", "name=value pairs"),
+        ("missing.json", "does not exist"),
+    ],
+)
+def test_parse_weights_refuses_bad_input(spec: str, message: str) -> None:
+    with pytest.raises(EnsembleError, match=message):
+        scoring.parse_weights(spec)
+
+
+def test_weights_file_without_weights_object(tmp_path) -> None:
+    path = tmp_path / "w.json"
+    path.write_text('{"relevance": 1}')
+    with pytest.raises(EnsembleError, match='no "weights" object'):
+        scoring.parse_weights(path)
