@@ -1,0 +1,351 @@
+"""The listening room's handlers, called as the app calls them, on real (untrained, small) models
+and a real index built from synthetic melodies by the library's own build code."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ensemble.audio import write_audio
+from ensemble.conductor import ConductorConfig, ConductorNet, InstrumentInfo, ModelConfig
+from ensemble.config import SAMPLE_RATE
+from ensemble.errors import EnsembleError
+from ensemble.instrument import Instrument, InstrumentConfig
+from ensemble.listening import (
+    APP_MAX_SECONDS,
+    LETTERS,
+    REVEAL_COLUMNS,
+    Room,
+    RoomConfig,
+    RoundOptions,
+    RoundResult,
+    Session,
+    _ranking_from_slots,
+)
+from ensemble.rag import build_index
+from ensemble.training.conductor import _save_model
+
+STATS = {"pitch_midi_mean": 70.0, "loudness_quantiles": list(np.linspace(-70.0, -15.0, 21))}
+LINEUP = ["violin", "cello", "drums"]
+
+
+def melody(seconds: float, root_hz: float, seed: int, note_s: float = 0.4) -> np.ndarray:
+    """A harmonic melody on a major scale with short rests: pitched, voiced, varied."""
+    rng = np.random.default_rng(seed)
+    scale = np.array([0, 2, 4, 5, 7, 9, 11, 12])
+    n_notes = int(np.ceil(seconds / note_s))
+    steps = scale[rng.integers(0, len(scale), n_notes)]
+    per_note = int(note_s * SAMPLE_RATE)
+    f0 = np.repeat(root_hz * 2.0 ** (steps / 12.0), per_note)[: int(seconds * SAMPLE_RATE)]
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    envelope = np.tile(np.minimum(1.0, np.linspace(4.0, 0.0, per_note)), n_notes)[: len(f0)]
+    wave = sum(0.5 / k * np.sin(k * phase) for k in (1, 2, 3, 4))
+    return (0.4 * wave * envelope).astype(np.float32)
+
+
+def make_room_files(root: Path, listen_seconds: float = 0.5) -> RoomConfig:
+    """Small checkpoints (violin, cello, drums, conductor), a 3-file index and an example input.
+
+    Built with the real classes and the real index builder; only the sizes are small so the suite
+    stays fast on two cores.
+    """
+    checkpoints = root / "checkpoints"
+    for name, kind in (("violin", "pitched"), ("cello", "pitched"), ("drums", "drums")):
+        config = InstrumentConfig(
+            name=name, kind=kind, hidden_size=32, gru_layers=1, n_harmonics=8,
+            n_noise_bands=16, stats=dict(STATS),
+        )
+        Instrument(config).save(checkpoints / name)
+    infos = [
+        InstrumentInfo("violin", False, -30.0, 72.0),
+        InstrumentInfo("cello", False, -32.0, 48.0),
+        InstrumentInfo("drums", True, -35.0, 0.0),
+    ]
+    model = ModelConfig(d_model=32, n_heads=2, encoder_layers=1, follower_layers=1, frame_dim=16,
+                        window_frames=256, overlap_frames=64)
+    (checkpoints / "conductor").mkdir()
+    conductor = ConductorConfig(model=model, instruments=infos)
+    _save_model(ConductorNet(model, len(infos)), conductor, checkpoints / "conductor")
+
+    corpus = root / "corpus"
+    for i, root_hz in enumerate((220.0, 261.6, 329.6)):
+        write_audio(corpus / f"tune{i}.wav", melody(12.0, root_hz, seed=i))
+    build_index(corpus, root / "index", embedder=Instrument.from_pretrained(checkpoints / "violin"),
+                progress=False)
+    write_audio(root / "example.wav", melody(6.0, 293.7, seed=7))
+    return RoomConfig(
+        checkpoints=checkpoints,
+        index=root / "index",
+        ratings_db=root / "ratings.sqlite",
+        weights=root / "weights.json",
+        work_dir=root / "work",
+        listen_seconds=listen_seconds,
+    )
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory: pytest.TempPathFactory) -> Room:
+    return Room(make_room_files(tmp_path_factory.mktemp("room")))
+
+
+def example(room: Room) -> Path:
+    return room.config.index.parent / "example.wav"  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def first(room: Room) -> tuple[Session, RoundResult]:
+    """One real round (3 candidates, 3 instruments), shared: rounds cost seconds on 2 cores."""
+    session = Session()
+    progress: list[tuple[float, str]] = []
+    result = room.run_round(session, example(room), RoundOptions(instruments=LINEUP, top_k=3),
+                            lambda f, t: progress.append((f, t)))
+    assert progress[0][0] < progress[-1][0] == 1.0
+    return session, result
+
+
+@pytest.fixture
+def played(first: tuple[Session, RoundResult]) -> Session:
+    """A fresh session holding a copy of the shared round (its own uid: a new judgement)."""
+    session = Session()
+    session.round = replace(copy.deepcopy(first[0].round), uid=uuid.uuid4().hex)
+    return session
+
+
+def listen_all(room: Room, session: Session, seconds: float = 1.0) -> None:
+    for slot in range(len(session.round.shown_order)):  # type: ignore[union-attr]
+        room.listen_start(session, slot, now=100.0)
+        room.listen_stop(session, slot, now=100.0 + seconds)
+
+
+def test_round_returns_performance_and_blind_candidates(
+    room: Room, first: tuple[Session, RoundResult]
+) -> None:
+    session, result = first
+    assert result.mix_path.is_file()
+    assert {p.name for p in result.files} == {"mix.wav", "violin.wav", "cello.wav", "drums.wav"}
+    assert [c.letter for c in result.candidates] == ["A", "B", "C"]
+    current = session.round
+    assert current is not None and sorted(current.shown_order) == [0, 1, 2]
+    assert [c.rank for c in current.candidates] == [1, 2, 3]
+    for shown in result.candidates:
+        # Nothing the listener sees names the model rank or a score.
+        assert shown.audio_path.name == f"candidate-{shown.letter}.wav"
+        assert shown.figure.layout.title.text == f"Candidate {shown.letter}"
+        assert shown.duration_s > 1.0
+    assert not result.gate.ready
+    assert current.settings["weights"] == room.weights
+    assert current.settings["leader"] == "violin"
+
+
+def test_performance_analysis_follows(room: Room, first: tuple[Session, RoundResult]) -> None:
+    session, _ = first
+    analysis = room.analyse_performance(session)
+    assert analysis is not None
+    assert [row[0] for row in analysis.table] == ["input", "mix", *LINEUP]
+    assert analysis.table[4][5] is None  # drums have no melody
+    assert {p.name for p in analysis.files} >= {"mix.wav", "metrics.json"}
+    metrics = json.loads((session.round_folder / "metrics.json").read_text())  # type: ignore[operator]
+    assert set(metrics) == {"input", "mix", *LINEUP}
+    assert room.analyse_performance(session) is None  # measured once per round
+    assert room.analyse_performance(Session()) is None
+
+
+def test_listen_gate_counts_play_time_per_candidate(room: Room, played: Session) -> None:
+    assert not room.gate(played).ready
+    room.listen_start(played, 0, now=10.0)
+    gate = room.listen_stop(played, 0, now=10.3)
+    assert not gate.ready and "A 0.3/0.5 s" in gate.text
+    room.listen_start(played, 0, now=20.0)
+    gate = room.listen_stop(played, 0, now=20.3)
+    assert "A ✓" in gate.text  # 0.6 s over two plays
+    # A "stop" after the "pause" that ended the same play adds nothing.
+    assert room.listen_stop(played, 0, now=99.0).text == gate.text
+    room.listen_start(played, 1, now=30.0)
+    room.listen_stop(played, 1, now=31.0)
+    assert not room.gate(played).ready  # C not heard yet
+    with pytest.raises(EnsembleError, match="Listen to every candidate"):
+        room.submit(played, [1, 2, 3])
+    room.listen_start(played, 2, now=40.0)
+    assert room.listen_stop(played, 2, now=41.0).ready
+    events = room.store.listened_seconds(played.session_id, played.round.fingerprint)  # type: ignore[union-attr]
+    index_a = played.round.shown_order[0]  # type: ignore[union-attr]
+    assert events[played.round.candidates[index_a].chunk_id] == pytest.approx(0.6)  # type: ignore[union-attr]
+
+
+def test_listen_events_without_a_round_are_harmless(room: Room) -> None:
+    assert not room.listen_start(None, 0).ready
+    assert not room.listen_stop(Session(), 3).ready
+
+
+def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> None:
+    listen_all(room, played)
+    current = played.round
+    assert current is not None
+    before = room.store.count()
+    reveal = room.submit(played, [3, 1, 2])
+    stored = room.store.judgements(played.session_id)
+    assert room.store.count() == before + 1 and len(stored) == 1
+    j = stored[0]
+    assert j.ranking == [current.shown_order[1], current.shown_order[2], current.shown_order[0]]
+    assert j.shown_order == current.shown_order
+    assert j.listen_seconds == [1.0, 1.0, 1.0]
+    assert j.input_fingerprint == current.fingerprint
+    assert [c.chunk_id for c in j.candidates] == [c.chunk_id for c in current.candidates]
+    assert {"relevance", "pitch_coherence", "chroma_coherence", "loudness_coherence",
+            "composite"} <= set(j.candidates[0].scores)
+    assert j.instruments == LINEUP
+    assert j.settings["top_k"] == 3 and j.settings["perform"]["auto_adjust"] is True
+    assert j.model_version == room.model_version and j.index_version == room.index_version
+    assert j.app_version == room.app_version
+    assert reveal.judgement_id == j.id and f"#{j.id}" in reveal.text
+    assert [row[0] for row in reveal.rows] == ["A", "B", "C"]
+    assert [row[1] for row in reveal.rows] == [3, 1, 2]
+    assert sorted(row[2] for row in reveal.rows) == [1, 2, 3]
+    assert len(reveal.rows[0]) == len(REVEAL_COLUMNS)
+    # A double click stores nothing new; the round is closed.
+    assert room.submit(played, [3, 1, 2]).judgement_id == j.id
+    assert room.store.count() == before + 1
+    with pytest.raises(EnsembleError, match="already submitted"):
+        room.submit(played, [1, 2, 3])
+    assert "submitted" in room.gate(played).text
+
+
+def test_reveal_names_disagreements(room: Room, played: Session) -> None:
+    listen_all(room, played)
+    current = played.round
+    assert current is not None
+    # Rank exactly against the model: the model's best last, its worst first.
+    model_rank = {slot: current.candidates[i].rank for slot, i in enumerate(current.shown_order)}
+    reveal = room.submit(played, [4 - model_rank[s] for s in range(3)])
+    assert "τ = -1.00" in reveal.text
+    best_slot = next(s for s, r in model_rank.items() if r == 1)
+    assert f"Candidate {LETTERS[best_slot]}: you ranked it 3rd, the score 1st" in reveal.text
+
+
+@pytest.mark.parametrize(
+    ("ranks", "message"),
+    [
+        ([1, 1, 2], r"different rank: rank 1 \(A and B\) given twice, 3 not at all"),
+        ([1, None, 2], "Give Candidate B a rank"),
+        ([1, 2], "Rank all 3 candidates"),
+        ([1, 2, 7], "Ranks go from 1 to 3; check Candidate C"),
+    ],
+)
+def test_bad_rankings_are_explained(ranks: list[int | None], message: str) -> None:
+    with pytest.raises(EnsembleError, match=message):
+        _ranking_from_slots(ranks, [2, 0, 1])
+
+
+def test_ranking_maps_slots_to_candidates() -> None:
+    # Slot ranks [2, 3, 1] over shown order [2, 0, 1]: slot C (candidate 1) is best.
+    assert _ranking_from_slots(["2", "3", "1"], [2, 0, 1]) == [1, 2, 0]
+
+
+def test_submit_without_round(room: Room) -> None:
+    with pytest.raises(EnsembleError, match="nothing to rank"):
+        room.submit(Session(), [1])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.wav", b"", "empty"),
+        ("notes.wav", b"these are not audio samples\n" * 20, "not an audio file"),
+    ],
+)
+def test_bad_uploads_are_readable_and_keep_the_room_usable(
+    room: Room, played: Session, tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    previous = played.round
+    with pytest.raises(EnsembleError, match=message):
+        room.run_round(played, path, RoundOptions(instruments=LINEUP))
+    assert played.round is previous  # the earlier round can still be ranked
+    assert not list((room.work_dir / played.session_id).glob("*"))  # no half-made round left
+
+
+def test_silent_too_long_and_missing_uploads(room: Room, tmp_path: Path) -> None:
+    silent = write_audio(tmp_path / "silent.wav", np.zeros(2 * SAMPLE_RATE, np.float32))
+    with pytest.raises(EnsembleError, match="silent"):
+        room.run_round(Session(), silent, RoundOptions(instruments=LINEUP))
+    long = write_audio(tmp_path / "long.wav", melody(APP_MAX_SECONDS + 2, 220.0, seed=3))
+    with pytest.raises(EnsembleError, match="maximum is 30 s"):
+        room.run_round(Session(), long, RoundOptions(instruments=LINEUP))
+    with pytest.raises(EnsembleError, match="Upload or record"):
+        room.run_round(Session(), None, RoundOptions(instruments=LINEUP))
+
+
+def test_trim_keeps_the_first_30_seconds(room: Room, tmp_path: Path) -> None:
+    long = write_audio(tmp_path / "long.wav", melody(APP_MAX_SECONDS + 2, 220.0, seed=3))
+    session = Session()
+    result = room.run_round(session, long, RoundOptions(instruments=["violin"], top_k=1,
+                                                        trim=True))
+    assert any("first 30 s" in m for m in result.messages)
+    assert session.round is not None
+    assert session.round.settings["input_seconds"] == pytest.approx(APP_MAX_SECONDS, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (RoundOptions(instruments=[]), "Choose at least one instrument"),
+        (RoundOptions(instruments=["drums"]), "pitched instrument to lead"),
+        (RoundOptions(instruments=["violin", "tuba"]), "Unknown instrument"),
+        (RoundOptions(instruments=["violin"], top_k=0), "Top-K must be between"),
+        (RoundOptions(instruments=["violin"], weights={"relevance": 0, "pitch_coherence": 0,
+                                                       "chroma_coherence": 0,
+                                                       "loudness_coherence": 0}),
+         "non-zero"),
+    ],
+)
+def test_bad_choices(room: Room, options: RoundOptions, message: str) -> None:
+    with pytest.raises(EnsembleError, match=message):
+        room.run_round(Session(), example(room), options)
+
+
+def test_leader_choices_skip_drums(room: Room) -> None:
+    assert room.leader_choices(["drums", "cello", "violin"]) == (["cello", "violin"], "cello")
+    assert room.leader_choices(["drums"]) == ([], None)
+
+
+def test_learned_weights_rank_the_candidates(tmp_path: Path, room: Room) -> None:
+    weights = tmp_path / "weights.json"
+    weights.write_text('{"weights": {"relevance": 0.2, "pitch_coherence": 1.0, '
+                       '"chroma_coherence": 0.1, "loudness_coherence": 0.3}}')
+    config = RoomConfig(**{**room.config.__dict__, "weights": weights})
+    learned = Room(config)
+    assert learned.weights["pitch_coherence"] == 1.0
+    assert "learned" in learned.describe()
+    weights.write_text("not json")
+    assert Room(config).weights == room.weights  # unreadable file: defaults, app still starts
+
+
+def test_new_round_and_end_session_remove_old_files(room: Room, tmp_path: Path) -> None:
+    session = Session()
+    short = write_audio(tmp_path / "short.wav", melody(3.0, 330.0, seed=5))
+    room.run_round(session, short, RoundOptions(instruments=["violin"], top_k=1))
+    old = session.round_folder
+    room.run_round(session, short, RoundOptions(instruments=["violin"], top_k=1))
+    assert old is not None and not old.exists()
+    assert session.round_folder is not None and session.round_folder.is_dir()
+    room.end_session(session)
+    assert not session.round_folder.exists()
+
+
+def test_without_an_index_the_performance_still_plays(room: Room) -> None:
+    bare = Room(RoomConfig(**{**room.config.__dict__, "index": room.config.ratings_db.parent
+                              / "no-index"}))
+    assert "No RAG index" in bare.describe()
+    session = Session()
+    result = bare.run_round(session, example(room),
+                            RoundOptions(instruments=["violin"]))
+    assert result.mix_path.is_file() and result.candidates == []
+    assert any(m.startswith("No continuations: No RAG index") for m in result.messages)
+    assert session.round is None and "Perform an input first" in bare.gate(session).text
