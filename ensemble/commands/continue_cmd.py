@@ -15,22 +15,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "one continuation_NN.wav per candidate: the input's last seconds, a crossfaded seam and "
         "the retrieved audio, rendered through the ensemble when --instruments is given.",
     )
-    parser.add_argument("input", type=Path, help="audio file to continue (0.5-120 s)")
-    parser.add_argument("--index", type=Path, required=True, help="index folder (index build)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--top-k", type=int, default=10, help="continuations (default 10)")
-    parser.add_argument("--hops", type=int, default=1, help="chunks chained per continuation")
     parser.add_argument(
-        "--instruments", help="comma-separated instruments to render with (default: raw audio)"
+        "input", type=Path, metavar="INPUT", help="audio file to continue (0.5-120 s)"
     )
-    parser.add_argument("--leader", help="instrument that plays the melody")
+    parser.add_argument(
+        "--index", type=Path, required=True, metavar="INDEX", help="index folder (index build)"
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--top-k", type=int, default=10, metavar="K", help="continuations (default 10)"
+    )
+    parser.add_argument(
+        "--hops", type=int, default=1, metavar="N", help="chunks chained per continuation"
+    )
+    parser.add_argument(
+        "--instruments",
+        metavar="LIST",
+        help="comma-separated instruments to render with (default: raw audio)",
+    )
+    parser.add_argument("--leader", metavar="NAME", help="instrument that plays the melody")
     parser.add_argument(
         "--weights",
+        metavar="FILE|k=v,...",
         help="score weights: a JSON file from `ensemble ratings fit` or name=value pairs, e.g. "
         "relevance=1,pitch_coherence=0.2,chroma_coherence=0.2,loudness_coherence=0.1",
     )
     parser.add_argument(
-        "--candidates", type=int, default=200, help="stage-1 candidates reranked exactly"
+        "--candidates",
+        type=int,
+        default=200,
+        metavar="N",
+        help="stage-1 candidates reranked exactly",
     )
     parser.add_argument("--no-audio", action="store_true", help="write ranking.json only")
     parser.set_defaults(func=_continue)

@@ -31,15 +31,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "files, or one file. The new index replaces INDEX atomically (the old one stays usable "
         "until it is complete).",
     )
-    build.add_argument("source", type=Path, help="corpus folder, audio folder or audio file")
-    build.add_argument("--out", type=Path, required=True, help="index folder")
+    build.add_argument(
+        "source", type=Path, metavar="SOURCE", help="corpus folder, audio folder or audio file"
+    )
+    build.add_argument("--out", type=Path, required=True, metavar="INDEX", help="index folder")
     build.add_argument(
         "--chunk-seconds",
         type=_positive(float),
+        metavar="S",
         help="chunk length (default 4; --add: the index's)",
     )
     build.add_argument(
-        "--hop-seconds", type=_positive(float), help="chunk spacing (default 1; --add: the index's)"
+        "--hop-seconds",
+        type=_positive(float),
+        metavar="H",
+        help="chunk spacing (default 1; --add: the index's)",
     )
     build.add_argument(
         "--engine",
@@ -49,12 +55,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cluster in RAY_ADDRESS)",
     )
     build.add_argument(
-        "--workers", type=_positive(int), help="Ray CPUs / parallel files (default: all cores)"
+        "--workers",
+        type=_positive(int),
+        metavar="N",
+        help="Ray CPUs / parallel files (default: all cores)",
     )
     build.add_argument("--add", action="store_true", help="append new files to an existing index")
     build.add_argument(
         "--embedder",
         default="violin",
+        metavar="NAME",
         help="instrument checkpoint whose decoder GRU gives the style embedding (default violin)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,13 +1,19 @@
 """A RAG index opened for queries: chunk table, style vectors and the stage-1 vector index.
 
 Stage 1 is FAISS: exact inner product (IndexFlatIP) up to FLAT_MAX chunks, where a scan still
-costs a few ms; above that an inverted file (IndexIVFFlat, ~4·sqrt(N) lists, NPROBE probed) whose
-query cost grows ~sqrt(N). bench/rag.py measures both against numpy brute force at 10^4..10^6.
+costs a few ms; above that an inverted file (IndexIVFFlat, ~sqrt(N) lists, NPROBE probed) whose
+query cost grows ~sqrt(N). sqrt(N) rather than FAISS's suggested 4-16·sqrt(N) lists keeps k-means
+training at 10^6 chunks to under a minute on 2 cores (index builds and every --add retrain it);
+HNSW was not chosen because building it over 10^6 vectors takes minutes here (REFERENCE.md: 152 s
+at d = 64; ours have d ≈ 276) and a rebuild follows every --add. bench/rag.py measures latency
+and stage-1 recall against numpy brute force at 10^4..10^6.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,9 +42,23 @@ NPROBE = 24
 TRAIN_PER_LIST = 40  # k-means training points per inverted list (FAISS warns below 39)
 
 
+@contextmanager
+def one_faiss_thread() -> Iterator[None]:
+    """Search one query on one OpenMP thread: a single query has too little work to share, and
+    on a busy 2-core machine OpenMP's waiting threads made a 10^4-chunk flat search 50x slower."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def ivf_lists(n: int) -> int:
-    """Inverted lists for ``n`` vectors: a power of two near 4·sqrt(n)."""
-    return int(2 ** round(math.log2(4 * math.sqrt(n))))
+    """Inverted lists for ``n`` vectors: a power of two near sqrt(n)."""
+    return int(2 ** round(math.log2(math.sqrt(n))))
 
 
 def build_vector_index(vectors: np.ndarray, seed: int = 0) -> faiss.Index:
@@ -148,7 +168,8 @@ class RagIndex:
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Stage 1: (Q, d) unit vectors → (Q, k) similarities and chunk rows (-1 = none)."""
         k = min(k, len(self))
-        return self.vectors.search(np.ascontiguousarray(vectors, np.float32), k)
+        with one_faiss_thread():
+            return self.vectors.search(np.ascontiguousarray(vectors, np.float32), k)
 
 
 def _check_constants(config: FeatureConfig, root: Path) -> None:
