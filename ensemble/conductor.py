@@ -57,7 +57,10 @@ class ModelConfig:
     follower_layers: int = 2
     ff_mult: int = 4
     frame_dim: int = 128  # width of the per-frame (100 Hz) output head
-    dropout: float = 0.1
+    # Rendered corpora are small (the 40-piece render has 32 training tracks): with dropout 0.1
+    # the model memorised them within ~1k steps; 0.3 (+ weight decay 0.05) validated best of
+    # the variants tried, ahead of a smaller 0.7 M-parameter model.
+    dropout: float = 0.3
     window_frames: int = 1280  # 12.8 s per window, 320 tokens
     overlap_frames: int = 256  # long inputs: windows overlap by 2.56 s and are cross-faded
 
@@ -283,25 +286,23 @@ def pick_peaks(prob: np.ndarray, threshold: float = 0.5, min_gap: int = 5) -> np
 def drum_envelope(
     loudness_db: np.ndarray, onsets: np.ndarray, attack_db: float = 12.0
 ) -> np.ndarray:
-    """Shape a predicted drum loudness curve into hits: each onset jumps to the local peak of the
-    prediction and then only decays until the next onset; before the first hit it is quiet.
+    """Sharpen a predicted drum loudness curve (T,) at the predicted onset frames: each onset
+    rises to the local peak of the prediction (at least 20 dB above QUIET_DB + attack_db) and the
+    30 ms before it sit attack_db under that peak; elsewhere the prediction is kept.
 
-    A regression-trained curve is smooth where timing is uncertain; the drum decoder needs sharp
-    attacks at the predicted onsets, and `detect_onsets` on the result finds exactly those.
+    A regression-trained curve is smooth where timing is uncertain; the drum decoder needs clear
+    attacks, and `detect_onsets` on the result finds every predicted onset. (Forcing a pure decay
+    between onsets instead cost ~1 dB loudness L1 on held-out drums for no onset-F1 gain.)
     """
-    pred = np.asarray(loudness_db, np.float32)
-    out = np.full_like(pred, QUIET_DB)
-    bounds = [*onsets.tolist(), len(pred)]
-    for i in range(len(bounds) - 1):
-        start, stop = bounds[i], bounds[i + 1]
-        peak = max(float(pred[start : min(start + 3, stop)].max()), QUIET_DB + attack_db + 20.0)
-        segment = np.minimum.accumulate(np.minimum(pred[start:stop], peak))
-        segment[0] = peak
-        out[start:stop] = segment
-        # Guarantee an audible attack: the 30 ms before a hit sit attack_db under its peak
-        # (pick_peaks keeps hits >= 50 ms apart, so this never cuts the previous attack).
-        lo = max(start - 3, bounds[i - 1] + 1 if i else 0)
-        out[lo:start] = np.minimum(out[lo:start], peak - attack_db)
+    out = np.asarray(loudness_db, np.float32).copy()
+    previous = 0
+    for frame in onsets.tolist():
+        peak = max(float(out[frame : frame + 3].max()), QUIET_DB + attack_db + 20.0)
+        out[frame] = peak
+        # pick_peaks keeps onsets >= 50 ms apart, so the dip never cuts the previous attack.
+        lo = max(frame - 3, previous)
+        out[lo:frame] = np.minimum(out[lo:frame], peak - attack_db)
+        previous = frame + 1
     return out
 
 
@@ -321,8 +322,11 @@ def viterbi_notes(
     """
     f, t, _ = pitch_logp.shape
     eps = 1e-6
+    # Notes are scored relative to the frame's most likely note, so "play or rest" is decided by
+    # the voicing probability alone and an uncertain pitch does not turn a note into a rest.
+    relative = pitch_logp - pitch_logp.max(axis=-1, keepdims=True)
     emit = np.concatenate(
-        [pitch_logp + np.log(voiced_p + eps)[..., None], np.log(1.0 - voiced_p + eps)[..., None]],
+        [relative + np.log(voiced_p + eps)[..., None], np.log(1.0 - voiced_p + eps)[..., None]],
         axis=-1,
     )  # (F, T, 129): state 128 is the rest
     back = np.empty((t, f, N_PITCHES + 1), dtype=np.int16)

@@ -69,13 +69,16 @@ class ConductorTrack:
 class TrainSettings:
     """Optimisation settings (the model's are in ModelConfig)."""
 
-    steps: int = 4000
+    steps: int = 5000
     batch_size: int = 32
     max_followers: int = 6
     lr: float = 1e-3
-    weight_decay: float = 0.01
+    weight_decay: float = 0.05
     warmup_steps: int = 200
     max_transpose: int = 6  # semitones, uniform in [-max_transpose, max_transpose]
+    max_stretch: float = 1.25  # tempo factor, log-uniform in [1 / max_stretch, max_stretch]
+    max_gain_db: float = 6.0  # ensemble gain, uniform in [-max_gain_db, max_gain_db]
+    label_smoothing: float = 0.1  # on the note and pitch-class targets
     val_every: int = 250
     log_every: int = 50
     seed: int = 0
@@ -216,7 +219,7 @@ class WindowSampler:
             rows = []
             for stem in stems:
                 m = np.round(stem.midi[:n]).astype(np.int64)
-                midi = np.where((m > 0) & (m < N_PITCHES) & ~stem.is_drum, m, -1)
+                midi = np.where((m > 0) & (m < N_PITCHES) & (not stem.is_drum), m, -1)
                 fol["midi"].append(np.pad(midi, (0, pad), constant_values=-1))
                 loud = np.maximum(stem.loudness_db[:n], QUIET_DB)
                 fol["loud"].append(np.pad(loud, (0, pad), constant_values=QUIET_DB))
@@ -258,28 +261,38 @@ class WindowSampler:
         self, settings: TrainSettings, gen: torch.Generator
     ) -> dict[str, torch.Tensor]:
         """A training batch: windows drawn in proportion to track length, random followers,
-        random transposition."""
+        random transposition, tempo and gain."""
         b = settings.batch_size
+        log_stretch = math.log(settings.max_stretch)
+        rate = torch.exp((torch.rand(b, generator=gen) * 2.0 - 1.0) * log_stretch)
         spans = (self.lengths - self.window + 1).float()
         tracks = torch.multinomial(spans, b, replacement=True, generator=gen)
-        starts = (torch.rand(b, generator=gen) * spans[tracks]).long()
+        # A window read at `rate` spans rate * window source frames; keep it inside the track.
+        room = (self.lengths[tracks] - (rate * self.window).ceil()).clamp(min=0.0) + 1.0
+        starts = (torch.rand(b, generator=gen) * room).long()
         keys = torch.rand(b, self.rows.shape[1], generator=gen).to(self.device)
         keys = keys.masked_fill(self.rows[tracks.to(self.device)] < 0, 2.0)
         cols = keys.argsort(dim=1)[:, : settings.max_followers]
         shift = torch.randint(
             -settings.max_transpose, settings.max_transpose + 1, (b,), generator=gen
         )
-        return self.batch(tracks, starts, cols, shift)
+        gain = (torch.rand(b, generator=gen) * 2.0 - 1.0) * settings.max_gain_db
+        return self.batch(tracks, starts, cols, shift=shift, rate=rate, gain=gain)
 
     def batch(
         self,
         tracks: torch.Tensor,
         starts: torch.Tensor,
         cols: torch.Tensor | None = None,
+        *,
         shift: torch.Tensor | None = None,
+        rate: torch.Tensor | None = None,
+        gain: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Windows `starts` (B,) of `tracks` (B,) with follower columns `cols` (B, F) (default:
-        all), transposed by `shift` (B,) semitones.
+        all). Optional augmentation, the same for leader and followers: transposition by `shift`
+        (B,) semitones, tempo change by reading frames at `rate` (B,) (nearest frame), and a gain
+        of `gain` (B,) dB on the whole ensemble.
 
         Returns x (B, N_INPUTS, L), inst (B, F), midi (B, F, L) int (-1 unvoiced), loud (B, F, L)
         dB, onset (B, F, L), mask (B, F, L) bool, drum (B, F) bool.
@@ -290,8 +303,13 @@ class WindowSampler:
         if cols is None:
             cols = torch.arange(self.rows.shape[1], device=dev).expand(b, -1)
         shift = torch.zeros(b, device=dev) if shift is None else shift.to(dev).float()
-        span = torch.arange(self.window, device=dev)
-        frames = (self.offsets[tracks] + starts)[:, None] + span  # (B, L)
+        gain = torch.zeros(b, device=dev) if gain is None else gain.to(dev).float()
+        span = torch.arange(self.window, device=dev, dtype=torch.float32)
+        if rate is not None:
+            span = span[None] * rate.to(dev)[:, None]
+        last = (self.lengths.to(dev)[tracks] - 1)[:, None]
+        pos = torch.minimum(starts[:, None] + span.long().expand(b, -1), last)  # (B, L)
+        frames = self.offsets[tracks][:, None] + pos
         midi = self.lead_midi[frames] + shift[:, None]
         pcs = (torch.arange(12, device=dev)[None] - shift[:, None].long()) % 12  # roll chroma
         chroma = self.lead_chroma[:, frames].permute(1, 0, 2)  # (B, 12, L)
@@ -299,23 +317,26 @@ class WindowSampler:
         x = leader_inputs(
             midi,
             self.lead_conf[frames],
-            self.lead_loud[frames],
+            self.lead_loud[frames] + gain[:, None],
             chroma,
-            self.lead_ref[frames[:, 0]],
+            self.lead_ref[frames[:, 0]] + gain,
             self.config.norm,
         )
         rows = self.rows[tracks[:, None], cols]  # (B, F)
         present = rows >= 0
-        fidx = rows.clamp(min=0)[:, :, None] + starts[:, None, None] + span  # (B, F, L)
+        fidx = rows.clamp(min=0)[:, :, None] + pos[:, None, :]  # (B, F, L)
         target = self.fol_midi[fidx]
         voiced = target >= 0
         target = torch.where(voiced, (target + shift[:, None, None].long()).clamp(0, 127), -1)
+        loud = self.fol_loud[fidx]
+        # Silence stays at the floor; audible frames move with the gain.
+        loud = torch.where(loud > QUIET_DB, (loud + gain[:, None, None]).clamp(min=QUIET_DB), loud)
         inst = self.inst[tracks[:, None], cols]
         return {
             "x": x,
             "inst": inst,
             "midi": target,
-            "loud": self.fol_loud[fidx],
+            "loud": loud,
             "onset": self.fol_onset[fidx],
             "mask": self.fol_valid[fidx] & present[:, :, None],
             "drum": self.is_drum[inst],
@@ -335,7 +356,10 @@ class WindowSampler:
 
 
 def conductor_loss(
-    out: torch.Tensor, batch: dict[str, torch.Tensor], norm: Normalisation
+    out: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    norm: Normalisation,
+    label_smoothing: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Per-term losses for raw outputs (B, F, L, N_OUT) (see ConductorNet.forward).
 
@@ -356,10 +380,12 @@ def conductor_loss(
     sel = pitched & voiced
     if sel.any():
         logits, notes = out[..., 1:129][sel], batch["midi"][sel]
-        terms["pitch"] = F.cross_entropy(logits, notes)
+        terms["pitch"] = F.cross_entropy(logits, notes, label_smoothing=label_smoothing)
         # Pitch-class logits: log-sum-exp of each class over its octaves (128 padded to 11x12).
         padded = F.pad(logits, (0, 132 - N_PITCHES), value=-1e4).reshape(-1, 11, 12)
-        terms["pitch_class"] = F.cross_entropy(padded.logsumexp(dim=1), notes % 12)
+        terms["pitch_class"] = F.cross_entropy(
+            padded.logsumexp(dim=1), notes % 12, label_smoothing=label_smoothing
+        )
     else:
         terms["pitch"] = terms["pitch_class"] = out.sum() * 0.0
     if drum.any():
@@ -387,7 +413,13 @@ def evaluate(
     windows: tuple[torch.Tensor, torch.Tensor],
     batch_size: int,
 ) -> dict[str, float]:
-    """Mean validation losses plus loudness L1 (dB) and pitch-class accuracy on voiced frames."""
+    """Mean validation losses, loudness L1 (dB), pitch-class accuracy on voiced frames, and the
+    checkpoint `score` (lower is better): loudness + voicing + onset losses + pitch-class error.
+
+    The score uses the pitch-class error rather than the note cross-entropy because on a small
+    corpus the cross-entropy rises (over-confidence) long before accuracy stops improving, while
+    loudness, voicing and onsets keep improving: selecting on the loss froze them too early.
+    """
     model.eval()
     norm = sampler.config.norm
     sums: dict[str, float] = {}
@@ -414,6 +446,9 @@ def evaluate(
     result = {k: v / max(n_batches, 1) for k, v in sums.items()}
     result["loudness_l1_db"] = l1_db / max(frames, 1.0)
     result["pitch_class_acc"] = correct / max(voiced_total, 1.0)
+    result["score"] = (
+        result["loudness"] + result["voicing"] + result["onset"] + 1.0 - result["pitch_class_acc"]
+    )
     return result
 
 
@@ -454,7 +489,7 @@ def fit(
 ) -> dict[str, float]:
     """Train on `train`, validate on `val`, write the best model to `out`.
 
-    Writes `out/model.safetensors` + `config.json` (best validation loss so far), `state.pt`
+    Writes `out/model.safetensors` + `config.json` (best validation score so far), `state.pt`
     (tensors only: weights, optimiser, step, RNG; for --resume) and `train_log.jsonl`.
     Returns the final validation metrics.
     """
@@ -491,7 +526,7 @@ def fit(
         optimiser.load_state_dict(state["optimiser"])
         gen.set_state(state["generator"])
         step, best = int(state["step"]), float(state["best"])
-        log.info("resuming at step %d (best validation loss %.4f)", step, best)
+        log.info("resuming at step %d (best validation score %.4f)", step, best)
     train_sampler = WindowSampler(train, config, dev)
     val_sampler = WindowSampler(val, config, dev) if val else train_sampler
     val_windows = val_sampler.validation_windows(limit=256)
@@ -513,7 +548,7 @@ def fit(
             batch = train_sampler.random_batch(settings, gen)
             with _autocast(dev):
                 out_raw = model(batch["x"], batch["inst"])
-            terms = conductor_loss(out_raw, batch, config.norm)
+            terms = conductor_loss(out_raw, batch, config.norm, settings.label_smoothing)
             optimiser.zero_grad(set_to_none=True)
             terms["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -537,9 +572,9 @@ def fit(
                 out_of_time = time.perf_counter() - began > 60.0 * settings.max_minutes
             if step % settings.val_every == 0 or step == settings.steps or out_of_time:
                 metrics = evaluate(model, val_sampler, val_windows, settings.batch_size)
-                improved = metrics["total"] < best
+                improved = metrics["score"] < best
                 if improved:
-                    best = metrics["total"]
+                    best = metrics["score"]
                     _save_model(model, config, out)
                 log_file.write(
                     json.dumps(
@@ -564,7 +599,7 @@ def fit(
                     state_path,
                 )
                 bar.write(
-                    f"step {step}: validation loss {metrics['total']:.4f}, loudness L1 "
+                    f"step {step}: validation score {metrics['score']:.4f}, loudness L1 "
                     f"{metrics['loudness_l1_db']:.2f} dB, pitch-class accuracy "
                     f"{metrics['pitch_class_acc']:.1%}"
                 )
@@ -575,7 +610,7 @@ def train_conductor(
     data: Path,
     out: Path,
     *,
-    steps: int = 4000,
+    steps: int = 5000,
     device: str = "cpu",
     resume: bool = False,
     batch_size: int = 32,
@@ -625,7 +660,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, help="corpus root with splits.json and cache/")
     parser.add_argument("--out", default="checkpoints/conductor", help="checkpoint folder")
-    parser.add_argument("--steps", type=int, default=4000, help="optimiser steps (default 4000)")
+    parser.add_argument("--steps", type=int, default=5000, help="optimiser steps (default 5000)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per step")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
