@@ -93,7 +93,7 @@ class FollowerPart:
 
     f0_hz: np.ndarray  # (T,) float32, 0 where unvoiced (always 0 for drums)
     voiced: np.ndarray  # (T,) bool
-    loudness_db: np.ndarray  # (T,) float32; for drums an attack/decay envelope with onsets
+    loudness_db: np.ndarray  # (T,) float32 dB; drums: sharpened attacks at predicted onsets
 
 
 @dataclass
@@ -434,6 +434,8 @@ class Conductor:
         """
         ids = self._resolve(followers)
         n = leader.n_frames
+        if not ids:
+            return {}
         problem = self._unusable(leader)
         if problem is not None:
             note = f"{problem}; the followers rest."
