@@ -179,6 +179,95 @@ def _target_config(
     return config
 
 
+class _VersionWriter:
+    """Writes a new, not yet live, version: reused parts, new parts, files, vectors, config."""
+
+    def __init__(
+        self,
+        root: Path,
+        existing: RagIndex | None,
+        config: FeatureConfig,
+        on_stage: Callable[[str], None] | None,
+    ) -> None:
+        self.root, self.config, self.on_stage = root, config, on_stage
+        self.partial = new_version_dir(root)
+        self.parts: list[str] = []
+        self.records: list[FileRecord] = list(existing.files) if existing else []
+        self.centre = existing.centre if existing else None
+        if existing is not None:
+            if existing.centre is not None:
+                np.save(self.partial / CENTRE_FILE, existing.centre)
+            for name in existing.meta["parts"]:
+                link_part(existing.version / name, self.partial / name)
+                self.parts.append(name)
+        self.pending: list[FileChunks] = []
+        self.pending_records: list[FileRecord] = []
+
+    def _stage(self, name: str) -> None:
+        if self.on_stage:
+            self.on_stage(name)
+
+    def add(self, chunks: FileChunks, record: FileRecord) -> None:
+        self.pending.append(chunks)
+        self.pending_records.append(record)
+        if sum(len(c.start_s) for c in self.pending) >= PART_CHUNKS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        raw = np.concatenate([c.context for c in self.pending])
+        if self.centre is None and len(raw):  # the first chunks fix the centre, also for --add
+            self.centre = style_centre(raw)
+            np.save(self.partial / CENTRE_FILE, self.centre)
+        centre = self.centre if self.centre is not None else np.zeros(raw.shape[-1], np.float32)
+        name = f"part-{len(self.parts):03d}"
+        write_part(self.partial / name, self.pending, len(self.records), centre, self.config)
+        self.parts.append(name)
+        self.records.extend(self.pending_records)
+        self.pending, self.pending_records = [], []
+        self._stage("part")
+
+    def publish(self) -> int:
+        """Finish the version and make it live; returns its number of chunks."""
+        self.flush()
+        write_json(self.partial / FILES_FILE, [r.__dict__ for r in self.records])
+        self._stage("files")
+        vectors = [np.load(self.partial / name / "vectors.npy") for name in self.parts]
+        n = sum(len(v) for v in vectors)
+        if n:  # an empty index has no vector file; opening it works, querying it says it is empty
+            import faiss
+
+            index = build_vector_index(np.concatenate(vectors))
+            faiss.write_index(index, str(self.partial / VECTORS_FILE))
+        self._stage("vectors")
+        meta = {
+            "format": FORMAT_VERSION,
+            "features": self.config.to_json(),
+            "parts": self.parts,
+            "n_files": len(self.records),
+            "n_chunks": n,
+            "vector_index": "flat" if n <= FLAT_MAX else f"ivf{ivf_lists(n)}",
+            "nprobe": NPROBE,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_json(self.partial / CONFIG_FILE, meta)
+        self._stage("config")
+        publish(self.root, self.partial)
+        return n
+
+
+def _check_out_folder(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise EnsembleError(f"--out '{root}' is a file; give a folder for the index.")
+    # Only CURRENT and v-* folders (maybe left by a crashed build) may already be there.
+    ours = (CURRENT, f"{CURRENT}.tmp")
+    if root.is_dir() and any(p.name not in ours and p.name[:2] != "v-" for p in root.iterdir()):
+        raise EnsembleError(
+            f"'{root}' exists and is not an Ensemble index; choose a new or empty folder."
+        )
+
+
 def build_index(
     source: str | Path,
     out: str | Path,
@@ -198,7 +287,8 @@ def build_index(
         source: Slakh-layout corpus, folder of audio files, or one audio file.
         out: index folder; an existing index there is replaced (or extended with ``add``).
         chunk_seconds, hop_seconds: chunking (defaults 4 s / 1 s; with ``add``, the index's own).
-        embedder: the decoder whose GRU states give the style embedding, or its checkpoint name.
+        embedder: the decoder whose GRU states give the style embedding, or its checkpoint name
+            or folder.
         engine: "local" (this process) or "ray" (one task per file).
         workers: Ray CPUs/parallel tasks (default: all cores); ignored by the local engine.
         add: append files not yet in the index instead of rebuilding from scratch.
@@ -211,67 +301,29 @@ def build_index(
     """
     begin = time.perf_counter()
     root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise EnsembleError(f"--out '{root}' is a file; give a folder for the index.")
-    # Only CURRENT and v-* folders (maybe left by a crashed build) may already be there.
-    ours = (CURRENT, f"{CURRENT}.tmp")
-    if root.is_dir() and any(p.name not in ours and p.name[:2] != "v-" for p in root.iterdir()):
-        raise EnsembleError(
-            f"'{root}' exists and is not an Ensemble index; choose a new or empty folder."
-        )
+    _check_out_folder(root)
     existing = open_index(root) if add else None
     if not add and live_version(root) is not None:
         log.info("Replacing the index at %s (the old one stays live until the new is ready).", root)
     model, reference = _load_embedder(embedder)
     config = _target_config(existing, model, reference, chunk_seconds, hop_seconds)
     sources = find_sources(source)
-    records: list[FileRecord] = list(existing.files) if existing else []
-    known_paths = {Path(existing.root / r.path).resolve() for r in records} if existing else set()
-    known_sha = {r.sha256 for r in records}
+    known = existing.files if existing else []
+    known_paths = {(root / r.path).resolve() for r in known}
+    known_sha = {r.sha256 for r in known}
     fresh = [s for s in sources if s.path.resolve() not in known_paths]
     skipped = [f"{s.name}: already in the index" for s in sources if s not in fresh]
-    sources = fresh
 
-    partial = new_version_dir(root)
-    parts: list[str] = []
-    if existing is not None:
-        if existing.centre is not None:
-            np.save(partial / CENTRE_FILE, existing.centre)
-        for name in existing.meta["parts"]:
-            link_part(existing.version / name, partial / name)
-            parts.append(name)
-    taken = {r.name for r in records}
-    pending: list[FileChunks] = []
-    pending_records: list[FileRecord] = []
+    writer = _VersionWriter(root, existing, config, on_stage)
+    taken = {r.name for r in known}
     audio_seconds, chunks_added, files_added = 0.0, 0, 0
-
-    centre = existing.centre if existing is not None else None
-
-    def flush() -> None:
-        nonlocal pending, pending_records, centre
-        if not pending:
-            return
-        raw = np.concatenate([c.context for c in pending])
-        if centre is None and len(raw):  # the first chunks fix the centre, also for --add
-            centre = style_centre(raw)
-            np.save(partial / CENTRE_FILE, centre)
-        part_centre = centre if centre is not None else np.zeros(raw.shape[-1], np.float32)
-        name = f"part-{len(parts):03d}"
-        write_part(partial / name, pending, len(records), part_centre, config)
-        parts.append(name)
-        records.extend(pending_records)
-        pending, pending_records = [], []
-        if on_stage:
-            on_stage("part")
-
-    workers = workers or os.cpu_count() or 1
     analysed: Iterable[Analysed] = (
-        _analyse_ray(sources, config, model, workers)
+        _analyse_ray(fresh, config, model, workers or os.cpu_count() or 1)
         if engine == "ray"
-        else _analyse_local(sources, config, model)
+        else _analyse_local(fresh, config, model)
     )
     started = time.perf_counter()
-    bar = tqdm(total=len(sources), desc="indexing", unit="file", disable=None if progress else True)
+    bar = tqdm(total=len(fresh), desc="indexing", unit="file", disable=None if progress else True)
     for item in analysed:
         bar.update(1)
         if item.chunks is None or item.sha256 in known_sha:
@@ -279,49 +331,16 @@ def build_index(
             continue
         known_sha.add(item.sha256)
         item.chunks.name = _unique_name(item.chunks.name, taken)
-        pending.append(item.chunks)
-        pending_records.append(_record(root, item, item.chunks))
+        writer.add(item.chunks, _record(root, item, item.chunks))
         audio_seconds += item.chunks.duration_s
         chunks_added += len(item.chunks.start_s)
         files_added += 1
         bar.set_postfix(realtime=f"{audio_seconds / (time.perf_counter() - started):.0f}x")
-        if sum(len(c.start_s) for c in pending) >= PART_CHUNKS:
-            flush()
     bar.close()
     analyse_seconds = time.perf_counter() - started
-    flush()
     for message in skipped:
         log.warning("skipped %s", message)
-
-    write_json(partial / FILES_FILE, [r.__dict__ for r in records])
-    if on_stage:
-        on_stage("files")
-    vectors = [np.load(partial / name / "vectors.npy") for name in parts]
-    n = sum(len(v) for v in vectors)
-    if n:  # an empty index has no vector file; opening it works, querying it says it is empty
-        import faiss
-
-        index = build_vector_index(np.concatenate(vectors))
-        faiss.write_index(index, str(partial / VECTORS_FILE))
-    if on_stage:
-        on_stage("vectors")
-    write_json(
-        partial / CONFIG_FILE,
-        {
-            "format": FORMAT_VERSION,
-            "features": config.to_json(),
-            "parts": parts,
-            "n_files": len(records),
-            "n_chunks": n,
-            "vector_index": "flat" if n <= FLAT_MAX else f"ivf{ivf_lists(n)}",
-            "nprobe": NPROBE,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-    )
-    if on_stage:
-        on_stage("config")
-    publish(root, partial)
-    if n == 0:
+    if writer.publish() == 0:
         log.warning("The index at %s holds no chunks: every file was skipped or too short.", root)
     return BuildReport(
         index=open_index(root),
