@@ -96,16 +96,19 @@ def synthesise(midi_path: Path, soundfont: Path, n_samples: int) -> np.ndarray:
 def arrange(slot: Slot, seed: int, max_seconds: float) -> Arrangement | None:
     """The first candidate of `slot` that yields an arrangement (None if none does)."""
     for attempt, ref in enumerate(slot.candidates):
-        rng = np.random.default_rng([seed, slot.index, attempt])
         try:
             data = score_data(ref.load(), expand_repeats=ref.kind == "folk")
-            return ARRANGERS[ref.kind](ref, data, rng, max_seconds)
         except UnusableScore as exc:
             log.debug("%s: skipping %s (%s)", slot.track, ref.name, exc)
+            continue
         except Exception as exc:  # music21's parsers raise many exception types on odd files
-            log.debug(
-                "%s: %s does not parse (%s: %s)", slot.track, ref.name, type(exc).__name__, exc
-            )
+            log.debug("%s: %s does not parse (%s)", slot.track, ref.name, exc)
+            continue
+        try:
+            rng = np.random.default_rng([seed, slot.index, attempt])
+            return ARRANGERS[ref.kind](ref, data, rng, max_seconds)
+        except UnusableScore as exc:  # anything else is a bug and stops the render
+            log.debug("%s: skipping %s (%s)", slot.track, ref.name, exc)
     return None
 
 
