@@ -30,12 +30,9 @@ class TimedNote:
     velocity: int  # 1..127
 
 
-def read_midi_notes(path: str | Path, *, drums: bool = False) -> list[TimedNote]:
-    """Notes of a MIDI file in seconds (tempo map applied), all tracks merged.
-
-    Args:
-        path: a .mid file.
-        drums: keep only channel-10 notes (True) or only the other channels (False).
+def read_midi_notes(path: str | Path) -> list[TimedNote]:
+    """Pitched notes of a MIDI file in seconds (tempo map applied), all tracks merged; GM
+    channel-10 (drum) notes are left out.
 
     Raises:
         DataError: the file is missing or not a readable MIDI file.
@@ -53,7 +50,7 @@ def read_midi_notes(path: str | Path, *, drums: bool = False) -> list[TimedNote]
     notes: list[TimedNote] = []
     for msg in messages:
         now += msg.time
-        if msg.type not in ("note_on", "note_off") or (msg.channel == DRUM_CHANNEL) != drums:
+        if msg.type not in ("note_on", "note_off") or msg.channel == DRUM_CHANNEL:
             continue
         key = (msg.channel, msg.note)
         if msg.type == "note_on" and msg.velocity > 0:
