@@ -95,12 +95,10 @@ def build_demo(room: Room) -> gr.Blocks:
                                 elem_id="run")
             with gr.Column(scale=2):
                 status = gr.Markdown(elem_id="status")
-                with gr.Row():
-                    mix = gr.Audio(type="filepath", label="Ensemble performance (mix)",
-                                   interactive=False, buttons=["download"], elem_id="mix",
-                                   scale=2)
-                    files = gr.File(label="Mix, stems and metrics.json", file_count="multiple",
-                                    interactive=False, scale=1)
+                mix = gr.Audio(type="filepath", label="Ensemble performance (mix)",
+                               interactive=False, buttons=["download"], elem_id="mix")
+                with gr.Accordion("Download the mix, the stems and metrics.json", open=False):
+                    files = gr.File(show_label=False, file_count="multiple", interactive=False)
                 with gr.Accordion("Song metrics of the performance: waveform, pYIN melody, RMS",
                                   open=False):
                     perf_plot = gr.Plot(show_label=False)
@@ -129,7 +127,8 @@ def build_demo(room: Room) -> gr.Blocks:
                                             elem_id="reveal-table")
 
         instruments.change(
-            lambda chosen: _leader_update(room, chosen), instruments, leader, api_name=False
+            lambda chosen, current: _leader_update(room, chosen, current), [instruments, leader],
+            leader, api_name=False,
         )
 
         controls = [audio_in, instruments, leader, top_k, hops, w_rel, w_pitch, w_chroma,
@@ -177,8 +176,8 @@ def build_demo(room: Room) -> gr.Blocks:
     return demo
 
 
-def _leader_update(room: Room, chosen: list[str] | None) -> dict[str, Any]:
-    pitched, value = room.leader_choices(chosen or [])
+def _leader_update(room: Room, chosen: list[str] | None, current: str | None) -> dict[str, Any]:
+    pitched, value = room.leader_choices(chosen or [], current)
     return gr.update(choices=pitched, value=value)
 
 

@@ -172,9 +172,14 @@ class Room:
         chosen = [n for n in PREFERRED_LINEUP if n in self.kinds][:4]
         return chosen or self.instruments[:3]
 
-    def leader_choices(self, instruments: Sequence[str]) -> tuple[list[str], str | None]:
-        """Pitched instruments among ``instruments`` (a drum kit cannot play a melody)."""
+    def leader_choices(
+        self, instruments: Sequence[str], current: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """Pitched instruments among ``instruments`` (a drum kit cannot play a melody) and the
+        leader to select: ``current`` while it is still chosen, else the first of them."""
         pitched = [n for n in instruments if self.kinds.get(n) == "pitched"]
+        if current in pitched:
+            return pitched, current
         return pitched, (pitched[0] if pitched else None)
 
     def describe(self) -> str:
@@ -728,10 +733,12 @@ def _candidate_figure(metrics: SongMetrics, title: str, seams: list[float]) -> g
 
     figure = song_figure({title: metrics}, title)
     for i, seam in enumerate(seams):
-        figure.add_vline(
-            x=seam, line={"dash": "dot", "color": "#555", "width": 1},
-            annotation_text="your input ends" if i == 0 else "seam",
-            annotation_position="top right",
+        figure.add_vline(x=seam, line={"dash": "dot", "color": "#555", "width": 1})
+        # At the bottom: the subplot titles sit at the top centre, where the first seam falls.
+        figure.add_annotation(
+            x=seam, y=0.0, yref="paper", yanchor="bottom", showarrow=False,
+            text="your input │ continuation" if i == 0 else "│ seam",
+            font={"size": 11, "color": "#444"}, bgcolor="rgba(255,255,255,0.8)",
         )
     figure.update_layout(height=CANDIDATE_PLOT_HEIGHT, showlegend=False)
     return figure

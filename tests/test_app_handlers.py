@@ -313,6 +313,8 @@ def test_bad_choices(room: Room, options: RoundOptions, message: str) -> None:
 def test_leader_choices_skip_drums(room: Room) -> None:
     assert room.leader_choices(["drums", "cello", "violin"]) == (["cello", "violin"], "cello")
     assert room.leader_choices(["drums"]) == ([], None)
+    assert room.leader_choices(["cello", "violin"], "violin") == (["cello", "violin"], "violin")
+    assert room.leader_choices(["cello"], "violin") == (["cello"], "cello")
 
 
 def test_learned_weights_rank_the_candidates(tmp_path: Path, room: Room) -> None:
