@@ -139,7 +139,11 @@ def rms_envelope(audio: np.ndarray) -> np.ndarray:
 def _chroma_from_power(power: np.ndarray) -> np.ndarray:
     import librosa
 
-    chroma = librosa.feature.chroma_stft(S=power, sr=SAMPLE_RATE, n_fft=N_FFT, norm=None)
+    # tuning=0: rendered and recorded music is near A440, and estimating it per clip both costs
+    # time and warns on quiet clips with no spectral peaks.
+    chroma = librosa.feature.chroma_stft(
+        S=power, sr=SAMPLE_RATE, n_fft=N_FFT, norm=None, tuning=0.0
+    )
     # Energy-normalise per frame but keep silent frames at zero rather than a flat profile.
     total = chroma.sum(axis=0, keepdims=True)
     return np.where(total > 1e-8, chroma / np.maximum(total, 1e-8), 0.0).astype(np.float32)

@@ -55,6 +55,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     cache.add_argument("--split", choices=("train", "validation", "test"), default=None)
     cache.set_defaults(func=_cache)
 
+    pack = inner.add_parser(
+        "pack",
+        help="shrink a cached corpus into a training pack for a remote GPU machine",
+        description="Keep what training reads: FLAC audio of the chosen instruments (up to a "
+        "budget of seconds per split) and the conductor's features, as float16.",
+    )
+    pack.add_argument("root", type=Path, help="corpus folder with cache/ and splits.json")
+    pack.add_argument("--out", type=Path, required=True, help="pack folder")
+    pack.add_argument("--instruments", required=True, help="comma-separated decoder instruments")
+    pack.add_argument(
+        "--train-seconds",
+        type=float,
+        default=150.0,
+        help="audio budget per instrument in the train split (default 150)",
+    )
+    pack.add_argument(
+        "--validation-seconds",
+        type=float,
+        default=20.0,
+        help="audio budget per instrument in the validation split (default 20)",
+    )
+    pack.set_defaults(func=_pack)
+
+    unpack = inner.add_parser("unpack", help="restore a training pack into feature caches")
+    unpack.add_argument("pack", type=Path, help="pack folder")
+    unpack.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="writes OUT/decoders and OUT/conductor, each a cached corpus",
+    )
+    unpack.set_defaults(func=_unpack)
+
 
 def _render(args: argparse.Namespace) -> int:
     from ensemble.corpus import render_corpus
@@ -92,4 +125,27 @@ def _cache(args: argparse.Namespace) -> int:
         f"{len(report.skipped)} malformed, in {time.perf_counter() - start:.0f} s "
         f"-> {report.cache_dir}"
     )
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from ensemble.data.pack import pack
+
+    names = [n.strip() for n in args.instruments.split(",") if n.strip()]
+    if not names:
+        raise DataError("--instruments needs at least one instrument name.")
+    budget = {"train": args.train_seconds, "validation": args.validation_seconds}
+    report = pack(args.root, args.out, names, seconds=budget)
+    for split, per in sorted(report.seconds.items()):
+        print(f"{split}: " + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(per.items())))
+    print(f"packed {report.bytes / 1e6:.1f} MB -> {report.out}")
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    from ensemble.data.pack import unpack
+
+    if not (args.pack / "decoders").is_dir():
+        raise DataError(f"'{args.pack}' is not a training pack (no decoders/ folder).")
+    print(f"unpacked -> {unpack(args.pack, args.out)}")
     return 0
