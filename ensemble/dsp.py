@@ -271,6 +271,21 @@ def filtered_noise(
     return ola[:, offset : offset + n_frames * hop]
 
 
+def _fast_fft_size(n: int) -> int:
+    """Smallest 2^a·3^b·5^c >= n: as fast as a power of two for pocketfft and cuFFT, and up to
+    ~2x shorter."""
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p235 = p35 << max(0, (n - 1) // p35).bit_length()  # smallest p35·2^a >= n
+            best = min(best, p235)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def fft_convolve(signal: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
     """Linear convolution by FFT, truncated to the signal length.
 
@@ -282,7 +297,7 @@ def fft_convolve(signal: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         (B, N): ``(signal * ir)[:N]``.
     """
     n = signal.shape[-1]
-    n_fft = 1 << (n + ir.shape[-1] - 1).bit_length()
+    n_fft = _fast_fft_size(n + ir.shape[-1] - 1)
     out = torch.fft.irfft(torch.fft.rfft(signal, n_fft) * torch.fft.rfft(ir, n_fft), n_fft)
     return out[..., :n]
 

@@ -41,6 +41,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 KINDS = ("pitched", "drums")
 MIDI_RANGE = (12.0, 120.0)  # f0 outside C0..C9 is clamped before the decoder sees it
+SEGMENT_FRAMES = 250  # inference: GRU segments of 2.5 s ...
+CONTEXT_FRAMES = 100  # ... each warmed up on the 1 s before it
 
 
 @dataclass
@@ -54,7 +56,7 @@ class InstrumentConfig:
     kind: str = "pitched"
     sample_rate: int = SAMPLE_RATE
     hop_length: int = HOP_LENGTH
-    hidden_size: int = 256  # pitched: MLP/GRU width; drums: conv channels
+    hidden_size: int = 128  # pitched: MLP/GRU width; drums: conv channels
     gru_layers: int = 3
     mlp_layers: int = 2
     n_harmonics: int = 60
@@ -114,12 +116,16 @@ class InstrumentConfig:
 
 
 def default_config(name: str, kind: str) -> InstrumentConfig:
-    """The shipped architecture for a kind: GRU 256 × 3 (pitched) or 8 dilated convs × 128 (drums).
+    """The shipped architecture: GRU 128 × 3 (pitched) or 8 dilated convs × 128 (drums).
 
-    Drums need no recurrent state (a hit is an onset plus a decay the convs see in full), so a
-    narrower stack is enough and keeps rendering well above real time.
+    Chosen by quality per compute, measured on an H100 with 7 decoders training in parallel
+    (batch 32 × 2 s, 2.5 min each): a 128-wide violin reached the same validation loss as a
+    256-wide one at every step count (3.72 vs 3.73 at 1400 steps) and the same held-out spectral
+    distance at equal wall time (3.69 vs 3.70), while running 1.4x more steps per second (14.2 vs
+    10.2), rendering ~1.5x faster on CPU and weighing 1.9 MB instead of 7.3 MB. Drums need no
+    recurrent state (a hit is an onset plus a decay the convs see in full).
     """
-    return InstrumentConfig(name=name, kind=kind, hidden_size=256 if kind == "pitched" else 128)
+    return InstrumentConfig(name=name, kind=kind, hidden_size=128)
 
 
 def _mlp(n_in: int, width: int, layers: int) -> nn.Sequential:
@@ -144,11 +150,9 @@ def scale_f0(f0_hz: torch.Tensor) -> torch.Tensor:
 class PitchedDecoder(nn.Module):
     """f0 + loudness → harmonic + noise controls → audio.
 
-    Size: GRU 256 × 3, 60 harmonics, 65 noise bands, ~1.7 M parameters (6.8 MB of float32, under
-    the 8 MB budget). A 256-wide GRU costs ~1.5× a 128-wide one per CPU step but on a GPU the
-    recurrent layers are latency-bound, so width is almost free there, and DDSP's own solo
-    instruments use 512 wide single-layer GRUs: 256 × 3 is the widest that fits 8 MB. 60 harmonics
-    reach 3.2 kHz above a 55 Hz bass and cover violin and flute up to the Nyquist limit.
+    Sizes: see `default_config` (GRU 128 × 3 by measurement; 256 fits the 8 MB budget too).
+    60 harmonics reach 3.3 kHz above a 55 Hz bass and cover violin and flute up to Nyquist; 65
+    noise bands are 125 Hz wide.
     """
 
     def __init__(self, config: InstrumentConfig) -> None:
@@ -161,6 +165,7 @@ class PitchedDecoder(nn.Module):
         self.out_mlp = _mlp(3 * width, width, config.mlp_layers)
         self.head = nn.Linear(width, 1 + config.n_harmonics + config.n_noise_bands)
         self.reverb = dsp.Reverb(config.reverb_seconds, config.sample_rate)
+        self.segment_frames: int | None = None  # set for inference, see `_features`
         with torch.no_grad():
             # Start with quiet noise so early training hears the harmonics (DDSP's noise bias).
             self.head.bias[1 + config.n_harmonics :].fill_(-5.0)
@@ -169,14 +174,38 @@ class PitchedDecoder(nn.Module):
         """(B, T), (B, T) → (B, T, H) last-layer GRU states (the style embedding)."""
         return self._features(f0_hz, loudness_db)[1]
 
+    def _inputs(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor) -> torch.Tensor:
+        f0 = self.f0_mlp(scale_f0(f0_hz).unsqueeze(-1))
+        loud = self.loudness_mlp(scale_loudness(loudness_db, self.config).unsqueeze(-1))
+        return torch.cat([f0, loud], dim=-1)
+
     def _features(
         self, f0_hz: torch.Tensor, loudness_db: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        f0 = self.f0_mlp(scale_f0(f0_hz).unsqueeze(-1))
-        loud = self.loudness_mlp(scale_loudness(loudness_db, self.config).unsqueeze(-1))
-        inputs = torch.cat([f0, loud], dim=-1)
-        hidden, _ = self.gru(inputs)
-        return inputs, hidden
+        """(MLP inputs (B, T, 2H), GRU states (B, T, H)).
+
+        With ``segment_frames`` set, a long sequence runs as a batch of overlapping segments:
+        each starts CONTEXT_FRAMES early (silence before the first) and keeps only its own
+        frames. The decoder is trained on 1-2 s excerpts from a zero state, so a 1 s warm-up
+        reproduces what it learned, and a recurrent pass over B segments costs about as much as
+        over one (measured on 2 CPU cores: GRU time for 10 s falls ~3x).
+        """
+        seg, ctx = self.segment_frames, CONTEXT_FRAMES
+        n_frames = f0_hz.shape[1]
+        if seg is None or n_frames <= seg + ctx:
+            inputs = self._inputs(f0_hz, loudness_db)
+            return inputs, self.gru(inputs)[0]
+        n_seg = -(-n_frames // seg)
+        back = n_seg * seg - n_frames
+        f0_pad = nn.functional.pad(f0_hz.unsqueeze(1), (ctx, back), mode="replicate").squeeze(1)
+        loud_pad = nn.functional.pad(
+            loudness_db, (ctx, back), value=self.config.loudness_range_db[0]
+        )
+        padded = self._inputs(f0_pad, loud_pad)  # (B, ctx + n_seg * seg, 2H)
+        windows = padded.unfold(1, ctx + seg, seg).transpose(2, 3)  # (B, n_seg, ctx + seg, 2H)
+        hidden = self.gru(windows.reshape(-1, ctx + seg, padded.shape[-1]))[0][:, ctx:]
+        hidden = hidden.reshape(f0_hz.shape[0], n_seg * seg, -1)[:, :n_frames]
+        return padded[:, ctx : ctx + n_frames], hidden
 
     def controls(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor) -> dict[str, torch.Tensor]:
         """Synth controls: amplitudes (B, T, K) per harmonic and noise (B, T, M) band magnitudes."""
@@ -349,6 +378,8 @@ class Instrument:
     def __init__(self, config: InstrumentConfig, model: nn.Module | None = None) -> None:
         self.config = config
         self.model = (model if model is not None else build_decoder(config)).eval()
+        if isinstance(self.model, PitchedDecoder):
+            self.model.segment_frames = SEGMENT_FRAMES
 
     @property
     def name(self) -> str:

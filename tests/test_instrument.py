@@ -83,6 +83,20 @@ def test_decoders_render_frame_aligned_audio_and_embeddings(kind: str) -> None:
     assert instrument.embed(f0, loud).shape == (50, 32)
 
 
+def test_long_inputs_run_as_warmed_up_segments_without_seams() -> None:
+    model = build_decoder(tiny())
+    rng = np.random.default_rng(0)
+    f0 = torch.tensor(200 * 2 ** (rng.normal(0, 0.2, 900).cumsum() / 12), dtype=torch.float32)
+    loud = torch.tensor(rng.uniform(-60, -10, 900), dtype=torch.float32)
+    with torch.no_grad():
+        whole = model.embed(f0[None], loud[None])
+        model.segment_frames = inst_mod.SEGMENT_FRAMES
+        segmented = model.embed(f0[None], loud[None])
+    assert segmented.shape == whole.shape == (1, 900, 32)
+    # After the first second the GRU has forgotten how it started: segments join seamlessly.
+    assert torch.allclose(segmented[:, 100:], whole[:, 100:], atol=1e-4)
+
+
 def test_pitched_render_fills_unvoiced_frames_and_needs_f0() -> None:
     assert np.allclose(
         fill_unvoiced_f0(np.array([0, 220, 0, np.nan, 440, 0.0])), [220] * 4 + [440] * 2
