@@ -61,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Keep what training reads: FLAC audio of the chosen instruments (up to a "
         "budget of seconds per split) and the conductor's features, as float16.",
     )
-    pack.add_argument("root", type=Path, help="corpus folder with cache/ and splits.json")
+    pack.add_argument(
+        "roots", type=Path, nargs="+", help="corpus folder(s) with cache/ and splits.json"
+    )
     pack.add_argument("--out", type=Path, required=True, help="pack folder")
     pack.add_argument("--instruments", required=True, help="comma-separated decoder instruments")
     pack.add_argument(
@@ -135,7 +137,7 @@ def _pack(args: argparse.Namespace) -> int:
     if not names:
         raise DataError("--instruments needs at least one instrument name.")
     budget = {"train": args.train_seconds, "validation": args.validation_seconds}
-    report = pack(args.root, args.out, names, seconds=budget)
+    report = pack(args.roots, args.out, names, seconds=budget)
     for split, per in sorted(report.seconds.items()):
         print(f"{split}: " + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(per.items())))
     print(f"packed {report.bytes / 1e6:.1f} MB -> {report.out}")

@@ -57,31 +57,38 @@ def _flac_audio(data: np.ndarray) -> np.ndarray:
 
 
 def pack(
-    root: str | Path,
+    roots: str | Path | Sequence[str | Path],
     out: str | Path,
     instruments: Sequence[str],
     *,
     seconds: dict[str, float] | None = None,
 ) -> PackReport:
-    """Pack the cache of ``root`` into ``out`` (see module docstring).
+    """Pack the caches of one or more corpus ``roots`` into ``out`` (see module docstring).
 
     Args:
+        roots: corpus folders with ``cache/``; with several, file names are prefixed by the
+            folder name so tracks of different corpora cannot collide.
         instruments: instruments whose audio the decoders need.
         seconds: audio budget per instrument for each split, default
             ``{"train": 150, "validation": 20}``; whole stems are taken in track order until the
             budget is reached.
     """
     budget = seconds or {"train": 150.0, "validation": 20.0}
-    src = cache_dir_for(root)
-    paths = sorted(p for p in src.glob("*.npz") if not p.name.startswith("."))
-    if not paths:
-        raise DataError(f"No feature cache in '{src}'; run 'python -m ensemble corpus cache'.")
+    roots = [Path(roots)] if isinstance(roots, str | Path) else [Path(r) for r in roots]
+    paths: list[tuple[str, Path]] = []
+    for root in roots:
+        src = cache_dir_for(root)
+        found = sorted(p for p in src.glob("*.npz") if not p.name.startswith("."))
+        if not found:
+            raise DataError(f"No feature cache in '{src}'; run 'python -m ensemble corpus cache'.")
+        prefix = f"{root.name}_" if len(roots) > 1 else ""
+        paths += [(prefix + p.name, p) for p in found]
     out = Path(out)
     (out / "decoders").mkdir(parents=True, exist_ok=True)
     (out / "conductor").mkdir(parents=True, exist_ok=True)
     used: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     wanted = set(instruments)
-    for path in paths:
+    for filename, path in paths:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data[META_KEY]))
             split = meta.get("split")
@@ -90,24 +97,29 @@ def pack(
             decoder_stems = {}
             for stem, info in meta["stems"].items():
                 fields = LEADER_FIELDS if info.get("role") == "leader" else FOLLOWER_FIELDS
-                for name in fields:
-                    conductor[f"{stem}/{name}"] = data[f"{stem}/{name}"].astype(np.float16)
+                for field in fields:
+                    conductor[f"{stem}/{field}"] = data[f"{stem}/{field}"].astype(np.float16)
                 instrument = info["instrument"]
                 stem_seconds = len(data[f"{stem}/audio"]) / SAMPLE_RATE
                 if instrument in wanted and used[split][instrument] < budget.get(split, 0.0):
                     used[split][instrument] += stem_seconds
                     decoder[f"{stem}/{FLAC_SUFFIX}"] = _flac_bytes(data[f"{stem}/audio"])
-                    for name in DECODER_FIELDS:
-                        decoder[f"{stem}/{name}"] = data[f"{stem}/{name}"].astype(np.float16)
+                    for field in DECODER_FIELDS:
+                        decoder[f"{stem}/{field}"] = data[f"{stem}/{field}"].astype(np.float16)
                     decoder_stems[stem] = info
-        np.savez_compressed(out / "conductor" / path.name, **conductor)
+        np.savez_compressed(out / "conductor" / filename, **conductor)
         if decoder_stems:
             decoder[META_KEY] = np.array(json.dumps({**meta, "stems": decoder_stems}))
-            np.savez_compressed(out / "decoders" / path.name, **decoder)
-    splits = Path(root) / "splits.json"
+            np.savez_compressed(out / "decoders" / filename, **decoder)
+    merged: dict[str, list[str]] = defaultdict(list)
+    for root in roots:  # the trainers check splits.json; each track also carries its split
+        splits = root / "splits.json"
+        if splits.is_file():
+            prefix = f"{root.name}_" if len(roots) > 1 else ""
+            for split, tracks in json.loads(splits.read_text()).items():
+                merged[split] += [prefix + t for t in tracks]
     for part in ("decoders", "conductor"):
-        if splits.is_file():  # the trainers read the split of each track from splits.json
-            shutil.copy(splits, out / part / splits.name)
+        (out / part / "splits.json").write_text(json.dumps(merged, indent=1))
     size = sum(p.stat().st_size for p in out.rglob("*.npz"))
     return PackReport(out, {k: dict(v) for k, v in used.items()}, size)
 
