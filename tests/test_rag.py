@@ -248,6 +248,15 @@ def test_multihop_never_reuses_material(index_dir: Path, embedder: Instrument) -
     assert len({tuple(r.chunk_ids) for r in results}) == 4
 
 
+def test_multihop_stops_when_the_material_runs_out(index_dir: Path, embedder: Instrument) -> None:
+    results = continue_audio(
+        melody(5, 9.0), index_dir, top_k=2, hops=12, embedder=embedder, render=False
+    )
+    hops = len(results[0].segments)
+    assert 1 < hops < 12  # three 12 s tracks hold only a few non-overlapping 4 s chunks
+    assert f"Only {hops} of 12 hops fit" in results[0].notes[-1]
+
+
 def test_rendering_through_the_ensemble(
     index_dir: Path, embedder: Instrument, tmp_path: Path
 ) -> None:

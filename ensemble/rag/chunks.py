@@ -130,9 +130,6 @@ class Seams:
     chroma_mean: np.ndarray  # (N, 12) over the whole chunk
     rms: np.ndarray  # (N,) mean RMS energy of the chunk
 
-    def __len__(self) -> int:
-        return len(self.f0_start)
-
     def take(self, index: np.ndarray) -> Seams:
         return Seams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 

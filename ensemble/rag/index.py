@@ -90,15 +90,40 @@ class ContextStore:
     def take(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), S, d) float32 style vectors of global context rows."""
         rows = np.asarray(rows, np.int64)
+        out = np.empty(
+            (len(rows), *(self.parts[0].shape[1:] if self.parts else (0, 0))), np.float32
+        )
         part = np.searchsorted(self.offsets, rows, side="right") - 1
-        out = None
         for p in np.unique(part):
             mask = part == p
-            block = self.parts[p][rows[mask] - self.offsets[p]].astype(np.float32)
-            if out is None:
-                out = np.empty((len(rows), *block.shape[1:]), np.float32)
-            out[mask] = block
-        return out if out is not None else np.zeros((0, 0, 0), np.float32)
+            out[mask] = self.parts[p][rows[mask] - self.offsets[p]]
+        return out
+
+
+def _empty_table() -> dict[str, np.ndarray]:
+    int_zero = np.zeros(0, np.int64)
+    return {
+        "file_index": np.zeros(0, np.int32),
+        "start_s": np.zeros(0),
+        "ctx_start": int_zero,
+        "ctx_end": int_zero,
+        **Seams.empty().arrays(),
+    }
+
+
+def _load_parts(version: Path, names: list[str]) -> tuple[dict[str, np.ndarray], ContextStore]:
+    """All parts' chunk tables concatenated (context rows made global) and their style vectors."""
+    tables, contexts, offsets = [_empty_table()], [], [0]
+    for name in names:
+        with np.load(version / name / "chunks.npz") as data:
+            table = {k: data[k] for k in data.files}
+        for key in ("ctx_start", "ctx_end"):  # part-local rows -> global rows
+            table[key] = table[key] + offsets[-1]
+        tables.append(table)
+        contexts.append(np.load(version / name / "context.npy", mmap_mode="r"))
+        offsets.append(offsets[-1] + len(contexts[-1]))
+    table = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
+    return table, ContextStore(contexts, np.asarray(offsets))
 
 
 class RagIndex:
@@ -107,38 +132,30 @@ class RagIndex:
     def __init__(self, root: Path, version: Path) -> None:
         self.root = root
         self.version = version
-        meta = read_json(version / CONFIG_FILE)
-        if meta.get("format") != FORMAT_VERSION:
+        self.meta = read_json(version / CONFIG_FILE)
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT_VERSION:
+            found = self.meta.get("format") if isinstance(self.meta, dict) else None
             raise IndexMismatchError(
-                f"The index at '{root}' has format {meta.get('format')!r}; this Ensemble reads "
-                f"format {FORMAT_VERSION}. Rebuild it with `python -m ensemble index build`."
+                f"The index at '{root}' has format {found!r}; this Ensemble reads format "
+                f"{FORMAT_VERSION}. Rebuild it with `python -m ensemble index build`."
             )
-        self.config = FeatureConfig.from_json(meta["features"])
-        self.meta = meta
-        self.files = [FileRecord(**r) for r in read_json(version / FILES_FILE)]
-        tables, contexts, offsets = [], [], [0]
-        for name in meta["parts"]:
-            with np.load(version / name / "chunks.npz") as data:
-                tables.append({k: data[k] for k in data.files})
-            contexts.append(np.load(version / name / "context.npy", mmap_mode="r"))
-            offsets.append(offsets[-1] + len(contexts[-1]))
-        self.context = ContextStore(contexts, np.asarray(offsets))
-        cat = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]} if tables else {}
-        # Context rows in parts are part-local; shift them to global rows.
-        shift = np.concatenate(
-            [np.full(len(t["start_s"]), o) for t, o in zip(tables, offsets, strict=False)]
-            or [np.zeros(0, np.int64)]
-        )
-        self.file_of = cat.get("file_index", np.zeros(0, np.int32))
-        self.start_s = cat.get("start_s", np.zeros(0))
-        self.ctx_start = cat.get("ctx_start", np.zeros(0, np.int64)) + shift
-        self.ctx_end = cat.get("ctx_end", np.zeros(0, np.int64)) + shift
-        self.seams = (
-            Seams(**{k: cat[k] for k in Seams.empty().arrays()}) if tables else Seams.empty()
-        )
+        try:
+            self.config = FeatureConfig.from_json(self.meta["features"])
+            self.files = [FileRecord(**r) for r in read_json(version / FILES_FILE)]
+            table, self.context = _load_parts(version, self.meta["parts"])
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise IndexMismatchError(
+                f"The index at '{root}' is incomplete or corrupt ({exc.__class__.__name__}: "
+                f"{exc}); rebuild it with `python -m ensemble index build`."
+            ) from exc
+        self.file_of = table.pop("file_index")
+        self.start_s = table.pop("start_s")
+        self.ctx_start = table.pop("ctx_start")
+        self.ctx_end = table.pop("ctx_end")
+        self.seams = Seams(**table)
         centre = version / CENTRE_FILE
         self.centre = np.load(centre) if centre.is_file() else None  # None: no chunk yet
-        self._vectors = None
+        self._vectors: faiss.Index | None = None
 
     def __len__(self) -> int:
         return len(self.start_s)
