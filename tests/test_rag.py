@@ -349,6 +349,10 @@ def test_cli_build_and_continue(corpus: Path, embedder: Instrument, tmp_path: Pa
             "--top-k must be at least 1",
         ),
         (
+            ["continue", "{audio}", "--index", "{tmp}/none", "--out", "{tmp}/o", "--leader", "x"],
+            "--leader needs --instruments",
+        ),
+        (
             ["index", "build", "{tmp}", "--out", "{tmp}/i", "--embedder", "nonexistent"],
             "No instrument checkpoint",
         ),

@@ -60,6 +60,8 @@ def _continue(args: argparse.Namespace) -> int:
     for flag, value in counts.items():
         if value < 1:
             raise EnsembleError(f"{flag} must be at least 1, not {value}.")
+    if args.leader and not args.instruments:
+        raise EnsembleError("--leader needs --instruments (the leader must be one of them).")
     weights = parse_weights(args.weights)
     index = open_index(args.index)
     exclude = []
