@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="stage-1 candidates reranked exactly",
     )
+    parser.add_argument(
+        "--embedder",
+        metavar="NAME",
+        help="checkpoint name or folder of the index's embedding model (default: the one the "
+        "index records; it must have the same weights)",
+    )
     parser.add_argument("--no-audio", action="store_true", help="write ranking.json only")
     parser.set_defaults(func=_continue)
 
@@ -71,6 +77,11 @@ def _continue(args: argparse.Namespace) -> int:
         exclude = [Span(r.name, 0.0, r.duration_s) for r in index.files if r.sha256 == digest]
     names = args.instruments.split(",") if args.instruments else []
     instruments = [n.strip() for n in names if n.strip()] or None
+    embedder = None
+    if args.embedder:
+        from ensemble.instrument import Instrument
+
+        embedder = Instrument.from_pretrained(args.embedder)
     results = continue_audio(
         args.input,
         index,
@@ -81,6 +92,7 @@ def _continue(args: argparse.Namespace) -> int:
         exclude=exclude,
         instruments=instruments,
         leader=args.leader,
+        embedder=embedder,
         render=not args.no_audio,
     )
     path = write_continuations(

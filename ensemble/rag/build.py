@@ -21,7 +21,15 @@ from tqdm import tqdm
 from ensemble.errors import EnsembleError, IndexMismatchError
 from ensemble.rag.analyse import Analysed, analyse_file, check_embedder, embedder_sha256
 from ensemble.rag.chunks import Embedder, FeatureConfig, FileChunks, style_centre
-from ensemble.rag.index import FLAT_MAX, NPROBE, RagIndex, build_vector_index, ivf_lists, open_index
+from ensemble.rag.index import (
+    FLAT_MAX,
+    NPROBE,
+    RagIndex,
+    build_vector_index,
+    ivf_lists,
+    load_faiss,
+    open_index,
+)
 from ensemble.rag.sources import SourceFile, find_sources
 from ensemble.rag.store import (
     CENTRE_FILE,
@@ -236,10 +244,8 @@ class _VersionWriter:
         vectors = [np.load(self.partial / name / "vectors.npy") for name in self.parts]
         n = sum(len(v) for v in vectors)
         if n:  # an empty index has no vector file; opening it works, querying it says it is empty
-            import faiss
-
             index = build_vector_index(np.concatenate(vectors))
-            faiss.write_index(index, str(self.partial / VECTORS_FILE))
+            load_faiss().write_index(index, str(self.partial / VECTORS_FILE))
         self._stage("vectors")
         meta = {
             "format": FORMAT_VERSION,

@@ -11,11 +11,13 @@ and stage-1 recall against numpy brute force at 10^4..10^6.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,12 +44,19 @@ NPROBE = 24
 TRAIN_PER_LIST = 40  # k-means training points per inverted list (FAISS warns below 39)
 
 
+def load_faiss() -> ModuleType:
+    """Import faiss without its loader's INFO lines about missing AVX builds on every run."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss
+
+    return faiss
+
+
 @contextmanager
 def one_faiss_thread() -> Iterator[None]:
     """Search one query on one OpenMP thread: a single query has too little work to share, and
     on a busy 2-core machine OpenMP's waiting threads made a 10^4-chunk flat search 50x slower."""
-    import faiss
-
+    faiss = load_faiss()
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -63,8 +72,7 @@ def ivf_lists(n: int) -> int:
 
 def build_vector_index(vectors: np.ndarray, seed: int = 0) -> faiss.Index:
     """Stage-1 index over (N, d) unit float32 vectors (inner product = cosine)."""
-    import faiss
-
+    faiss = load_faiss()
     n, d = vectors.shape
     vectors = np.ascontiguousarray(vectors, np.float32)
     if n <= FLAT_MAX:
@@ -164,9 +172,7 @@ class RagIndex:
     def vectors(self) -> faiss.Index:
         """The stage-1 FAISS index, read on first use."""
         if self._vectors is None:
-            import faiss
-
-            self._vectors = faiss.read_index(str(self.version / VECTORS_FILE))
+            self._vectors = load_faiss().read_index(str(self.version / VECTORS_FILE))
             if hasattr(self._vectors, "nprobe"):
                 self._vectors.nprobe = self.meta.get("nprobe", NPROBE)
         return self._vectors
