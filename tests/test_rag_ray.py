@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -46,4 +45,3 @@ def test_ray_engine_matches_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         other = ray_rows[chunk_id]
         assert remote.index.seams.f0_start[other] == pytest.approx(local.index.seams.f0_start[row])
         assert remote.index.start_s[other] == local.index.start_s[row]
-    assert os.environ.get("RAY_ADDRESS") is None
