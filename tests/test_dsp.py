@@ -12,7 +12,7 @@ import torch
 from ensemble import dsp
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # two busy-waiting threads crawl on a shared 2-core machine
 
 
 def _spectrum(audio: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -56,7 +56,7 @@ class Stem:
 @dataclass
 class TrainOptions:
     steps: int = 30_000
-    batch_size: int = 16
+    batch_size: int = 32  # the GPU recipe; the CLI defaults to 8 x 1 s on CPU
     seconds: float = 2.0  # excerpt length
     lr: float = 1e-3
     device: str = "cpu"
@@ -460,10 +460,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ensemble.instrument import CHECKPOINT_ROOT
 
+    gpu = args.device.startswith("cuda")
     options = TrainOptions(
         steps=args.steps,
-        batch_size=args.batch_size,
-        seconds=args.seconds,
+        batch_size=args.batch_size or (TrainOptions.batch_size if gpu else 8),
+        seconds=args.seconds or (TrainOptions.seconds if gpu else 1.0),
         lr=args.lr,
         device=args.device,
         amp=args.amp,
