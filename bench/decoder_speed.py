@@ -1,10 +1,11 @@
 """Decoder speed: render × real time on CPU, and training steps/s on CPU or CUDA.
 
-    python bench/decoder_speed.py                          # render 10 s, both kinds, 2 threads
+    python bench/decoder_speed.py                          # render 10 s, both kinds
     python bench/decoder_speed.py --train --batch-size 8 --seconds 1      # CPU training steps/s
     python bench/decoder_speed.py --train --device cuda --batch-size 16 32 64 --seconds 2
 
-Rendering uses the shipped architecture (trained weights when ``checkpoints/<name>`` exists, else
+Rendering goes through `Instrument.render` (which runs on one CPU thread) with the shipped
+architecture (trained weights when ``checkpoints/<name>`` exists, else
 random ones: speed does not depend on the weights). Training steps are full steps on random
 excerpts: forward, multi-scale loss, backward, Adam. Prints a table and writes JSON with --json.
 """
@@ -92,7 +93,7 @@ def train_speed(kind: str, device: str, batch: int, seconds: float, steps: int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for training steps")
     parser.add_argument("--seconds-render", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train", action="store_true", help="also time training steps")
@@ -107,7 +108,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     results: dict[str, list] = {"render": [], "train": []}
-    print(f"render {args.seconds_render:g} s on CPU, {args.threads} thread(s):")
+    print(f"render {args.seconds_render:g} s on CPU (Instrument.render):")
     for kind in args.kinds:
         r = render_speed(kind, args.seconds_render, args.repeats)
         results["render"].append(r)
