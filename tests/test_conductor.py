@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,7 @@ from ensemble.training.conductor import (
     ConductorTrack,
     FollowerStem,
     TrainSettings,
+    _lr_at,
     fit,
 )
 
@@ -87,6 +90,17 @@ def synthetic_track(rng: np.random.Generator, n_frames: int, name: str = "t") ->
     )
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Tiny matrices: on a shared 2-core CPU a second torch thread only waits (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def tiny_conductor(names: tuple[str, ...] = ("bass", "cello", "drums")) -> Conductor:
     config = ConductorConfig(
         model=TINY,
@@ -114,7 +128,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, f
         log_every=20,
         max_transpose=3,
     )
-    metrics = fit(train, val, out, model_config=TINY, settings=settings, progress=False)
+    with one_thread():
+        metrics = fit(train, val, out, model_config=TINY, settings=settings, progress=False)
     return out, metrics
 
 
@@ -229,10 +244,19 @@ def test_resume_continues_from_the_saved_step(
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
     more = TrainSettings(steps=85, batch_size=2, val_every=5, log_every=5)
-    fit(data, data, copy, settings=more, resume=True, progress=False)
+    with one_thread():
+        fit(data, data, copy, settings=more, resume=True, progress=False)
     lines = [json.loads(x) for x in (copy / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if x["split"] == "train"][-2:] == [80, 85]
     assert int(torch.load(copy / "state.pt", weights_only=True)["step"]) == 85
+
+
+def test_learning_rate_anneals_within_a_time_budget() -> None:
+    timed = TrainSettings(steps=1_000_000, lr=1e-3, warmup_steps=10, max_minutes=2.0)
+    assert _lr_at(5, timed) < 1e-3  # warming up
+    assert _lr_at(100, timed, elapsed_s=1.0) == pytest.approx(1e-3, rel=1e-3)
+    assert _lr_at(100, timed, elapsed_s=120.0) == pytest.approx(1e-4)  # budget spent: 10 % floor
+    assert _lr_at(1_000_000, TrainSettings(steps=1_000_000)) == pytest.approx(1e-4)
 
 
 def test_corrupt_or_mismatched_checkpoint_is_a_checkpoint_error(

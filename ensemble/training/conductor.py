@@ -462,11 +462,14 @@ def _autocast(device: torch.device) -> torch.autocast:
 # --- training loop ----------------------------------------------------------------------------
 
 
-def _lr_at(step: int, settings: TrainSettings) -> float:
-    """Linear warm-up then cosine decay to 10 % of the peak."""
+def _lr_at(step: int, settings: TrainSettings, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up then cosine decay to 10 % of the peak, ending at `steps` or at the
+    `max_minutes` budget, whichever comes first (so `--steps 1000000 --max-minutes 4` anneals)."""
     if step < settings.warmup_steps:
         return settings.lr * (step + 1) / settings.warmup_steps
     progress = (step - settings.warmup_steps) / max(settings.steps - settings.warmup_steps, 1)
+    if settings.max_minutes is not None:
+        progress = max(progress, elapsed_s / (60.0 * settings.max_minutes))
     return settings.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
@@ -545,8 +548,9 @@ def fit(
         tick_step = step
         out_of_time = False
         while step < settings.steps and not out_of_time:
+            lr = _lr_at(step, settings, time.perf_counter() - began)
             for group in optimiser.param_groups:
-                group["lr"] = _lr_at(step, settings)
+                group["lr"] = lr
             batch = train_sampler.random_batch(settings, gen)
             with _autocast(dev):
                 out_raw = model(batch["x"], batch["inst"])
@@ -563,7 +567,7 @@ def fit(
                 record.update(
                     step=step,
                     split="train",
-                    lr=_lr_at(step - 1, settings),
+                    lr=lr,
                     steps_per_s=round((step - tick_step) / (now - tick), 2),
                 )
                 tick, tick_step = now, step
