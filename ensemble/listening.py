@@ -26,11 +26,13 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from ensemble import __version__
 from ensemble.audio import ClippingWarning, fingerprint, load_audio, write_audio
@@ -71,6 +73,7 @@ MAX_HOPS = 4
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PREFERRED_LINEUP = ("violin", "flute", "cello", "bass", "piano", "drums")
 CANDIDATE_PLOT_HEIGHT = 380
+RENDER_WORKERS = 2  # candidates rendered at once: one per core of the 2-core target machine
 
 Progress = Callable[[float, str], None]
 
@@ -505,45 +508,53 @@ class Room:
         k = len(continuations)
         shown_order = list(range(k))
         random.Random(uuid.uuid4().int).shuffle(shown_order)
-        rendered: list[np.ndarray] = []
-        for i, item in enumerate(continuations):
-            report(0.35 + 0.35 * i / k, f"Rendering candidate {i + 1} of {k}")
-            raw = item.audio if item.audio is not None else np.zeros(0, np.float32)
-            rendered.append(
-                self.ensemble.perform(
-                    raw, options.instruments, performance.leader, options.perform
-                ).mix
-            )
-        report(0.72, "Drawing waveform, melody and dynamics of each candidate")
-        metrics = [song_metrics(sound) for sound in rendered]
+        letter_of = {index: LETTERS[slot] for slot, index in enumerate(shown_order)}
         tail_s = min(TAIL_SECONDS, len(audio) / SAMPLE_RATE)
         chunk_s = self.index.config.chunk_seconds if self.index is not None else 0.0
-        shown = []
-        for slot, index in enumerate(shown_order):
-            letter = LETTERS[slot]
+
+        def prepare(index: int) -> tuple[ShownCandidate, SongMetrics]:
+            """Render one candidate through the ensemble, measure it and draw it."""
+            item = continuations[index]
+            raw = item.audio if item.audio is not None else np.zeros(0, np.float32)
+            sound = self.ensemble.perform(
+                raw, options.instruments, performance.leader, options.perform
+            ).mix
+            metrics = song_metrics(sound)
+            letter = letter_of[index]
+            seams = [tail_s + h * chunk_s for h in range(len(item.chunk_ids))]
             # Neutral names: the file name and the plot must not give the model rank away.
-            path = write_audio(folder / f"candidate-{letter}.wav", rendered[index])
-            hops = len(continuations[index].chunk_ids)
-            seams = [tail_s + h * chunk_s for h in range(hops)]
-            shown.append(
-                ShownCandidate(
-                    letter=letter,
-                    audio_path=path,
-                    figure=_candidate_figure(metrics[index], f"Candidate {letter}", seams),
-                    duration_s=len(rendered[index]) / SAMPLE_RATE,
-                )
+            shown = ShownCandidate(
+                letter=letter,
+                audio_path=write_audio(folder / f"candidate-{letter}.wav", sound),
+                figure=_candidate_figure(metrics, f"Candidate {letter}", seams),
+                duration_s=len(sound) / SAMPLE_RATE,
             )
-        candidates = [
-            Candidate.from_dict(item.to_json()) for item in continuations
-        ]
+            return shown, metrics
+
+        # Decoders run batch-1 GRUs on one intra-op thread each (see Instrument.render) and
+        # release the GIL, so two candidates render at once on two cores. Instrument.render sets
+        # torch's process-wide thread count per call; restore it after the concurrent calls.
+        threads = torch.get_num_threads()
+        report(0.35, f"Rendering {k} candidates through the ensemble")
+        try:
+            with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool:
+                futures = {pool.submit(prepare, index): index for index in range(k)}
+                prepared: dict[int, tuple[ShownCandidate, SongMetrics]] = {}
+                for future in as_completed(futures):
+                    prepared[futures[future]] = future.result()
+                    report(0.35 + 0.6 * len(prepared) / k,
+                           f"Rendered, measured and drew {len(prepared)} of {k} candidates")
+        finally:
+            torch.set_num_threads(threads)
+
         perform_settings = asdict(options.perform)
         perform_settings["mute"] = list(perform_settings["mute"])
         new_round = Round(
             uid=round_uid,
             fingerprint=fingerprint(audio),
-            candidates=candidates,
+            candidates=[Candidate.from_dict(item.to_json()) for item in continuations],
             shown_order=shown_order,
-            durations=[len(r) / SAMPLE_RATE for r in rendered],
+            durations=[prepared[i][0].duration_s for i in range(k)],
             listened=[0.0] * k,
             instruments=options.instruments,
             settings={
@@ -556,10 +567,10 @@ class Room:
                 "input_seconds": round(len(audio) / SAMPLE_RATE, 3),
                 "trim": options.trim,
             },
-            metrics=[m.summary() for m in metrics],
-            shown=[s.letter for s in shown],
+            metrics=[prepared[i][1].summary() for i in range(k)],
+            shown=[letter_of[i] for i in shown_order],
         )
-        return new_round, shown
+        return new_round, [prepared[i][0] for i in shown_order]
 
 
 # -- per-session state -------------------------------------------------------------------------

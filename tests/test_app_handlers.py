@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from ensemble.audio import write_audio
-from ensemble.conductor import ConductorConfig, ConductorNet, InstrumentInfo, ModelConfig
+from ensemble.conductor import (
+    Conductor,
+    ConductorConfig,
+    ConductorNet,
+    InstrumentInfo,
+    ModelConfig,
+)
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import EnsembleError
 from ensemble.instrument import Instrument, InstrumentConfig
@@ -29,7 +35,6 @@ from ensemble.listening import (
     _ranking_from_slots,
 )
 from ensemble.rag import build_index
-from ensemble.training.conductor import _save_model
 
 STATS = {"pitch_midi_mean": 70.0, "loudness_quantiles": list(np.linspace(-70.0, -15.0, 21))}
 LINEUP = ["violin", "cello", "drums"]
@@ -69,9 +74,8 @@ def make_room_files(root: Path, listen_seconds: float = 0.5) -> RoomConfig:
     ]
     model = ModelConfig(d_model=32, n_heads=2, encoder_layers=1, follower_layers=1, frame_dim=16,
                         window_frames=256, overlap_frames=64)
-    (checkpoints / "conductor").mkdir()
-    conductor = ConductorConfig(model=model, instruments=infos)
-    _save_model(ConductorNet(model, len(infos)), conductor, checkpoints / "conductor")
+    config = ConductorConfig(model=model, instruments=infos)
+    Conductor(config, ConductorNet(model, len(infos))).save(checkpoints / "conductor")
 
     corpus = root / "corpus"
     for i, root_hz in enumerate((220.0, 261.6, 329.6)):
