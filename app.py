@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,14 +76,13 @@ def build_demo(room: Room) -> gr.Blocks:
                     hops = gr.Slider(1, MAX_HOPS, value=1, step=1,
                                      label="Hops (retrieved segments chained)")
                     gr.Markdown("Score weights (composite = weighted sum):")
-                    w_rel = gr.Slider(0, 2, value=weights["relevance"], step=0.05,
-                                      label="relevance (style)")
-                    w_pitch = gr.Slider(0, 1, value=weights["pitch_coherence"], step=0.05,
-                                        label="pitch coherence (seam)")
-                    w_chroma = gr.Slider(0, 1, value=weights["chroma_coherence"], step=0.05,
-                                         label="key coherence (seam)")
-                    w_loud = gr.Slider(0, 1, value=weights["loudness_coherence"], step=0.05,
-                                       label="loudness coherence (seam)")
+                    w_rel = _weight_slider(weights["relevance"], 2.0, "relevance (style)")
+                    w_pitch = _weight_slider(weights["pitch_coherence"], 1.0,
+                                             "pitch coherence (seam)")
+                    w_chroma = _weight_slider(weights["chroma_coherence"], 1.0,
+                                              "key coherence (seam)")
+                    w_loud = _weight_slider(weights["loudness_coherence"], 1.0,
+                                            "loudness coherence (seam)")
                     auto = gr.Checkbox(True, label="Auto-adjust pitch and loudness to each "
                                        "instrument")
                     octave = gr.Slider(-2, 2, value=0, step=1, label="Octave shift")
@@ -174,6 +174,12 @@ def build_demo(room: Room) -> gr.Blocks:
         )
     demo.queue(max_size=64)
     return demo
+
+
+def _weight_slider(value: float, top: float, label: str) -> gr.Slider:
+    # Learned weights may be negative or large: the range always includes the starting value.
+    return gr.Slider(min(0.0, round(value - 0.5, 1)), max(top, round(value + 0.5, 1)),
+                     value=value, step=0.01, label=label)
 
 
 def _leader_update(room: Room, chosen: list[str] | None, current: str | None) -> dict[str, Any]:
@@ -271,12 +277,17 @@ def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
     return demo.launch(**options)
 
 
-def main() -> None:
+def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    room = Room(RoomConfig.from_env())
+    try:
+        room = Room(RoomConfig.from_env())
+    except EnsembleError as exc:  # e.g. no checkpoints yet: one readable line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     room.warm_up()
     launch(build_demo(room))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -149,7 +149,7 @@ class Room:
         )
         hub = HubSync.from_env(Path(config.ratings_db).parent / "hub-staging")
         self.store = RatingsStore(config.ratings_db, hub=hub)
-        self.weights, self.weights_note = _initial_weights(config.weights)
+        self.weights, self.weights_learned, self.weights_note = _initial_weights(config.weights)
         self.model_version = _tree_digest(self.ensemble.root, ("model.safetensors", "config.json"))
         self.index_version = (
             f"{self.index.version.name}:"
@@ -485,6 +485,13 @@ class Room:
         messages += found[0].notes if found else ["The index has no continuation for this input."]
         return found
 
+    def _weights_source(self, weights: dict[str, float]) -> str:
+        """Which weights ranked a round: the room's learned ones, the defaults, or the
+        listener's own (set in Advanced); `ratings fit` analyses may want to tell them apart."""
+        if all(abs(weights[k] - self.weights[k]) < 1e-9 for k in PART_NAMES):
+            return "learned" if self.weights_learned else "default"
+        return "custom"
+
     def _round_folder(self, session: Session, round_uid: str) -> Path:
         folder = self.work_dir / session.session_id / round_uid
         folder.mkdir(parents=True, exist_ok=True)
@@ -561,6 +568,7 @@ class Room:
                 "top_k": options.top_k,
                 "hops": options.hops,
                 "weights": options.weights,
+                "weights_source": self._weights_source(options.weights),
                 "leader": performance.leader,
                 "perform": perform_settings,
                 "listen_seconds": self.listen_seconds,
@@ -772,18 +780,21 @@ def _open_index(path: Path | None) -> tuple[RagIndex | None, str]:
     return index, f"Continuation index: {len(index)} chunks from {len(index.files)} files."
 
 
-def _initial_weights(path: Path | None) -> tuple[dict[str, float], str]:
-    """Learned weights when a `ratings fit` file exists, else the library defaults."""
+def _initial_weights(path: Path | None) -> tuple[dict[str, float], bool, str]:
+    """Learned weights when a `ratings fit` file exists, else the library defaults; returns
+    (weights, learned, a sentence for the page)."""
     from ensemble.ratings import load_weights
 
     if path is None or not Path(path).is_file():
-        return dict(DEFAULT_WEIGHTS), "Candidates are ranked with the default score weights."
+        return (dict(DEFAULT_WEIGHTS), False,
+                "Candidates are ranked with the default score weights.")
     try:
         weights = parse_weights(load_weights(path))
     except EnsembleError as exc:
         log.warning("ignoring weights file: %s", exc)
-        return dict(DEFAULT_WEIGHTS), f"Default score weights ({exc})"
-    return weights, f"Candidates are ranked with weights learned from ratings ({Path(path).name})."
+        return dict(DEFAULT_WEIGHTS), False, f"Default score weights ({exc})"
+    return (weights, True,
+            f"Candidates are ranked with weights learned from ratings ({Path(path).name}).")
 
 
 def _tree_digest(root: Path, names: Sequence[str]) -> str:

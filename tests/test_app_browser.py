@@ -16,6 +16,7 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 LISTEN_SECONDS = 1.0
+EXAMPLE = "folk_flute.wav"  # one of the shipped examples/ (gr.Examples)
 
 pytestmark = [
     pytest.mark.browser,
@@ -140,9 +141,9 @@ def test_bad_upload_shows_a_message_and_the_page_stays_usable(
     page.click("#run")
     expect(page.locator("#status")).to_contain_text("not an audio file Ensemble can read")
     _shot(page, "app_bad_upload.png")
-    # The same page then performs a real example.
-    page.locator("#audio-in button[aria-label='Clear']").first.click()
-    page.locator("#audio-in input[type=file]").set_input_files(str(served[2]))
+    # The same page then performs one of the shipped examples, picked from the Examples list.
+    page.get_by_text(EXAMPLE).first.click()
     page.wait_for_selector("#audio-in button.play-pause-button")
     page.click("#run")
     expect(page.locator("#status")).to_contain_text("candidates to rank")
+    expect(page.locator("#player-E button.play-pause-button")).to_be_visible()

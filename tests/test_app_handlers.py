@@ -144,6 +144,7 @@ def test_round_returns_performance_and_blind_candidates(
         assert shown.duration_s > 1.0
     assert not result.gate.ready
     assert current.settings["weights"] == room.weights
+    assert current.settings["weights_source"] == "default"
     assert current.settings["leader"] == "violin"
 
 
@@ -327,10 +328,19 @@ def test_learned_weights_rank_the_candidates(tmp_path: Path, room: Room) -> None
                        '"chroma_coherence": 0.1, "loudness_coherence": 0.3}}')
     config = RoomConfig(**{**room.config.__dict__, "weights": weights})
     learned = Room(config)
-    assert learned.weights["pitch_coherence"] == 1.0
+    assert learned.weights["pitch_coherence"] == 1.0 and learned.weights_learned
     assert "learned" in learned.describe()
+    session = Session()
+    learned.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2,
+                                                           weights=learned.weights))
+    assert session.round is not None
+    assert session.round.settings["weights_source"] == "learned"
+    assert session.round.settings["weights"]["pitch_coherence"] == 1.0
+    learned.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2))
+    assert session.round.settings["weights_source"] == "custom"  # the defaults, set by hand
     weights.write_text("not json")
-    assert Room(config).weights == room.weights  # unreadable file: defaults, app still starts
+    fallback = Room(config)  # an unreadable file: the defaults, and the app still starts
+    assert fallback.weights == room.weights and not fallback.weights_learned
 
 
 def test_new_round_and_end_session_remove_old_files(room: Room, tmp_path: Path) -> None:

@@ -145,6 +145,17 @@ def test_eight_listeners_then_a_kill_lose_nothing(served: tuple[str, Path, Path,
     assert events == LISTENERS * TOP_K
 
 
+def test_app_without_checkpoints_says_why(tmp_path: Path) -> None:
+    empty = tmp_path / "checkpoints"
+    empty.mkdir()
+    env = {**os.environ, ENV_CHECKPOINTS: str(empty), ENV_DB: str(tmp_path / "r.sqlite"),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: No instrument checkpoints")
+
+
 def test_simultaneous_submits_through_the_handler(room_config: RoomConfig, tmp_path: Path) -> None:
     """8 sessions submit at the same instant on 8 threads (Gradio's workers do this)."""
     room = Room(replace(room_config, ratings_db=tmp_path / "ratings.sqlite",
