@@ -430,6 +430,19 @@ class Conductor:
             ) from exc
         return cls(config, model)
 
+    def save(self, folder: str | Path) -> Path:
+        """Write ``model.safetensors`` (fp32 tensors only) and ``config.json`` into ``folder``."""
+        from safetensors.torch import save_file
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {
+            k: v.detach().float().cpu().contiguous() for k, v in self.model.state_dict().items()
+        }
+        save_file(state, out / "model.safetensors")
+        (out / "config.json").write_text(json.dumps(self.config.to_json(), indent=2))
+        return out
+
     def conduct(
         self,
         leader: FeatureFrame,

@@ -1,1 +1,1 @@
-"""Training loops; each module defines ``register(subparsers)`` for `python -m ensemble train <what>`."""
+"""Training loops; each module defines ``register(subparsers)`` for `ensemble train <what>`."""

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ensemble.conductor import (
     N_PITCHES,
     QUIET_DB,
+    Conductor,
     ConductorConfig,
     ConductorNet,
     InstrumentInfo,
@@ -473,14 +474,6 @@ def _lr_at(step: int, settings: TrainSettings, elapsed_s: float = 0.0) -> float:
     return settings.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def _save_model(model: ConductorNet, config: ConductorConfig, out: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, out / "model.safetensors")
-    (out / "config.json").write_text(json.dumps(config.to_json(), indent=2))
-
-
 def fit(
     train: list[ConductorTrack],
     val: list[ConductorTrack],
@@ -581,7 +574,7 @@ def fit(
                 improved = metrics["score"] < best
                 if improved:
                     best = metrics["score"]
-                    _save_model(model, config, out)
+                    Conductor(config, model).save(out)
                 log_file.write(
                     json.dumps(
                         {
