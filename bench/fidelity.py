@@ -149,6 +149,7 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 def evaluate(instrument: Instrument, excerpts: list[Excerpt]) -> dict[str, dict]:
     pitched = instrument.kind == "pitched"
+    torch.manual_seed(0)
     untrained = Instrument(instrument.config, build_decoder(instrument.config))
     per_system: dict[str, list[dict]] = {"decoder": [], "untrained": [], "plain": []}
     for ex in excerpts:

@@ -281,10 +281,12 @@ def test_fit_writes_a_loadable_checkpoint_and_resumes(tmp_path: Path) -> None:
     assert state["step"] == 6
 
 
-def test_cli_registers_the_instrument_trainer() -> None:
+def test_cli_registers_the_instrument_trainer_with_device_defaults() -> None:
     from ensemble.cli import build_parser
+    from ensemble.training.instrument import options_from_args
 
-    args = build_parser().parse_args(
-        ["train", "instrument", "--data", "d", "--instrument", "violin", "--device", "cuda"]
-    )
-    assert args.instrument == "violin" and args.device == "cuda" and args.steps > 1000
+    base = ["train", "instrument", "--data", "d", "--instrument", "violin"]
+    gpu = options_from_args(build_parser().parse_args([*base, "--device", "cuda"]))
+    assert (gpu.device, gpu.batch_size, gpu.seconds, gpu.amp) == ("cuda", 32, 2.0, False)
+    cpu = options_from_args(build_parser().parse_args([*base, "--batch-size", "4", "--amp"]))
+    assert (cpu.device, cpu.batch_size, cpu.seconds, cpu.amp) == ("cpu", 4, 1.0, True)

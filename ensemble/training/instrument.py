@@ -70,6 +70,7 @@ class TrainOptions:
     val_excerpts: int = 32
     fft_sizes: tuple[int, ...] = (1024, 512, 256, 128, 64)
     seed: int = 0
+    threads: int | None = None  # CPU intra-op threads (1 is far faster on a busy shared CPU)
     resume: bool = False
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in config.json "training"
@@ -269,6 +270,8 @@ def fit(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+    if options.threads:
+        torch.set_num_threads(options.threads)
     config.stats = dataset_stats(train, config.kind)
     n_frames = round(options.seconds * SAMPLE_RATE / HOP_LENGTH)
     sampler = ExcerptSampler(train, n_frames, options.device)
@@ -320,7 +323,9 @@ def fit(
             "val_loss": val_loss,
             "parameters": n_params,
             "options": {
-                k: v for k, v in asdict(options).items() if k not in ("progress", "resume")
+                k: v
+                for k, v in asdict(options).items()
+                if k not in ("progress", "resume", "threads")
             },
         }
         save_checkpoint(out, config, model)
@@ -442,9 +447,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="checkpoint folder (default checkpoints/<name>)")
     parser.add_argument("--steps", type=int, default=TrainOptions.steps)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size)
+    parser.add_argument("--batch-size", type=int, help="default 32 on cuda, 8 on cpu")
     parser.add_argument(
-        "--seconds", type=float, default=TrainOptions.seconds, help="excerpt length"
+        "--seconds", type=float, help="excerpt length (default 2 on cuda, 1 on cpu)"
     )
     parser.add_argument("--lr", type=float, default=TrainOptions.lr)
     parser.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
@@ -452,16 +457,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--hidden-size", type=int, help="override the decoder width")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast for the network (CUDA)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ensemble.instrument import CHECKPOINT_ROOT
-
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    """CLI arguments → TrainOptions; batch and excerpt length default by device."""
     gpu = args.device.startswith("cuda")
-    options = TrainOptions(
+    return TrainOptions(
         steps=args.steps,
         batch_size=args.batch_size or (TrainOptions.batch_size if gpu else 8),
         seconds=args.seconds or (TrainOptions.seconds if gpu else 1.0),
@@ -471,10 +476,16 @@ def _run(args: argparse.Namespace) -> int:
         time_limit_min=args.time_limit,
         val_every=args.val_every,
         seed=args.seed,
+        threads=args.threads,
         resume=args.resume,
         progress=not args.quiet,
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ensemble.instrument import CHECKPOINT_ROOT
+
     out = args.out or CHECKPOINT_ROOT / args.instrument
-    train_instrument(args.data, args.instrument, out, options, args.hidden_size)
+    train_instrument(args.data, args.instrument, out, options_from_args(args), args.hidden_size)
     print(f"wrote {out}")
     return 0
