@@ -15,6 +15,7 @@ that belongs to one listener lives in their `Session` (a `gr.State` value).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
@@ -65,13 +66,13 @@ ENV_DB = "ENSEMBLE_RATINGS_DB"
 ENV_WEIGHTS = "ENSEMBLE_WEIGHTS"
 ENV_LISTEN = "ENSEMBLE_LISTEN_SECONDS"
 
-APP_MAX_SECONDS = 30.0  # longer uploads are refused (or trimmed on request): keeps a round < 5 s
+APP_MAX_SECONDS = 30.0  # longer uploads are refused (or trimmed on request): rounds stay short
 LISTEN_SECONDS = 3.0  # each candidate must be played this long (capped at half its length)
 MAX_CANDIDATES = 8  # UI slots; Top-K is limited to this
 DEFAULT_TOP_K = 5
 MAX_HOPS = 4
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-PREFERRED_LINEUP = ("violin", "flute", "cello", "bass", "piano", "drums")
+PREFERRED_LINEUP = ("violin", "cello", "bass", "drums", "flute", "viola", "piano")
 CANDIDATE_PLOT_HEIGHT = 380
 RENDER_WORKERS = 2  # candidates rendered at once: one per core of the 2-core target machine
 
@@ -108,10 +109,10 @@ class RoomConfig:
         listen = env.get(ENV_LISTEN, str(LISTEN_SECONDS))
         try:
             listen_seconds = float(listen)
-        except ValueError as exc:
-            raise EnsembleError(
-                f"{ENV_LISTEN} must be a number of seconds, not {listen!r}."
-            ) from exc
+        except ValueError:
+            listen_seconds = -1.0
+        if not 0.0 <= listen_seconds < float("inf"):
+            raise EnsembleError(f"{ENV_LISTEN} must be a number of seconds >= 0, not {listen!r}.")
         return cls(
             checkpoints=env.get(ENV_CHECKPOINTS) or None,
             index=Path(env.get(ENV_INDEX) or cls.index),
@@ -764,8 +765,6 @@ def _candidate_figure(metrics: SongMetrics, title: str, seams: list[float]) -> g
 
 
 def _json(data: Any) -> str:
-    import json
-
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
 

@@ -365,3 +365,18 @@ def test_without_an_index_the_performance_still_plays(room: Room) -> None:
     assert result.mix_path.is_file() and result.candidates == []
     assert any(m.startswith("No continuations: No RAG index") for m in result.messages)
     assert session.round is None and "Perform an input first" in bare.gate(session).text
+
+
+def test_room_config_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ENSEMBLE_RATINGS_DB", str(tmp_path / "r.sqlite"))
+    monkeypatch.setenv("ENSEMBLE_INDEX", str(tmp_path / "index"))
+    monkeypatch.setenv("ENSEMBLE_CHECKPOINTS", "someone/ensemble-checkpoints")
+    monkeypatch.setenv("ENSEMBLE_LISTEN_SECONDS", "4.5")
+    config = RoomConfig.from_env()
+    assert config.ratings_db == tmp_path / "r.sqlite" and config.index == tmp_path / "index"
+    assert config.checkpoints == "someone/ensemble-checkpoints" and config.listen_seconds == 4.5
+    assert config.weights is not None and config.weights.name == "ratings_weights.json"
+    for bad in ("three", "-1"):
+        monkeypatch.setenv("ENSEMBLE_LISTEN_SECONDS", bad)
+        with pytest.raises(EnsembleError, match="ENSEMBLE_LISTEN_SECONDS must be"):
+            RoomConfig.from_env()
