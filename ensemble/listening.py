@@ -539,10 +539,12 @@ class Room:
             )
             return shown, metrics
 
-        # Decoders run batch-1 GRUs on one intra-op thread each (see Instrument.render) and
-        # release the GIL, so two candidates render at once on two cores. Instrument.render sets
-        # torch's process-wide thread count per call; restore it after the concurrent calls.
+        # Decoders run batch-1 GRUs on one intra-op thread (see Instrument.render) and release
+        # the GIL, so two candidates render at once on two cores. torch's thread count is
+        # process-wide and Instrument.render sets and restores it per call, which races between
+        # workers; holding it at 1 for the whole pool makes every restore a no-op.
         threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         report(0.35, f"Rendering {k} candidates through the ensemble")
         try:
             with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool:
