@@ -50,6 +50,9 @@ class PerformSettings:
     quiet_threshold_db: float = -60.0  # input frames quieter than this stay silent
     unvoiced_attenuation_db: float = 20.0
     autotune: float = 0.0  # 0 = expressive pitch, 1 = snapped to semitones
+    # The leader carries the seed's melody; +6 dB keeps it in front of the accompaniment, whose
+    # bass and drums otherwise dominate the mix's energy.
+    leader_gain_db: float = 6.0
     gains_db: dict[str, float] = field(default_factory=dict)
     mute: tuple[str, ...] = ()
 
@@ -204,7 +207,8 @@ class Ensemble:
         for name in active:
             part = parts[name]
             rendered = self.instrument(name).render(part.f0_hz, part.loudness_db)[:n_samples]
-            gain = db_to_gain(settings.gains_db.get(name, 0.0))
+            gain_db = settings.gains_db.get(name, 0.0)
+            gain = db_to_gain(gain_db + (settings.leader_gain_db if name == leader else 0.0))
             stems[name] = np.pad(rendered, (0, n_samples - len(rendered))) * gain
         mix, mix_gain = _normalise(stems)
         for name in stems:

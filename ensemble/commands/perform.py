@@ -78,6 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=DB",
         help="per-instrument gain in dB, repeatable (e.g. --gain drums=-6)",
     )
+    p.add_argument(
+        "--leader-gain",
+        type=float,
+        default=6.0,
+        help="dB the leader is lifted above the accompaniment in the mix (default 6)",
+    )
     p.add_argument("--mute", default="", help="comma-separated instruments to leave out")
     p.add_argument(
         "--trim",
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         loudness_shift_db=args.loudness_shift,
         quiet_threshold_db=args.quiet_threshold,
         autotune=args.autotune,
+        leader_gain_db=args.leader_gain,
         gains_db=dict(args.gain),
         mute=tuple(n.strip().lower() for n in args.mute.split(",") if n.strip()),
     )
