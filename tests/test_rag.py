@@ -115,6 +115,21 @@ def test_query_finds_the_true_continuation_and_skips_the_prefix(
     assert results[0].notes == []
 
 
+def test_top_k_candidates_do_not_overlap_each_other(index_dir: Path, embedder: Instrument) -> None:
+    results = continue_audio(
+        melody(1)[: 7 * SAMPLE_RATE],
+        index_dir,
+        top_k=4,
+        embedder=embedder,
+        exclude=[Span("Track00002", 0.0, 7.0)],
+        render=False,
+    )
+    spans = [(r.segments[0].source, r.segments[0].start_s) for r in results]
+    for i, (source, start) in enumerate(spans):
+        for other_source, other_start in spans[i + 1 :]:
+            assert source != other_source or abs(start - other_start) >= 4.0
+
+
 def test_ranking_json_and_audio_files(
     index_dir: Path, embedder: Instrument, tmp_path: Path
 ) -> None:

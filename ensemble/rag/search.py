@@ -138,4 +138,23 @@ def search(
             break
         k *= 4
     ranked = score_rows(index, query, rows, weights)
-    return ranked.take(np.arange(min(top_k, len(ranked))))
+    return ranked.take(distinct_order(index, ranked.rows, top_k))
+
+
+def distinct_order(index: RagIndex, rows: np.ndarray, top_k: int) -> np.ndarray:
+    """Positions of the best ``top_k`` of ``rows`` (best first) that do not overlap each other.
+
+    Neighbouring chunks of one source score almost alike (1 s hop, 4 s chunks), so a plain Top-K
+    would offer a listener the same passage shifted by a second; overlapping ones are kept only
+    when too few distinct candidates exist.
+    """
+    chunk = index.config.chunk_seconds
+    taken: list[int] = []
+    for pos, row in enumerate(rows):
+        same = [rows[t] for t in taken if index.file_of[rows[t]] == index.file_of[row]]
+        if all(abs(index.start_s[row] - index.start_s[other]) >= chunk for other in same):
+            taken.append(pos)
+            if len(taken) == top_k:
+                return np.array(taken, int)
+    rest = [pos for pos in range(len(rows)) if pos not in taken]
+    return np.array(taken + rest[: top_k - len(taken)], int)
