@@ -29,4 +29,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q -r requirements.txt
   echo "$want" > "$stamp"
 fi
+# The project itself, editable: `python bench/x.py`, notebooks and the `ensemble` command import it
+# from anywhere, and edits take effect without reinstalling.
+py="$PWD/$VENV/bin/python"
+(cd / && "$py" -c "import ensemble") >/dev/null 2>&1 \
+  || "$py" -m pip install -q --no-deps --no-build-isolation -e .
 echo "setup: ready ($("$VENV/bin/python" --version), torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'))"
