@@ -281,6 +281,25 @@ def test_fit_writes_a_loadable_checkpoint_and_resumes(tmp_path: Path) -> None:
     assert state["step"] == 6
 
 
+def test_fit_can_fine_tune_from_a_checkpoint(tmp_path: Path) -> None:
+    train, val = [stem(150, 0)], [stem(120, 2)]
+    options = TrainOptions(
+        steps=1, batch_size=2, seconds=0.5, val_every=1, val_excerpts=2, progress=False, lr=0.0
+    )  # lr 0: the weights must stay the start's
+    start = Instrument(tiny(name="violin"))
+    start.save(tmp_path / "start")
+    options.init = str(tmp_path / "start")
+    out = fit(train, val, tiny(name="violin"), tmp_path / "tuned", options)
+    tuned = Instrument.from_pretrained(out).model.state_dict()
+    for key, value in start.model.state_dict().items():
+        torch.testing.assert_close(tuned[key], value)
+    options.init, options.steps = str(tmp_path / "start"), 1
+    wider = tiny(name="violin")
+    wider.hidden_size = 48
+    with pytest.raises(EnsembleError, match="another architecture"):
+        fit(train, val, wider, tmp_path / "other", options)
+
+
 def test_cli_registers_the_instrument_trainer_with_device_defaults() -> None:
     from ensemble.cli import build_parser
     from ensemble.training.instrument import options_from_args

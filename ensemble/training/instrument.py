@@ -72,6 +72,7 @@ class TrainOptions:
     seed: int = 0
     threads: int | None = None  # CPU intra-op threads (1 is far faster on a busy shared CPU)
     resume: bool = False
+    init: str | None = None  # fine-tune from this checkpoint (name or folder) instead of scratch
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in config.json "training"
 
@@ -293,6 +294,17 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
         log.info("resumed %s at step %d", out, step)
+    elif options.init:
+        from ensemble.instrument import Instrument
+
+        base = Instrument.from_pretrained(options.init)
+        if _architecture(base.config) != _architecture(config):
+            raise EnsembleError(
+                f"--init {options.init} has another architecture than this run (e.g. "
+                "--hidden-size); drop the override to fine-tune it."
+            )
+        model.load_state_dict(base.model.state_dict())
+        log.info("fine-tuning from %s", options.init)
 
     val_batch = None
     if validation:
@@ -416,11 +428,16 @@ def train_instrument(
     if not train:
         raise DataError(
             f"No '{instrument}' stems in the train split of the cache under {data}; build the "
-            "cache first (`python -m ensemble data cache`) or check the instrument name."
+            "cache first (`python -m ensemble corpus cache`) or check the instrument name."
         )
     validation = load_stems(data, instrument, "validation")
     kind = "drums" if train[0].is_drum else "pitched"
     config = default_config(instrument, kind)
+    if options.init:  # fine-tuning keeps the starting checkpoint's architecture
+        from ensemble.instrument import Instrument, InstrumentConfig
+
+        base = Instrument.from_pretrained(options.init).config.to_dict()
+        config = InstrumentConfig.from_dict(base | {"name": instrument, "stats": {}})
     if hidden_size is not None:
         config.hidden_size = hidden_size
     log.info(
@@ -459,6 +476,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--init",
+        help="fine-tune from this checkpoint (a shipped name such as drums, or a folder) "
+        "instead of starting from scratch",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
@@ -478,6 +500,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         seed=args.seed,
         threads=args.threads,
         resume=args.resume,
+        init=args.init,
         progress=not args.quiet,
     )
 
