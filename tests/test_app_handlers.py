@@ -380,3 +380,17 @@ def test_room_config_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         monkeypatch.setenv("ENSEMBLE_LISTEN_SECONDS", bad)
         with pytest.raises(EnsembleError, match="ENSEMBLE_LISTEN_SECONDS must be"):
             RoomConfig.from_env()
+
+
+def test_multi_hop_candidates_chain_chunks(room: Room) -> None:
+    session = Session()
+    result = room.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2,
+                                                                 hops=2))
+    assert session.round is not None and session.round.settings["hops"] == 2
+    for candidate in session.round.candidates:
+        assert candidate.chunk_id.count("+") == 1  # two chained chunks
+    figure = result.candidates[0].figure
+    assert [a.text for a in figure.layout.annotations][-2:] == ["your input │ continuation",
+                                                                "│ seam"]
+    # The last 4 s of the input, then two 4 s chunks.
+    assert result.candidates[0].duration_s == pytest.approx(4.0 + 2 * 4.0, abs=0.05)
