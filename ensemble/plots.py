@@ -76,7 +76,10 @@ def song_figure(named: dict[str, SongMetrics], title: str = "") -> go.Figure:
             col=1,
         )
     fig.update_yaxes(title_text="amplitude", range=[-1, 1], row=1, col=1)
-    fig.update_yaxes(title_text="Hz", type="log", row=2, col=1)
+    # Note-like ticks: plotly's default log ticks (2, 3, 4... per decade) crowd a 3-octave range.
+    fig.update_yaxes(
+        title_text="Hz", type="log", tickvals=[55, 110, 220, 440, 880, 1760], row=2, col=1
+    )
     fig.update_yaxes(title_text="RMS", row=3, col=1)
     fig.update_xaxes(title_text="time (s)", row=3, col=1)
     fig.update_layout(

@@ -20,7 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     fit = inner.add_parser("fit", help="learn composite weights from judgements (Bradley–Terry)")
     fit.add_argument("--db", required=True, help="ratings database (SQLite)")
-    fit.add_argument("--out", default="weights.json", help="weights file to write")
+    fit.add_argument(
+        "--out",
+        default="data/ratings_weights.json",
+        help="weights file to write (default data/ratings_weights.json, which the app reads)",
+    )
     fit.add_argument("--old-weights", metavar="PATH",
                      help="weights to compare against (default: those the judgements were "
                      "ranked with, else equal)")
