@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from torch import nn
 from ensemble.config import FRAME_RATE
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz
+from ensemble.threads import one_torch_thread
 
 N_PITCHES = 128  # output classes: MIDI notes 0..127
 STRIDE = 4  # 100 Hz frames -> 25 Hz tokens
@@ -356,21 +355,6 @@ def rest_part(n_frames: int) -> FollowerPart:
     )
 
 
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, restoring the previous setting afterwards.
-
-    The conductor's matrices are small: on the shared 2-core CPU a second thread mostly waits for
-    a core. Measured for 10 s x 4 followers under load: 0.33 s with 2 threads, 0.11 s with 1.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 # --- public API -------------------------------------------------------------------------------
 
 
@@ -474,7 +458,7 @@ class Conductor:
             else:
                 messages.append(note)
             return {name: rest_part(n) for name in ids}
-        with _single_thread():
+        with one_torch_thread():
             out = self._predict(leader, list(ids.values()))
         return self._decode(out, list(ids))
 

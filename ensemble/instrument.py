@@ -36,6 +36,7 @@ from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.controls import hold_unvoiced_pitch
 from ensemble.errors import CheckpointError
 from ensemble.features import hz_to_midi, midi_to_hz
+from ensemble.threads import one_torch_thread
 
 FORMAT_VERSION = 1
 CHECKPOINT_ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -375,21 +376,12 @@ def save_checkpoint(directory: str | Path, config: InstrumentConfig, model: nn.M
 
 
 def _one_thread(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run an inference method with one intra-op thread, then restore the setting.
-
-    Rendering is a batch-1 GRU of thousands of tiny steps: a second OpenMP thread buys nothing
-    on an idle 2-core machine, and when the other core is busy every step waits for it (10 s of
-    violin measured 70 ms with one thread, 17.6 s with two, on this machine under load).
-    """
+    """Run an inference method on one intra-op thread (see `ensemble.threads`)."""
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             return method(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
 
     return wrapper
 

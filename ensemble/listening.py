@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ensemble import __version__
 from ensemble.audio import ClippingWarning, fingerprint, load_audio, write_audio
@@ -53,6 +52,7 @@ from ensemble.rag import (
 from ensemble.rag.continuation import TAIL_SECONDS
 from ensemble.ratings import Candidate, HubSync, Judgement, RatingsStore, disagreements
 from ensemble.ratings.fit import human_utility, kendall_tau
+from ensemble.threads import one_torch_thread
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -539,23 +539,19 @@ class Room:
             )
             return shown, metrics
 
-        # Decoders run batch-1 GRUs on one intra-op thread (see Instrument.render) and release
-        # the GIL, so two candidates render at once on two cores. torch's thread count is
-        # process-wide and Instrument.render sets and restores it per call, which races between
-        # workers; holding it at 1 for the whole pool makes every restore a no-op.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        # Decoders run batch-1 GRUs on one intra-op thread (see ensemble.threads) and release
+        # the GIL, so two candidates render at once on two cores.
         report(0.35, f"Rendering {k} candidates through the ensemble")
-        try:
-            with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool:
-                futures = {pool.submit(prepare, index): index for index in range(k)}
-                prepared: dict[int, tuple[ShownCandidate, SongMetrics]] = {}
-                for future in as_completed(futures):
-                    prepared[futures[future]] = future.result()
-                    report(0.35 + 0.6 * len(prepared) / k,
-                           f"Rendered, measured and drew {len(prepared)} of {k} candidates")
-        finally:
-            torch.set_num_threads(threads)
+        with (
+            one_torch_thread(),
+            ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool,
+        ):
+            futures = {pool.submit(prepare, index): index for index in range(k)}
+            prepared: dict[int, tuple[ShownCandidate, SongMetrics]] = {}
+            for future in as_completed(futures):
+                prepared[futures[future]] = future.result()
+                report(0.35 + 0.6 * len(prepared) / k,
+                       f"Rendered, measured and drew {len(prepared)} of {k} candidates")
 
         perform_settings = asdict(options.perform)
         perform_settings["mute"] = list(perform_settings["mute"])

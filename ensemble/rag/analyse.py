@@ -7,8 +7,6 @@ it is a plain function of picklable arguments that either engine (in-process or 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from ensemble.features import FeatureFrame, extract_features
 from ensemble.rag.chunks import Embedder, FeatureConfig, FileChunks, QueryFeatures, chunk_file
 from ensemble.rag.chunks import query_features as _query_features
 from ensemble.rag.sources import SourceFile
+from ensemble.threads import one_torch_thread
 
 MAX_FILE_SECONDS = 3600.0  # corpus tracks may be far longer than a user upload
 
@@ -62,24 +61,6 @@ def check_embedder(config: FeatureConfig, embedder: Embedder, sha256: str | None
             f"(sha256 {config.embedder_sha256[:12]}), but this query uses '{embedder.name}' "
             f"(sha256 {sha[:12]}); query with the same model or rebuild the index."
         )
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread for the duration.
-
-    A batch-1 GRU is latency-bound: each of its T steps is a tiny matmul, and splitting that over
-    threads only adds a synchronisation per step. Measured here on 20 s of frames: 0.55 s with one
-    thread vs 5-22 s with two on a busy 2-core machine.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def hidden_states(embedder: Embedder, feats: FeatureFrame) -> np.ndarray:
