@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+RENDER_WORKERS = 2  # decoders rendered at once
 MIX_PEAK = 10 ** (-1.0 / 20)  # the mix is peak-normalised to -1 dBFS
 LOW_CONFIDENCE = 0.6  # share of sounding frames voiced below which we warn about the input
 
@@ -203,13 +205,18 @@ class Ensemble:
             for name, played in played_parts.items():
                 parts[name] = self._follower_part(played, self.instrument(name), settings)
         n_samples = n_frames * HOP_LENGTH
-        stems: dict[str, np.ndarray] = {}
-        for name in active:
+
+        def render(name: str) -> np.ndarray:
             part = parts[name]
             rendered = self.instrument(name).render(part.f0_hz, part.loudness_db)[:n_samples]
             gain_db = settings.gains_db.get(name, 0.0)
             gain = db_to_gain(gain_db + (settings.leader_gain_db if name == leader else 0.0))
-            stems[name] = np.pad(rendered, (0, n_samples - len(rendered))) * gain
+            return np.pad(rendered, (0, n_samples - len(rendered))) * gain
+
+        # Each decoder is a one-thread batch-1 GRU that releases the GIL: two at a time use both
+        # cores of the target machine.
+        with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="decoder") as pool:
+            stems = dict(zip(active, pool.map(render, active), strict=True))
         mix, mix_gain = _normalise(stems)
         for name in stems:
             stems[name] = (stems[name] * mix_gain).astype(np.float32)
