@@ -216,6 +216,18 @@ def print_table(results: dict[str, dict], gains: dict[str, float | None]) -> Non
     print(f"{'margin vs best':<18}" + "".join(f"{c:>17}" for c in cells))
 
 
+def piece_of(root: Path, track: str) -> str:
+    """The source piece (movements of one work share it) of a rendered track."""
+    import yaml
+
+    return str(yaml.safe_load((root / track / "metadata.yaml").read_text())["group"])
+
+
+def trained_pieces(root: Path) -> set[str]:
+    splits = json.loads((root / "splits.json").read_text())
+    return {piece_of(root, t) for t in splits["train"] + splits["validation"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -224,6 +236,12 @@ def main() -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--checkpoint", default=None, help="conductor folder (default: shipped)")
     parser.add_argument("--json", default="artifacts/bench/conductor.json")
+    parser.add_argument(
+        "--exclude-pieces-of",
+        metavar="CORPUS",
+        help="drop tracks whose source piece is in CORPUS's train/validation split (the corpus "
+        "the checkpoint was trained on), so no evaluated piece was heard in training",
+    )
     args = parser.parse_args()
     try:
         conductor = Conductor.from_pretrained(args.checkpoint)
@@ -231,6 +249,14 @@ def main() -> int:
     except EnsembleError as exc:
         print(f"conductor bench skipped: {exc}", file=sys.stderr)
         return 0
+    if args.exclude_pieces_of:
+        seen = trained_pieces(Path(args.exclude_pieces_of))
+        kept = [t for t in tracks if piece_of(Path(args.data), t.name) not in seen]
+        print(
+            f"{len(tracks) - len(kept)} of {len(tracks)} tracks share a piece with "
+            f"{args.exclude_pieces_of}'s training data and are left out"
+        )
+        tracks = kept
     if not tracks:
         print(f"conductor bench skipped: no {args.split} tracks in {args.data}", file=sys.stderr)
         return 0
