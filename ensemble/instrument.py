@@ -332,8 +332,16 @@ def list_pretrained(root: str | Path | None = None) -> list[str]:
     return sorted(
         p.name
         for p in base.iterdir()
-        if (p / WEIGHTS_FILE).is_file() and (p / CONFIG_FILE).is_file()
+        if (p / WEIGHTS_FILE).is_file() and _is_instrument_config(p / CONFIG_FILE)
     )
+
+
+def _is_instrument_config(path: Path) -> bool:
+    """True for an instrument's config.json (the conductor's sits beside them, without 'kind')."""
+    try:
+        return "kind" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
 
 
 def _hub_files(

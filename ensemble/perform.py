@@ -131,11 +131,9 @@ class Ensemble:
     @property
     def available(self) -> list[str]:
         """Instrument names with a checkpoint (the conductor is not an instrument)."""
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if p.is_dir() and p.name != "conductor" and (p / "model.safetensors").exists()
-        )
+        from ensemble.instrument import list_pretrained
+
+        return list_pretrained(self.root)
 
     def instrument(self, name: str) -> Instrument:
         from ensemble.instrument import Instrument

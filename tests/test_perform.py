@@ -203,3 +203,7 @@ def test_cli_missing_checkpoints(tmp_path: Path) -> None:
     sf.write(wav, tone(440, 1.0), SAMPLE_RATE)
     done = _cli(str(wav), "--out", str(tmp_path / "o"), "--checkpoints", str(tmp_path / "none"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_available_lists_instruments_not_the_conductor(checkpoints: Path) -> None:
+    assert Ensemble.from_pretrained(checkpoints).available == ["cello", "drums", "violin"]
