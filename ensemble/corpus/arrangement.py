@@ -6,10 +6,15 @@ a slow expression (CC11) curve.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ensemble.corpus.voices import Voice
+
+if TYPE_CHECKING:
+    from ensemble.corpus.score import ScoreData
+    from ensemble.corpus.sources import PieceRef
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,23 @@ class Arrangement:
     transpose: int  # semitones applied to the score
     meter: str  # e.g. "4/4"
     parts: list[Part]
+
+    @classmethod
+    def of(
+        cls, kind: str, ref: PieceRef, data: ScoreData, bpm: float, shift: int, parts: list[Part]
+    ) -> Arrangement:
+        """An arrangement of the parsed score ``data`` of ``ref`` with its provenance."""
+        return cls(
+            kind=kind,
+            source=ref.name,
+            group=ref.group,
+            title=data.title,
+            bpm=bpm,
+            length=data.length,
+            transpose=shift,
+            meter=data.meter,
+            parts=parts,
+        )
 
     def seconds(self, quarters: float) -> float:
         return quarters * 60.0 / self.bpm

@@ -73,17 +73,7 @@ def _arrange(
                 expression=expression_curve(rng, data.length, phrase),
             )
         )
-    return Arrangement(
-        kind=ref.kind,
-        source=ref.name,
-        group=ref.group,
-        title=data.title,
-        bpm=bpm,
-        length=data.length,
-        transpose=shift,
-        meter=data.meter,
-        parts=parts,
-    )
+    return Arrangement.of(ref.kind, ref, data, bpm, shift, parts)
 
 
 def arrange_chorale(

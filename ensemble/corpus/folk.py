@@ -226,14 +226,4 @@ def arrange_folk(
         ),
         Part("drums", VOICES["drums"], drum_part(data.bars, rng, DrumStyle.draw(rng), gain)),
     ]
-    return Arrangement(
-        kind="folk",
-        source=ref.name,
-        group=ref.group,
-        title=data.title,
-        bpm=bpm,
-        length=data.length,
-        transpose=shift,
-        meter=data.meter,
-        parts=parts,
-    )
+    return Arrangement.of("folk", ref, data, bpm, shift, parts)
