@@ -157,5 +157,9 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_R
 
 
 def fingerprint(audio: np.ndarray) -> str:
-    """Stable identity of a signal (sha256 of its float32 samples), for ratings and caches."""
-    return hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
+    """Stable identity of a signal: sha256 of its samples as little-endian float32.
+
+    Pass the array the pipeline used (after `load_audio`), not the uploaded file's bytes, so two
+    encodings of the same audio share a fingerprint (ratings, caches).
+    """
+    return hashlib.sha256(np.ascontiguousarray(audio, dtype="<f4").tobytes()).hexdigest()

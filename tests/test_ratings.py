@@ -16,6 +16,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.hf_api import CommitInfo, RepoUrl
 
+from ensemble.audio import fingerprint
 from ensemble.cli import main
 from ensemble.errors import EnsembleError
 from ensemble.ratings import (
@@ -24,7 +25,6 @@ from ensemble.ratings import (
     Judgement,
     RatingsStore,
     disagreements,
-    fingerprint_audio,
     fit,
     load_weights,
     read_export,
@@ -61,7 +61,7 @@ def judgement(k: int = 3, **overrides: object) -> Judgement:
     ]
     fields: dict[str, object] = dict(
         session_id="s1",
-        input_fingerprint=fingerprint_audio(np.zeros(16)),
+        input_fingerprint=fingerprint(np.zeros(16)),
         candidates=cands,
         shown_order=list(reversed(range(k))),
         listen_seconds=[4.0] * k,
@@ -163,8 +163,8 @@ def test_export_round_trips(tmp_path: Path, fmt: str) -> None:
 
 def test_fingerprint_is_of_samples_not_dtype() -> None:
     x = np.linspace(-1, 1, 100)
-    assert fingerprint_audio(x) == fingerprint_audio(x.astype(np.float32))
-    assert fingerprint_audio(x) != fingerprint_audio(x[::-1])
+    assert fingerprint(x) == fingerprint(x.astype(np.float32))
+    assert fingerprint(x) != fingerprint(x[::-1])
 
 
 def test_rating_survives_sigkill_right_after_submit(tmp_path: Path) -> None:

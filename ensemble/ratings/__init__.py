@@ -17,7 +17,7 @@ from ensemble.ratings.fit import (
     load_weights,
     save_weights,
 )
-from ensemble.ratings.judgement import Candidate, Judgement, fingerprint_audio
+from ensemble.ratings.judgement import Candidate, Judgement
 from ensemble.ratings.store import RatingsStore
 from ensemble.ratings.sync import HubSync
 
@@ -29,7 +29,6 @@ __all__ = [
     "Judgement",
     "RatingsStore",
     "disagreements",
-    "fingerprint_audio",
     "fit",
     "load_weights",
     "read_export",

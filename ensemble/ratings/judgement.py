@@ -7,7 +7,6 @@ to positions in `Judgement.candidates`, which keeps the model's order (rank 1 fi
 
 from __future__ import annotations
 
-import hashlib
 import math
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -54,7 +53,7 @@ class Judgement:
     """One submitted ranking and/or 1–5 ratings of a set of candidates (see module docstring)."""
 
     session_id: str
-    input_fingerprint: str  # sha256 of the input samples, see fingerprint_audio
+    input_fingerprint: str  # sha256 of the input samples, see ensemble.audio.fingerprint
     candidates: list[Candidate]
     shown_order: list[int]  # candidate indices in the order the listener saw them
     listen_seconds: list[float]  # per candidate index
@@ -93,7 +92,7 @@ class Judgement:
                "The judgement has no session id.")
         _check(isinstance(self.input_fingerprint, str) and len(self.input_fingerprint) == 64
                and all(c in "0123456789abcdef" for c in self.input_fingerprint),
-               "The input fingerprint must be a sha256 hex digest (use fingerprint_audio).")
+               "The input fingerprint must be a sha256 hex digest (ensemble.audio.fingerprint).")
         _check(k >= 1, "A judgement needs at least one candidate.")
         for i, cand in enumerate(self.candidates):
             _check_candidate(i, cand)
@@ -134,18 +133,6 @@ class Judgement:
         for name in ("model_version", "index_version", "app_version", "uid"):
             _check(isinstance(getattr(self, name), str), f"The {name} must be text.")
         _check(self.uid != "", "The judgement uid must not be empty.")
-
-
-def fingerprint_audio(samples: Any) -> str:
-    """sha256 of the samples as little-endian float32: the same decoded input gives the same id.
-
-    Pass the array the pipeline used (after `load_audio`), not the uploaded file's bytes, so two
-    encodings of the same audio share a fingerprint.
-    """
-    import numpy as np
-
-    data = np.ascontiguousarray(np.asarray(samples, dtype="<f4"))
-    return hashlib.sha256(data.tobytes()).hexdigest()
 
 
 def _check(condition: bool, message: str) -> None:
