@@ -38,6 +38,7 @@ from ensemble import __version__
 from ensemble.audio import ClippingWarning, fingerprint, load_audio, write_audio
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import EnsembleError
+from ensemble.features import FeatureFrame
 from ensemble.metrics import SongMetrics, metrics_json, song_metrics
 from ensemble.perform import Ensemble, Performance, PerformSettings
 from ensemble.rag import (
@@ -249,7 +250,9 @@ class Room:
                 for name, stem in performance.stems.items()
             ]
             report(0.3, "Searching the index for continuations")
-            continuations = self._continuations(audio, options, messages)
+            continuations = self._continuations(
+                audio, options, messages, performance.features
+            )
             new_round, shown = (
                 self._prepare_round(
                     round_uid, audio, continuations, performance, options, folder, report
@@ -463,7 +466,11 @@ class Room:
         )
 
     def _continuations(
-        self, audio: np.ndarray, options: RoundOptions, messages: list[str]
+        self,
+        audio: np.ndarray,
+        options: RoundOptions,
+        messages: list[str],
+        features: FeatureFrame,
     ) -> list[Continuation]:
         """Top-K continuations with raw audio; problems become messages, since the performance
         is still worth hearing without them."""
@@ -479,6 +486,7 @@ class Room:
                 weights=options.weights,
                 embedder=self.embedder,
                 render=True,
+                features=features,
             )
         except EnsembleError as exc:
             messages.append(f"No continuations: {exc}")

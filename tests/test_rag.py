@@ -115,6 +115,27 @@ def test_query_finds_the_true_continuation_and_skips_the_prefix(
     assert results[0].notes == []
 
 
+def test_precomputed_features_give_the_same_ranking(index_dir: Path, embedder: Instrument) -> None:
+    from ensemble.features import extract_features
+
+    prefix = melody(1)[: 7 * SAMPLE_RATE]
+    exclude = [Span("Track00002", 0.0, 7.0)]
+    fresh = continue_audio(
+        prefix, index_dir, top_k=3, embedder=embedder, exclude=exclude, render=False
+    )
+    reused = continue_audio(
+        prefix,
+        index_dir,
+        top_k=3,
+        embedder=embedder,
+        exclude=exclude,
+        render=False,
+        features=extract_features(prefix),
+    )
+    assert [r.chunk_ids for r in reused] == [r.chunk_ids for r in fresh]
+    assert [r.composite for r in reused] == pytest.approx([r.composite for r in fresh])
+
+
 def test_top_k_candidates_do_not_overlap_each_other(index_dir: Path, embedder: Instrument) -> None:
     results = continue_audio(
         melody(1)[: 7 * SAMPLE_RATE],

@@ -83,9 +83,14 @@ def analyse_file(source: SourceFile, config: FeatureConfig, embedder: Embedder) 
 
 
 def analyse_query(
-    audio: np.ndarray, config: FeatureConfig, embedder: Embedder, centre: np.ndarray
+    audio: np.ndarray,
+    config: FeatureConfig,
+    embedder: Embedder,
+    centre: np.ndarray,
+    features: FeatureFrame | None = None,
 ) -> QueryFeatures:
     """Query features at the end of ``audio`` (N,) float32 mono at the index's sample rate,
-    with style vectors centred on the index's ``centre`` (K,)."""
-    feats = extract_features(audio)
+    with style vectors centred on the index's ``centre`` (K,). ``features`` of ``audio``, when
+    the caller already has them, are used instead of extracting them again."""
+    feats = features if features is not None else extract_features(audio)
     return _query_features(feats, hidden_states(embedder, feats), config, centre)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ensemble.audio import AudioSource, load_audio, write_audio
 from ensemble.config import SAMPLE_RATE
+from ensemble.features import FeatureFrame
 from ensemble.rag import scoring
 from ensemble.rag.analyse import analyse_query, check_embedder
 from ensemble.rag.chunks import Embedder
@@ -131,6 +132,7 @@ def continue_audio(
     leader: str | None = None,
     ensemble: Ensemble | None = None,
     render: bool = True,
+    features: FeatureFrame | None = None,
 ) -> list[Continuation]:
     """Top-K continuations of ``audio`` from ``index``.
 
@@ -146,6 +148,8 @@ def continue_audio(
         instruments, leader: render through the ensemble with these instruments (raw if None).
         ensemble: the ensemble to render with (default: `Ensemble.from_pretrained()`).
         render: build each continuation's audio.
+        features: features of ``audio`` already computed (e.g. `Performance.features`), so the
+            query does not extract them again.
 
     Raises:
         AudioInputError: unusable input (too short to analyse, silent, ...).
@@ -160,7 +164,7 @@ def continue_audio(
 
         embedder = Instrument.from_pretrained(index.config.embedder)
     check_embedder(index.config, embedder)
-    query = analyse_query(signal, index.config, embedder, index.centre)
+    query = analyse_query(signal, index.config, embedder, index.centre, features)
     chains = beam_search(
         index,
         query,
