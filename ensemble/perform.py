@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,9 +129,10 @@ class Ensemble:
             )
         return ensemble
 
-    @property
+    @cached_property
     def available(self) -> list[str]:
-        """Instrument names with a checkpoint (the conductor is not an instrument)."""
+        """Instrument names with a checkpoint (the conductor is not an instrument); read once,
+        since every `perform` and `instrument` call consults it."""
         from ensemble.instrument import list_pretrained
 
         return list_pretrained(self.root)
