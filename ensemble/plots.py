@@ -46,34 +46,10 @@ def song_figure(named: dict[str, SongMetrics], title: str = "") -> go.Figure:
             col=1,
         )
         if m.melody is not None:
-            fig.add_trace(
-                go.Scatter(
-                    x=m.melody.times_s,
-                    y=m.melody.f0_hz,
-                    mode="lines",
-                    line={"color": color},
-                    name=name,
-                    legendgroup=name,
-                    showlegend=False,
-                    connectgaps=False,
-                    hovertemplate="%{x:.2f} s<br>%{y:.1f} Hz<extra>" + name + "</extra>",
-                ),
-                row=2,
-                col=1,
-            )
+            trace = _line(m.melody.times_s, m.melody.f0_hz, name, color, "%{y:.1f} Hz")
+            fig.add_trace(trace, row=2, col=1)
         fig.add_trace(
-            go.Scatter(
-                x=m.dynamics.times_s,
-                y=m.dynamics.rms,
-                mode="lines",
-                line={"color": color},
-                name=name,
-                legendgroup=name,
-                showlegend=False,
-                hovertemplate="%{x:.2f} s<br>RMS %{y:.4f}<extra>" + name + "</extra>",
-            ),
-            row=3,
-            col=1,
+            _line(m.dynamics.times_s, m.dynamics.rms, name, color, "RMS %{y:.4f}"), row=3, col=1
         )
     fig.update_yaxes(title_text="amplitude", range=[-1, 1], row=1, col=1)
     # Note-like ticks: plotly's default log ticks (2, 3, 4... per decade) crowd a 3-octave range.
@@ -90,6 +66,23 @@ def song_figure(named: dict[str, SongMetrics], title: str = "") -> go.Figure:
         template="plotly_white",
     )
     return fig
+
+
+def _line(x: np.ndarray, y: np.ndarray, name: str, color: str, hover: str) -> go.Scatter:
+    """One signal's line in the melody or RMS row (its legend entry lives on the waveform)."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="lines",
+        line={"color": color},
+        name=name,
+        legendgroup=name,
+        showlegend=False,
+        connectgaps=False,
+        hovertemplate="%{x:.2f} s<br>" + hover + "<extra>" + name + "</extra>",
+    )
 
 
 def save_png(named: dict[str, SongMetrics], path: str | Path, title: str = "") -> Path:
