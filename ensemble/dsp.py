@@ -216,6 +216,39 @@ def sinusoid_synth(
     return _interpolated_sum(bank, amplitudes).reshape(batch, -1)
 
 
+def one_shot_synth(
+    strikes: torch.Tensor, shots: torch.Tensor, hop: int = HOP_LENGTH, per_frame: int = 1
+) -> torch.Tensor:
+    """Learned one-shot waveforms (a drum kit) struck on a grid ``per_frame`` times finer than
+    the frames.
+
+    Frame t owns the samples [t·hop - hop/2, t·hop + hop/2), and its ``per_frame`` strike slots
+    start evenly inside that span. Sampled drums repeat one waveform on every hit, which noise
+    cannot match: two white-noise renderings of one envelope differ as much as noise and a real
+    kit do.
+
+    Args:
+        strikes: (B, T * per_frame, K) non-negative strike amplitudes.
+        shots: (K, L) one-shot waveforms.
+
+    Returns:
+        (B, T * hop) audio.
+    """
+    batch, n_slots, _ = strikes.shape
+    step = hop // per_frame
+    length = n_slots * step
+    # Transposed convolution with stride = one slot: every slot's strikes times the shots,
+    # overlap-added.
+    audio = torch.nn.functional.conv_transpose1d(
+        strikes.transpose(1, 2), shots.unsqueeze(1), stride=step
+    ).view(batch, -1)
+    start = hop // 2  # frame t's first slot starts half a frame before the frame's centre
+    missing = start + length - audio.shape[-1]
+    if missing > 0:
+        audio = torch.nn.functional.pad(audio, (0, missing))
+    return audio[:, start : start + length]
+
+
 def noise_filter_ir(magnitudes: torch.Tensor) -> torch.Tensor:
     """Windowed linear-phase FIR filters from band magnitudes.
 

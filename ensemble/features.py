@@ -64,20 +64,23 @@ def n_frames_for(n_samples: int) -> int:
     return n_samples // HOP_LENGTH
 
 
-@lru_cache(maxsize=1)
-def _pitch_tracker():
+@lru_cache(maxsize=2)
+def _pitch_tracker(threads: int):
     from swift_f0 import SwiftF0
 
     # spin=False: the ONNX thread pool sleeps between calls instead of busy-waiting, which matters
-    # on a 2-core machine shared with the decoders and a web server.
-    return SwiftF0(threads=2, spin=False)
+    # on a 2-core machine shared with the decoders and a web server. ONNX Runtime sessions are
+    # thread-safe; with one thread a run executes in its caller, so parallel callers share one.
+    return SwiftF0(threads=threads, spin=False)
 
 
-def track_pitch(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def track_pitch(audio: np.ndarray, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """SwiftF0 pitch on the project grid.
 
     Args:
         audio: (N,) float mono at SAMPLE_RATE.
+        threads: ONNX threads for this call: 2 for one clip at a time (an upload), 1 when the
+            caller analyses several files in parallel threads (an index build).
 
     Returns:
         f0_hz (T,) float32 and confidence (T,) float32 in [0, 1], T = N // HOP_LENGTH.
@@ -87,7 +90,7 @@ def track_pitch(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = n_frames_for(len(audio))
     if n == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.float32)
-    result = _pitch_tracker().detect(
+    result = _pitch_tracker(threads).detect(
         np.asarray(audio, np.float32), SAMPLE_RATE, fmin=PITCH_FMIN, fmax=PITCH_FMAX
     )
     times = np.arange(n) / FRAME_RATE
@@ -154,10 +157,11 @@ def chroma_features(audio: np.ndarray) -> np.ndarray:
     return _chroma_from_power(_power_spectrogram(audio))
 
 
-def extract_features(audio: np.ndarray) -> FeatureFrame:
-    """All frame features of a (N,) mono SAMPLE_RATE signal; one STFT feeds loudness and chroma."""
+def extract_features(audio: np.ndarray, threads: int = 2) -> FeatureFrame:
+    """All frame features of a (N,) mono SAMPLE_RATE signal; one STFT feeds loudness and chroma.
+    ``threads`` is the pitch tracker's (see `track_pitch`)."""
     audio = np.asarray(audio, np.float32)
-    f0, confidence = track_pitch(audio)
+    f0, confidence = track_pitch(audio, threads)
     power = _power_spectrogram(audio)
     return FeatureFrame(
         f0_hz=f0,

@@ -68,6 +68,9 @@ class InstrumentConfig:
     conv_dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 1, 2)
     n_tonal: int = 8  # drums: fixed sinusoids, log-spaced over tonal_range_hz
     tonal_range_hz: tuple[float, float] = (40.0, 320.0)
+    n_one_shots: int = 16  # drums: learned one-shot waveforms (the kit), see dsp.one_shot_synth
+    one_shot_seconds: float = 0.3
+    strikes_per_frame: int = 4  # drums: strike times on a hop/4 grid (2.5 ms), finer than frames
     reverb_seconds: float = 0.5
     loudness_range_db: tuple[float, float] = (-100.0, 0.0)  # mapped linearly to [0, 1]
     stats: dict[str, Any] = field(default_factory=dict)
@@ -260,7 +263,8 @@ def onset_features(loudness_db: torch.Tensor, config: InstrumentConfig) -> torch
 
 
 class DrumDecoder(nn.Module):
-    """Loudness + onset features → dilated conv stack → filtered noise + tonal body + reverb."""
+    """Loudness + onset features → dilated conv stack → learned one-shots (the kit) + filtered
+    noise + tonal body + reverb."""
 
     def __init__(self, config: InstrumentConfig) -> None:
         super().__init__()
@@ -270,10 +274,28 @@ class DrumDecoder(nn.Module):
         self.blocks = nn.Sequential(
             *(_ResidualConv(width, config.conv_kernel, d) for d in config.conv_dilations)
         )
-        self.head = nn.Conv1d(width, 1 + config.n_noise_bands + config.n_tonal, 1)
+        if config.hop_length % config.strikes_per_frame:
+            raise CheckpointError("strikes_per_frame must divide hop_length.")
+        n_strikes = config.n_one_shots * config.strikes_per_frame
+        n_out = 1 + config.n_noise_bands + config.n_tonal + n_strikes
+        self.head = nn.Conv1d(width, n_out, 1)
+        with torch.no_grad():
+            # Strikes start near silent (exp_sigmoid(-3) ≈ 2e-3): a kit firing every frame
+            # from the first step is a 100 Hz buzz the loss must first unlearn.
+            self.head.bias[n_out - n_strikes :].fill_(-3.0)
         low, high = config.tonal_range_hz
         freqs = torch.logspace(math.log10(low), math.log10(high), config.n_tonal)
         self.register_buffer("tonal_hz", freqs, persistent=False)
+        length = max(1, round(config.one_shot_seconds * config.sample_rate))
+        time = torch.arange(length, dtype=torch.float32) / config.sample_rate
+        gen = torch.Generator().manual_seed(0)
+        noise = torch.rand(config.n_one_shots, length, generator=gen) * 2.0 - 1.0
+        self.shots = nn.Parameter(noise * torch.exp(-time / 0.03))
+        # A fixed fade over the last 10% so a learned shot can never end in a click.
+        fade = torch.ones(length)
+        tail = max(1, length // 10)
+        fade[-tail:] = torch.linspace(1.0, 0.0, tail)
+        self.register_buffer("fade", fade, persistent=False)
         self.reverb = dsp.Reverb(config.reverb_seconds, config.sample_rate)
 
     def embed(self, loudness_db: torch.Tensor) -> torch.Tensor:
@@ -281,13 +303,17 @@ class DrumDecoder(nn.Module):
         return self.blocks(self.input(onset_features(loudness_db, self.config))).transpose(1, 2)
 
     def controls(self, loudness_db: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Envelope-scaled noise (B, T, M) band magnitudes and tonal (B, T, n_tonal) amplitudes."""
+        """Envelope-scaled noise (B, T, M) band magnitudes, tonal (B, T, n_tonal) amplitudes and
+        one-shot strike amplitudes (B, T * strikes_per_frame, n_one_shots)."""
         raw = self.head(self.embed(loudness_db).transpose(1, 2)).transpose(1, 2).float()
         envelope = dsp.exp_sigmoid(raw[..., :1])
-        m = self.config.n_noise_bands
+        m, k = self.config.n_noise_bands, self.config.n_tonal
+        batch, n_frames, _ = raw.shape
+        strikes = raw[..., 1 + m + k :].reshape(batch, n_frames * self.config.strikes_per_frame, -1)
         return {
             "noise": envelope * dsp.exp_sigmoid(raw[..., 1 : 1 + m]),
-            "tonal": envelope * dsp.exp_sigmoid(raw[..., 1 + m :]),
+            "tonal": envelope * dsp.exp_sigmoid(raw[..., 1 + m : 1 + m + k]),
+            "strikes": dsp.exp_sigmoid(strikes),
         }
 
     def forward(
@@ -304,6 +330,9 @@ class DrumDecoder(nn.Module):
             hop, sr = self.config.hop_length, self.config.sample_rate
             audio = dsp.filtered_noise(ctrl["noise"], hop, generator)
             audio = audio + dsp.sinusoid_synth(self.tonal_hz, ctrl["tonal"], hop, sr)
+            kit = self.shots * self.fade
+            per_frame = self.config.strikes_per_frame
+            audio = audio + dsp.one_shot_synth(ctrl["strikes"], kit, hop, per_frame)
             return self.reverb(audio)
 
 

@@ -146,6 +146,34 @@ def test_filtered_noise_follows_band_changes_in_time() -> None:
     assert audio[onset + HOP_LENGTH :].std() > 0.3
 
 
+def test_one_shots_start_in_their_slot_scaled_by_the_strike() -> None:
+    hop, per_frame = HOP_LENGTH, 4
+    step = hop // per_frame
+    shots = torch.stack([torch.linspace(1.0, 0.0, 300), -torch.ones(300) * 0.5])  # (K=2, L)
+    strikes = torch.zeros(1, 10 * per_frame, 2)
+    strikes[0, 3 * per_frame + 2, 0] = 0.5  # frame 3, third slot, shot 0
+    strikes[0, 6 * per_frame, 1] = 2.0  # frame 6, first slot, shot 1
+    audio = dsp.one_shot_synth(strikes, shots, hop, per_frame)[0]
+    assert audio.shape == (10 * hop,)
+    first = 3 * hop - hop // 2 + 2 * step
+    second = 6 * hop - hop // 2
+    assert torch.all(audio[:first] == 0)
+    assert audio[first] == pytest.approx(0.5)  # strike × the shot's first sample
+    assert audio[first + 299] == pytest.approx(0.5 * shots[0, 299].item())
+    assert torch.all(audio[first + 300 : second] == 0)  # the first shot has ended
+    assert audio[second : second + 300] == pytest.approx(torch.full((300,), -1.0))
+
+
+def test_one_shot_waveforms_learn_from_the_loss() -> None:
+    shots = torch.zeros(1, 200, requires_grad=True)
+    strikes = torch.zeros(1, 20, 1)
+    strikes[0, 5, 0] = 1.0
+    target = dsp.one_shot_synth(strikes, torch.randn(1, 200), HOP_LENGTH)
+    loss = (dsp.one_shot_synth(strikes, shots, HOP_LENGTH) - target).pow(2).sum()
+    loss.backward()
+    assert shots.grad is not None and shots.grad.abs().sum() > 0
+
+
 def test_fft_convolve_matches_numpy() -> None:
     x, h = torch.randn(2, 300), torch.randn(40)
     ref = np.stack([np.convolve(row, h.numpy())[:300] for row in x.numpy()])

@@ -92,6 +92,22 @@ def test_build_records_chunks_config_and_files(index_dir: Path) -> None:
     assert np.linalg.norm(context, axis=-1) == pytest.approx(1.0, abs=1e-2)
 
 
+def test_parallel_local_build_matches_one_worker(
+    corpus: Path, index_dir: Path, embedder: Instrument, tmp_path: Path
+) -> None:
+    parallel = open_index(index_dir)  # built with all cores' worth of threads
+    serial = build_index(corpus, tmp_path / "serial", embedder=embedder, workers=1, progress=False)
+    one = serial.index
+    assert [f.name for f in one.files] == [f.name for f in parallel.files]  # source order kept
+    assert [one.chunk_id(i) for i in range(len(one))] == [
+        parallel.chunk_id(i) for i in range(len(parallel))
+    ]
+    assert one.seams.f0_start == pytest.approx(parallel.seams.f0_start, rel=1e-4)
+    assert one.context.take(one.ctx_start) == pytest.approx(
+        parallel.context.take(parallel.ctx_start), abs=1e-4
+    )
+
+
 def test_query_finds_the_true_continuation_and_skips_the_prefix(
     index_dir: Path, embedder: Instrument
 ) -> None:

@@ -51,14 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--engine",
         choices=("local", "ray"),
         default="local",
-        help="local: this process; ray: one Ray task per file (a local Ray instance, or the "
-        "cluster in RAY_ADDRESS)",
+        help="local: threads of this process; ray: one Ray task per file (a local Ray instance, "
+        "or the cluster in RAY_ADDRESS)",
     )
     build.add_argument(
         "--workers",
         type=_positive(int),
         metavar="N",
-        help="Ray CPUs / parallel files (default: all cores)",
+        help="files analysed in parallel: local threads or Ray CPUs (default: all cores)",
     )
     build.add_argument("--add", action="store_true", help="append new files to an existing index")
     build.add_argument(

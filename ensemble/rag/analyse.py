@@ -70,14 +70,17 @@ def hidden_states(embedder: Embedder, feats: FeatureFrame) -> np.ndarray:
         return np.asarray(embedder.embed(f0, feats.loudness_db), np.float32)
 
 
-def analyse_file(source: SourceFile, config: FeatureConfig, embedder: Embedder) -> Analysed:
-    """Chunks of one file; unreadable or silent files come back skipped with the reason."""
+def analyse_file(
+    source: SourceFile, config: FeatureConfig, embedder: Embedder, threads: int = 2
+) -> Analysed:
+    """Chunks of one file; unreadable or silent files come back skipped with the reason.
+    ``threads``: the pitch tracker's (1 when files are analysed in parallel)."""
     sha = file_sha256(source.path)
     try:
         audio = load_audio(source.path, max_seconds=MAX_FILE_SECONDS)
     except EnsembleError as exc:
         return Analysed(source, sha, None, skipped=str(exc))
-    feats = extract_features(audio)
+    feats = extract_features(audio, threads)
     chunks = chunk_file(source.name, feats, hidden_states(embedder, feats), config)
     return Analysed(source, sha, chunks)
 

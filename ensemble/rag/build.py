@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -85,10 +87,28 @@ def _load_embedder(embedder: Embedder | str) -> tuple[Embedder, str]:
 
 
 def _analyse_local(
-    sources: list[SourceFile], config: FeatureConfig, embedder: Embedder
+    sources: list[SourceFile], config: FeatureConfig, embedder: Embedder, workers: int
 ) -> Iterator[Analysed]:
-    for source in sources:
-        yield analyse_file(source, config, embedder)
+    """Files analysed by ``workers`` threads of this process, yielded in source order.
+
+    Threads rather than processes: every expensive step (ONNX pitch, the GRU, FFTs, libsndfile)
+    runs in native code without the GIL, so threads scale across cores without pickling the
+    embedder or paying a worker start-up, and fork hazards (OpenMP, ONNX pools) never arise.
+    Each file then runs its pitch tracker and GRU on one thread, the cheapest per CPU second.
+    """
+    if workers <= 1 or len(sources) <= 1:
+        for source in sources:
+            yield analyse_file(source, config, embedder)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="ensemble-index") as pool:
+        pending: deque[Future[Analysed]] = deque()
+        queue = iter(sources)
+        for source in queue:
+            pending.append(pool.submit(analyse_file, source, config, embedder, 1))
+            if len(pending) >= 2 * workers:  # bounded in-flight results
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _analyse_ray(
@@ -125,7 +145,7 @@ def _analyse_ray(
         pending: list = []
         while queue or pending:
             while queue and len(pending) < 2 * workers:  # bounded in-flight results
-                pending.append(task.remote(queue.pop(), config, model))
+                pending.append(task.remote(queue.pop(), config, model, 1))
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
     finally:
@@ -295,8 +315,8 @@ def build_index(
         chunk_seconds, hop_seconds: chunking (defaults 4 s / 1 s; with ``add``, the index's own).
         embedder: the decoder whose GRU states give the style embedding, or its checkpoint name
             or folder.
-        engine: "local" (this process) or "ray" (one task per file).
-        workers: Ray CPUs/parallel tasks (default: all cores); ignored by the local engine.
+        engine: "local" (threads of this process) or "ray" (one task per file).
+        workers: files analysed in parallel: threads (local) or Ray CPUs (default: all cores).
         add: append files not yet in the index instead of rebuilding from scratch.
         progress: show a progress bar.
         on_stage: called with "part", "files", "vectors" and "config" after each is written
@@ -326,7 +346,7 @@ def build_index(
     analysed: Iterable[Analysed] = (
         _analyse_ray(fresh, config, model, workers or os.cpu_count() or 1)
         if engine == "ray"
-        else _analyse_local(fresh, config, model)
+        else _analyse_local(fresh, config, model, workers or os.cpu_count() or 1)
     )
     started = time.perf_counter()
     bar = tqdm(total=len(fresh), desc="indexing", unit="file", disable=None if progress else True)
