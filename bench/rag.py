@@ -37,6 +37,7 @@ from ensemble.errors import CheckpointError
 from ensemble.features import extract_features
 from ensemble.instrument import Instrument, InstrumentConfig
 from ensemble.rag import build_index, open_index
+from ensemble.rag.build import DEFAULT_EMBEDDER
 from ensemble.rag.analyse import MAX_FILE_SECONDS, hidden_states
 from ensemble.rag.chunks import query_features
 from ensemble.rag.index import RagIndex, build_vector_index, one_faiss_thread
@@ -220,7 +221,7 @@ def bench_latency(index: RagIndex, sizes: list[int], n_queries: int = 100) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
-    parser.add_argument("--embedder", default="violin")
+    parser.add_argument("--embedder", default=DEFAULT_EMBEDDER)
     parser.add_argument("--step", type=float, default=2.0, help="seconds between query points")
     parser.add_argument("--sizes", default="1e4,1e5,1e6")
     parser.add_argument("--skip-ray", action="store_true")

@@ -352,6 +352,10 @@ def test_cli_build_and_continue(corpus: Path, embedder: Instrument, tmp_path: Pa
         == 0
     )
     assert "24 chunks" in capsys.readouterr().out
+    write_audio(tmp_path / "more" / "new.wav", melody(9))
+    # --add without --embedder embeds with the index's own model, not the default one.
+    assert main(["index", "build", str(tmp_path / "more"), "--out", str(out), "--add"]) == 0
+    assert "32 chunks" in capsys.readouterr().out
     query = corpus / "Track00003" / "mix.flac"  # an indexed file: its own chunks are excluded
     rc = main(
         [

@@ -63,9 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--add", action="store_true", help="append new files to an existing index")
     build.add_argument(
         "--embedder",
-        default="violin",
         metavar="NAME",
-        help="instrument checkpoint whose decoder GRU gives the style embedding (default violin)",
+        help="instrument checkpoint whose decoder GRU gives the style embedding (default "
+        "clarinet; --add: the index's own)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)
