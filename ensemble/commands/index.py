@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--embedder",
         metavar="NAME",
         help="instrument checkpoint whose decoder GRU gives the style embedding (default "
-        "clarinet; --add: the index's own)",
+        "violin; --add: the index's own)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)

@@ -51,9 +51,9 @@ from ensemble.rag.store import (
 
 log = logging.getLogger(__name__)
 
-# A 128-wide GRU: the same recall@10 as the 256-wide violin on the benchmark (0.953), ~1.2x the
-# build throughput (the GRU is a third of the per-file cost after pitch tracking).
-DEFAULT_EMBEDDER = "clarinet"
+# Its 128-wide GRU gave the best recall of the shipped decoders on bench/rag.py (0.969 @1 and @10
+# vs clarinet's 0.906/0.953); the 256-wide violin it replaced built at 95x instead of 118-127x.
+DEFAULT_EMBEDDER = "violin"
 PART_CHUNKS = 20_000  # flush analysed files to disk every ~20k chunks (~180 MB of float32 context)
 Engine = Literal["local", "ray"]
 
