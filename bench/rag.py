@@ -37,8 +37,8 @@ from ensemble.errors import CheckpointError
 from ensemble.features import extract_features
 from ensemble.instrument import Instrument, InstrumentConfig
 from ensemble.rag import build_index, open_index
-from ensemble.rag.build import DEFAULT_EMBEDDER
 from ensemble.rag.analyse import MAX_FILE_SECONDS, hidden_states
+from ensemble.rag.build import DEFAULT_EMBEDDER
 from ensemble.rag.chunks import query_features
 from ensemble.rag.index import RagIndex, build_vector_index, one_faiss_thread
 from ensemble.rag.multihop import beam_search
