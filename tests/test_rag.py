@@ -300,6 +300,20 @@ def test_multihop_never_reuses_material(index_dir: Path, embedder: Instrument) -
     assert len({tuple(r.chunk_ids) for r in results}) == 4
 
 
+def test_multihop_chains_offered_together_share_no_material(
+    index_dir: Path, embedder: Instrument
+) -> None:
+    results = continue_audio(
+        melody(0)[: 6 * SAMPLE_RATE], index_dir, top_k=2, hops=2, embedder=embedder, render=False
+    )
+    assert len(results) == 2
+    first, second = ([(s.source, s.start_s) for s in r.segments] for r in results)
+    for src_a, a in first:
+        for src_b, b in second:
+            assert src_a != src_b or abs(a - b) >= 4.0  # not even a shared opening
+    assert results[0].composite >= results[1].composite
+
+
 def test_multihop_stops_when_the_material_runs_out(index_dir: Path, embedder: Instrument) -> None:
     results = continue_audio(
         melody(5, 9.0), index_dir, top_k=2, hops=12, embedder=embedder, render=False

@@ -4,6 +4,11 @@ Hop 1 is scored against the input; hop h+1 against the end of hop h (`search.que
 a chain's score is the sum of its hops' composites, as in unit-selection synthesis (target cost
 + concatenation cost summed along the path). No chunk may overlap the input's own material or any
 chunk already in the chain, so a chain never loops on the same music.
+
+The chains offered together share no material either, as single-hop Top-K candidates do: a
+plain beam collapses onto the best first hop (its children outscore everything else), so a
+listener would hear one opening several times. The beam therefore keeps the best mutually
+distinct chains first (a diverse beam) and the best of the rest after them.
 """
 
 from __future__ import annotations
@@ -50,6 +55,29 @@ def _used(index: RagIndex, chain: Chain) -> list[Span]:
     ]
 
 
+def _overlap(index: RagIndex, a: Chain, b: Chain) -> bool:
+    """Whether any chunk of ``a`` overlaps any chunk of ``b`` (same source, < a chunk apart)."""
+    length = index.config.chunk_seconds
+    return any(
+        index.file_of[r] == index.file_of[q] and abs(index.start_s[r] - index.start_s[q]) < length
+        for r in a.rows
+        for q in b.rows
+    )
+
+
+def distinct_first(index: RagIndex, chains: list[Chain], limit: int) -> list[Chain]:
+    """Up to ``limit`` of ``chains`` (best first): those sharing no material with a better kept
+    chain, then the best of the others when too few distinct ones exist."""
+    ordered = sorted(chains, key=lambda c: -c.total)
+    kept: list[Chain] = []
+    for chain in ordered:
+        if not any(_overlap(index, chain, other) for other in kept):
+            kept.append(chain)
+            if len(kept) == limit:
+                return kept
+    return kept + [c for c in ordered if all(c is not k for k in kept)][: limit - len(kept)]
+
+
 def beam_search(
     index: RagIndex,
     query: QueryFeatures,
@@ -64,13 +92,14 @@ def beam_search(
     """The ``top_k`` best chains of ``hops`` chunks continuing ``query``, best first.
 
     Each hop expands every chain in the beam with its ``beam_width`` best next chunks and keeps
-    the ``beam_width`` best chains (default ``top_k``), so with ``hops=1`` this is plain Top-K.
+    ``beam_width`` chains (default ``2 * top_k``), distinct ones first (see the module doc); with
+    ``hops=1`` this is the single-hop Top-K.
     """
     if hops < 1:
         raise ValueError("hops must be >= 1")
     require_chunks(index)
     weights = scoring.parse_weights(weights)
-    width = max(beam_width or top_k, top_k)
+    width = max(beam_width or 2 * top_k, top_k)
     spans = list(exclude)
     beam = [Chain()]
     for _ in range(hops):
@@ -95,5 +124,5 @@ def beam_search(
                 grown.append(Chain([*chain.hops, hop]))
         if not grown:  # everything left overlaps used material: return the shorter chains
             break
-        beam = sorted(grown, key=lambda c: -c.total)[:width]
-    return [c for c in beam[:top_k] if c.hops]
+        beam = distinct_first(index, grown, width)
+    return [c for c in distinct_first(index, beam, top_k) if c.hops]
