@@ -50,7 +50,7 @@ def build_demo(room: Room) -> gr.Blocks:
     with gr.Blocks(title="Ensemble — listening room", delete_cache=(3600, 3600)) as demo:
         session = gr.State(None, delete_callback=room.end_session)
         gr.Markdown(INTRO)
-        gr.Markdown(room.describe(), elem_id="room-info")
+        room_info = gr.Markdown(room.describe(), elem_id="room-info")
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 audio_in = gr.Audio(
@@ -76,13 +76,15 @@ def build_demo(room: Room) -> gr.Blocks:
                     hops = gr.Slider(1, MAX_HOPS, value=1, step=1,
                                      label="Hops (retrieved segments chained)")
                     gr.Markdown("Score weights (composite = weighted sum):")
-                    w_rel = _weight_slider(weights["relevance"], 2.0, "relevance (style)")
-                    w_pitch = _weight_slider(weights["pitch_coherence"], 1.0,
-                                             "pitch coherence (seam)")
-                    w_chroma = _weight_slider(weights["chroma_coherence"], 1.0,
-                                              "key coherence (seam)")
-                    w_loud = _weight_slider(weights["loudness_coherence"], 1.0,
-                                            "loudness coherence (seam)")
+                    w_rel, w_pitch, w_chroma, w_loud = (
+                        _weight_slider(weights[name], top, label)
+                        for (name, top), label in zip(
+                            WEIGHT_TOPS.items(),
+                            ("relevance (style)", "pitch coherence (seam)",
+                             "key coherence (seam)", "loudness coherence (seam)"),
+                            strict=True,
+                        )
+                    )
                     auto = gr.Checkbox(True, label="Auto-adjust pitch and loudness to each "
                                        "instrument")
                     octave = gr.Slider(-2, 2, value=0, step=1, label="Octave shift")
@@ -125,6 +127,10 @@ def build_demo(room: Room) -> gr.Blocks:
                 reveal_table = gr.Dataframe(headers=REVEAL_COLUMNS, visible=False,
                                             interactive=False, label="Revealed scores",
                                             elem_id="reveal-table")
+
+        # Each page load picks up weights a `ratings fit` wrote while the app was running.
+        demo.load(lambda: _page_weights(room), None, [w_rel, w_pitch, w_chroma, w_loud, room_info],
+                  api_name=False, show_progress="hidden")
 
         instruments.change(
             lambda chosen, current: _leader_update(room, chosen, current), [instruments, leader],
@@ -176,10 +182,27 @@ def build_demo(room: Room) -> gr.Blocks:
     return demo
 
 
+WEIGHT_TOPS = {"relevance": 2.0, "pitch_coherence": 1.0, "chroma_coherence": 1.0,
+               "loudness_coherence": 1.0}
+
+
+def _slider_range(value: float, top: float) -> tuple[float, float]:
+    # Learned weights may be negative or large: the range always includes the value.
+    return min(0.0, round(value - 0.5, 1)), max(top, round(value + 0.5, 1))
+
+
 def _weight_slider(value: float, top: float, label: str) -> gr.Slider:
-    # Learned weights may be negative or large: the range always includes the starting value.
-    return gr.Slider(min(0.0, round(value - 0.5, 1)), max(top, round(value + 0.5, 1)),
-                     value=value, step=0.01, label=label)
+    low, high = _slider_range(value, top)
+    return gr.Slider(low, high, value=value, step=0.01, label=label)
+
+
+def _page_weights(room: Room) -> list[Any]:
+    weights = room.refresh_weights()
+    sliders = []
+    for name, top in WEIGHT_TOPS.items():
+        low, high = _slider_range(weights[name], top)
+        sliders.append(gr.update(value=weights[name], minimum=low, maximum=high))
+    return [*sliders, room.describe()]
 
 
 def _leader_update(room: Room, chosen: list[str] | None, current: str | None) -> dict[str, Any]:

@@ -151,6 +151,7 @@ class Room:
         )
         hub = HubSync.from_env(Path(config.ratings_db).parent / "hub-staging")
         self.store = RatingsStore(config.ratings_db, hub=hub)
+        self._weights_stamp = _file_stamp(config.weights)
         self.weights, self.weights_learned, self.weights_note = _initial_weights(config.weights)
         self.model_version = _tree_digest(self.ensemble.root, ("model.safetensors", "config.json"))
         self.index_version = (
@@ -186,6 +187,18 @@ class Room:
         if current in pitched:
             return pitched, current
         return pitched, (pitched[0] if pitched else None)
+
+    def refresh_weights(self) -> dict[str, float]:
+        """The room's ranking weights, re-read when the weights file changed since the last
+        look (a `ratings fit` while the app runs), so a new page gets them without a restart."""
+        stamp = _file_stamp(self.config.weights)
+        with self._lock:
+            if stamp != self._weights_stamp:
+                self._weights_stamp = stamp
+                loaded = _initial_weights(self.config.weights)
+                self.weights, self.weights_learned, self.weights_note = loaded
+                log.info("ranking weights reloaded: %s", self.weights_note)
+            return dict(self.weights)
 
     def describe(self) -> str:
         """One paragraph for the page: what is loaded and which weights rank the candidates."""
@@ -783,6 +796,15 @@ def _open_index(path: Path | None) -> tuple[RagIndex | None, str]:
         log.warning("no RAG index: %s", exc)
         return None, str(exc)
     return index, f"Continuation index: {len(index)} chunks from {len(index.files)} files."
+
+
+def _file_stamp(path: Path | None) -> tuple[int, int] | None:
+    """(mtime in ns, size) of ``path``, or None when it does not exist."""
+    try:
+        stat = Path(path).stat() if path is not None else None
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size) if stat is not None else None
 
 
 def _initial_weights(path: Path | None) -> tuple[dict[str, float], bool, str]:

@@ -147,3 +147,21 @@ def test_bad_upload_shows_a_message_and_the_page_stays_usable(
     page.click("#run")
     expect(page.locator("#status")).to_contain_text("candidates to rank")
     expect(page.locator("#player-E button.play-pause-button")).to_be_visible()
+
+
+def test_a_new_page_shows_weights_fitted_while_the_app_runs(
+    served: tuple[str, object, Path], page: object
+) -> None:
+    from playwright.sync_api import expect
+
+    room = served[1]
+    weights = Path(room.config.weights)  # type: ignore[attr-defined]
+    expect(page.locator("#room-info")).to_contain_text("default score weights")  # type: ignore
+    weights.write_text('{"weights": {"relevance": 0.4, "pitch_coherence": 0.9, '
+                       '"chroma_coherence": 0.1, "loudness_coherence": 0.2}}')
+    try:
+        page.reload()  # type: ignore[attr-defined]
+        expect(page.locator("#room-info")).to_contain_text("learned from ratings")  # type: ignore
+    finally:
+        weights.unlink()
+        room.refresh_weights()  # type: ignore[attr-defined]

@@ -343,6 +343,22 @@ def test_learned_weights_rank_the_candidates(tmp_path: Path, room: Room) -> None
     assert fallback.weights == room.weights and not fallback.weights_learned
 
 
+def test_weights_written_while_the_room_runs_are_picked_up(tmp_path: Path, room: Room) -> None:
+    weights = tmp_path / "later.json"
+    live = Room(RoomConfig(**{**room.config.__dict__, "weights": weights}))
+    assert live.refresh_weights() == room.weights and not live.weights_learned
+    weights.write_text('{"weights": {"relevance": 0.4, "pitch_coherence": 0.9, '
+                       '"chroma_coherence": 0.1, "loudness_coherence": 0.2}}')
+    assert live.refresh_weights()["pitch_coherence"] == 0.9  # `ratings fit` ran meanwhile
+    assert live.weights_learned and "learned" in live.describe()
+    session = Session()
+    live.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2,
+                                                        weights=live.refresh_weights()))
+    assert session.round is not None and session.round.settings["weights_source"] == "learned"
+    weights.unlink()
+    assert live.refresh_weights() == room.weights and not live.weights_learned
+
+
 def test_new_round_and_end_session_remove_old_files(room: Room, tmp_path: Path) -> None:
     session = Session()
     short = write_audio(tmp_path / "short.wav", melody(3.0, 330.0, seed=5))
