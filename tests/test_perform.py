@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ensemble.conductor import Conductor, ConductorConfig, ConductorNet, InstrumentInfo, ModelConfig
+from ensemble.conductor import Conductor, ConductorConfig, ConductorNet, InstrumentInfo
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.errors import EnsembleError
 from ensemble.instrument import Instrument, InstrumentConfig
 from ensemble.perform import Ensemble, PerformSettings
 from tests.conftest import tone
+from tests.test_conductor import TINY
 
 STATS = {"pitch_midi_mean": 72.0, "loudness_quantiles": list(np.linspace(-70.0, -15.0, 21))}
 
@@ -41,17 +42,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
         InstrumentInfo("cello", False, -32.0, 48.0),
         InstrumentInfo("drums", True, -35.0, 0.0),
     ]
-    model_config = ModelConfig(
-        d_model=32,
-        n_heads=2,
-        encoder_layers=1,
-        follower_layers=1,
-        frame_dim=16,
-        window_frames=256,
-        overlap_frames=64,
-    )
-    config = ConductorConfig(model=model_config, instruments=infos)
-    Conductor(config, ConductorNet(model_config, len(infos))).save(root / "conductor")
+    config = ConductorConfig(model=TINY, instruments=infos)
+    Conductor(config, ConductorNet(TINY, len(infos))).save(root / "conductor")
     return root
 
 
