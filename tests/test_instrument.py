@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from ensemble import dsp
 from ensemble import instrument as inst_mod
@@ -145,6 +146,20 @@ def test_drum_decoder_learns_a_noise_burst() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0]
+
+
+def test_drum_kit_config_is_checked(tmp_path: Path) -> None:
+    bad = tiny("drums")
+    bad.strikes_per_frame = 3  # does not divide the 160-sample hop
+    with pytest.raises(CheckpointError, match="strikes_per_frame"):
+        build_decoder(bad)
+    # A drum checkpoint from before the kit existed: its weights lack the one-shots.
+    Instrument(tiny("drums", name="old-drums")).save(tmp_path / "old-drums")
+    weights = load_file(tmp_path / "old-drums" / "model.safetensors")
+    del weights["shots"]
+    save_file(weights, tmp_path / "old-drums" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="do not match"):
+        Instrument.from_pretrained(tmp_path / "old-drums")
 
 
 def test_checkpoint_round_trip_by_path_and_by_name(
