@@ -11,8 +11,6 @@ import shutil
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from ensemble.conductor import (
 )
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz
+from ensemble.threads import one_torch_thread
 from ensemble.training.conductor import (
     ConductorTrack,
     FollowerStem,
@@ -90,17 +89,6 @@ def synthetic_track(rng: np.random.Generator, n_frames: int, name: str = "t") ->
     )
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: on a shared 2-core CPU a second torch thread only waits (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def tiny_conductor(names: tuple[str, ...] = ("bass", "cello", "drums")) -> Conductor:
     config = ConductorConfig(
         model=TINY,
@@ -128,7 +116,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, f
         log_every=20,
         max_transpose=3,
     )
-    with one_thread():
+    with one_torch_thread():
         metrics = fit(train, val, out, model_config=TINY, settings=settings, progress=False)
     return out, metrics
 
@@ -244,7 +232,7 @@ def test_resume_continues_from_the_saved_step(
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
     more = TrainSettings(steps=85, batch_size=2, val_every=5, log_every=5)
-    with one_thread():
+    with one_torch_thread():
         fit(data, data, copy, settings=more, resume=True, progress=False)
     lines = [json.loads(x) for x in (copy / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if x["split"] == "train"][-2:] == [80, 85]
