@@ -104,8 +104,7 @@ def _analyse_local(
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="ensemble-index") as pool:
         pending: deque[Future[Analysed]] = deque()
-        queue = iter(sources)
-        for source in queue:
+        for source in sources:
             pending.append(pool.submit(analyse_file, source, config, embedder, 1))
             if len(pending) >= 2 * workers:  # bounded in-flight results
                 yield pending.popleft().result()
@@ -232,6 +231,7 @@ class _VersionWriter:
                 self.parts.append(name)
         self.pending: list[FileChunks] = []
         self.pending_records: list[FileRecord] = []
+        self.pending_chunks = 0
 
     def _stage(self, name: str) -> None:
         if self.on_stage:
@@ -240,7 +240,8 @@ class _VersionWriter:
     def add(self, chunks: FileChunks, record: FileRecord) -> None:
         self.pending.append(chunks)
         self.pending_records.append(record)
-        if sum(len(c.start_s) for c in self.pending) >= PART_CHUNKS:
+        self.pending_chunks += len(chunks.start_s)
+        if self.pending_chunks >= PART_CHUNKS:
             self.flush()
 
     def flush(self) -> None:
@@ -255,7 +256,7 @@ class _VersionWriter:
         write_part(self.partial / name, self.pending, len(self.records), centre, self.config)
         self.parts.append(name)
         self.records.extend(self.pending_records)
-        self.pending, self.pending_records = [], []
+        self.pending, self.pending_records, self.pending_chunks = [], [], 0
         self._stage("part")
 
     def publish(self) -> int:
@@ -347,10 +348,11 @@ def build_index(
     writer = _VersionWriter(root, existing, config, on_stage)
     taken = {r.name for r in known}
     audio_seconds, chunks_added, files_added = 0.0, 0, 0
+    parallel = workers or os.cpu_count() or 1
     analysed: Iterable[Analysed] = (
-        _analyse_ray(fresh, config, model, workers or os.cpu_count() or 1)
+        _analyse_ray(fresh, config, model, parallel)
         if engine == "ray"
-        else _analyse_local(fresh, config, model, workers or os.cpu_count() or 1)
+        else _analyse_local(fresh, config, model, parallel)
     )
     started = time.perf_counter()
     bar = tqdm(total=len(fresh), desc="indexing", unit="file", disable=None if progress else True)
