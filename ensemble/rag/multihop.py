@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from ensemble.rag import scoring
 from ensemble.rag.chunks import QueryFeatures
 from ensemble.rag.index import RagIndex
-from ensemble.rag.search import DEFAULT_CANDIDATES, Span, query_after, require_chunks, search
+from ensemble.rag.search import (
+    DEFAULT_CANDIDATES,
+    Span,
+    chunks_overlap,
+    pick_distinct,
+    query_after,
+    require_chunks,
+    search,
+)
 
 
 @dataclass
@@ -55,27 +63,16 @@ def _used(index: RagIndex, chain: Chain) -> list[Span]:
     ]
 
 
-def _overlap(index: RagIndex, a: Chain, b: Chain) -> bool:
-    """Whether any chunk of ``a`` overlaps any chunk of ``b`` (same source, < a chunk apart)."""
-    length = index.config.chunk_seconds
-    return any(
-        index.file_of[r] == index.file_of[q] and abs(index.start_s[r] - index.start_s[q]) < length
-        for r in a.rows
-        for q in b.rows
-    )
-
-
-def distinct_first(index: RagIndex, chains: list[Chain], limit: int) -> list[Chain]:
-    """Up to ``limit`` of ``chains`` (best first): those sharing no material with a better kept
-    chain, then the best of the others when too few distinct ones exist."""
+def _distinct_first(index: RagIndex, chains: list[Chain], limit: int) -> list[Chain]:
+    """Up to ``limit`` of ``chains`` (best first), those sharing no material with a better kept
+    chain first (`search.pick_distinct`)."""
     ordered = sorted(chains, key=lambda c: -c.total)
-    kept: list[Chain] = []
-    for chain in ordered:
-        if not any(_overlap(index, chain, other) for other in kept):
-            kept.append(chain)
-            if len(kept) == limit:
-                return kept
-    return kept + [c for c in ordered if all(c is not k for k in kept)][: limit - len(kept)]
+
+    def clash(a: int, b: int) -> bool:
+        rows_a, rows_b = ordered[a].rows, ordered[b].rows
+        return any(chunks_overlap(index, r, q) for r in rows_a for q in rows_b)
+
+    return [ordered[pos] for pos in pick_distinct(len(ordered), clash, limit)]
 
 
 def beam_search(
@@ -124,5 +121,5 @@ def beam_search(
                 grown.append(Chain([*chain.hops, hop]))
         if not grown:  # everything left overlaps used material: return the shorter chains
             break
-        beam = distinct_first(index, grown, width)
-    return [c for c in distinct_first(index, beam, top_k) if c.hops]
+        beam = _distinct_first(index, grown, width)
+    return [c for c in _distinct_first(index, beam, top_k) if c.hops]

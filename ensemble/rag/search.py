@@ -7,7 +7,7 @@ hundred candidates only, so a query costs the same at 10^4 and 10^6 chunks apart
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +141,27 @@ def search(
     return ranked.take(distinct_order(index, ranked.rows, top_k))
 
 
+def chunks_overlap(index: RagIndex, row: int, other: int) -> bool:
+    """Whether two chunks share material: same source, starts less than a chunk apart."""
+    return bool(
+        index.file_of[row] == index.file_of[other]
+        and abs(index.start_s[row] - index.start_s[other]) < index.config.chunk_seconds
+    )
+
+
+def pick_distinct(n: int, clash: Callable[[int, int], bool], limit: int) -> list[int]:
+    """Up to ``limit`` of positions 0..n-1 (best first): each one that clashes with no position
+    kept before it, then the best of the others when too few distinct ones exist."""
+    taken: list[int] = []
+    for pos in range(n):
+        if not any(clash(pos, kept) for kept in taken):
+            taken.append(pos)
+            if len(taken) == limit:
+                return taken
+    chosen = set(taken)
+    return taken + [pos for pos in range(n) if pos not in chosen][: limit - len(taken)]
+
+
 def distinct_order(index: RagIndex, rows: np.ndarray, top_k: int) -> np.ndarray:
     """Positions of the best ``top_k`` of ``rows`` (best first) that do not overlap each other.
 
@@ -148,13 +169,7 @@ def distinct_order(index: RagIndex, rows: np.ndarray, top_k: int) -> np.ndarray:
     would offer a listener the same passage shifted by a second; overlapping ones are kept only
     when too few distinct candidates exist.
     """
-    chunk = index.config.chunk_seconds
-    taken: list[int] = []
-    for pos, row in enumerate(rows):
-        same = [rows[t] for t in taken if index.file_of[rows[t]] == index.file_of[row]]
-        if all(abs(index.start_s[row] - index.start_s[other]) >= chunk for other in same):
-            taken.append(pos)
-            if len(taken) == top_k:
-                return np.array(taken, int)
-    rest = [pos for pos in range(len(rows)) if pos not in taken]
-    return np.array(taken + rest[: top_k - len(taken)], int)
+    picked = pick_distinct(
+        len(rows), lambda a, b: chunks_overlap(index, int(rows[a]), int(rows[b])), top_k
+    )
+    return np.array(picked, int)
