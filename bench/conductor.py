@@ -24,10 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _timing import timed
 
 from ensemble.conductor import (
     DEFAULT_CHECKPOINT,
@@ -195,13 +195,8 @@ def speed(conductor: Conductor, tracks: list[ConductorTrack], repeats: int = 5) 
     if leader is None:
         raise EnsembleError("No test track is 10 s long, so the speed cannot be measured.")
     leader = leader.slice(0, 10 * FRAME_RATE)
-    conductor.conduct(leader, names, messages=[])
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        conductor.conduct(leader, names, messages=[])
-        times.append(time.perf_counter() - start)
-    return {"followers": names, "seconds_for_10s": min(times)}
+    seconds, _ = timed(lambda: conductor.conduct(leader, names, messages=[]), repeats)
+    return {"followers": names, "seconds_for_10s": seconds}
 
 
 def print_table(results: dict[str, dict], gains: dict[str, float | None]) -> None:

@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import timed
 
 from ensemble.config import FRAME_RATE, HOP_LENGTH
 from ensemble.dsp import multiscale_spectral_loss
 from ensemble.instrument import Instrument, build_decoder, default_config, list_pretrained
-
-
-def _timed(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def render_speed(kind: str, seconds: float, repeats: int) -> dict:
@@ -44,7 +33,7 @@ def render_speed(kind: str, seconds: float, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     f0 = (220.0 * 2 ** (rng.normal(0, 0.1, n).cumsum() / 12)).astype(np.float32)
     loud = np.clip(rng.normal(-30, 5, n), -80, 0).astype(np.float32)
-    wall = _timed(lambda: inst.render(f0, loud), repeats)
+    wall = timed(lambda: inst.render(f0, loud), repeats, np.median)[0]
     return {
         "kind": kind,
         "weights": "trained" if trained else "random",
@@ -79,7 +68,7 @@ def train_speed(kind: str, device: str, batch: int, seconds: float, steps: int, 
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    wall = _timed(run, 1)
+    wall = timed(run, 1, np.median)[0]
     return {
         "kind": kind,
         "device": device,

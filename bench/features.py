@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 
 import numpy as np
+from _timing import timed
 
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.features import extract_features, track_pitch
@@ -26,16 +25,6 @@ def violin_phrase(seconds: float) -> np.ndarray:
     return (sum(0.3 / k * np.sin(k * phase) for k in range(1, 8))).astype(np.float32)
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: numba compilation, ONNX session, FFT plans
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -47,19 +36,20 @@ def main() -> None:
     pyin = lambda: librosa.pyin(  # noqa: E731
         audio, fmin=65.0, fmax=2093.0, sr=SAMPLE_RATE, hop_length=HOP_LENGTH
     )
-    rows = {
-        "extract_features (SwiftF0 + loudness + RMS + chroma)": best_time(
+    timings = {
+        "extract_features (SwiftF0 + loudness + RMS + chroma)": timed(
             lambda: extract_features(audio), args.repeats
         ),
-        "track_pitch (SwiftF0 only)": best_time(lambda: track_pitch(audio), args.repeats),
-        "librosa.yin (no voicing)": best_time(
+        "track_pitch (SwiftF0 only)": timed(lambda: track_pitch(audio), args.repeats),
+        "librosa.yin (no voicing)": timed(
             lambda: librosa.yin(
                 audio, fmin=65.0, fmax=2093.0, sr=SAMPLE_RATE, hop_length=HOP_LENGTH
             ),
             args.repeats,
         ),
-        "librosa.pyin hop 10 ms (baseline)": best_time(pyin, max(1, args.repeats // 2)),
+        "librosa.pyin hop 10 ms (baseline)": timed(pyin, max(1, args.repeats // 2)),
     }
+    rows = {name: seconds for name, (seconds, _) in timings.items()}
     baseline = rows["librosa.pyin hop 10 ms (baseline)"]
     print(f"{args.seconds:g} s of audio at {SAMPLE_RATE} Hz, best of {args.repeats}")
     print(f"{'method':55s} {'seconds':>8s} {'x real time':>12s} {'x pyin':>8s}")

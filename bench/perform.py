@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+from _timing import timed
 
 from ensemble.audio import load_audio
 from ensemble.config import SAMPLE_RATE
@@ -30,16 +28,6 @@ def phrase(seconds: float) -> np.ndarray:
     env = 0.3 + 0.7 * np.exp(-((t % 0.42) / 0.25))
     phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
     return (env * sum(0.3 / k * np.sin(k * phase) for k in range(1, 8))).astype(np.float32)
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    result = fn()  # warm-up (ONNX session, numba, torch kernels)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:

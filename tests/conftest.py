@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,13 @@ def tone(freq_hz: float, seconds: float, amp: float = 0.5, sr: int = SAMPLE_RATE
     t = np.arange(int(seconds * sr)) / sr
     wave = sum(amp / k * np.sin(2 * np.pi * k * freq_hz * t) for k in (1, 2, 3))
     return (wave / 1.84).astype(np.float32)
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on (for an app under test)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

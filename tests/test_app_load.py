@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from ensemble.listening import (
     Session,
 )
 from ensemble.ratings import RatingsStore
+from tests.conftest import free_port
 from tests.test_app_handlers import make_room_files
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,12 +45,6 @@ LISTENERS = 8
 TOP_K = 2
 LISTEN_SECONDS = 0.2
 START_TIMEOUT_S = 300.0  # imports, model loading and the warm-up round on a busy 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def room_config(tmp_path_factory: pytest.TempPathFactory) -> RoomConfig:
 def served(room_config: RoomConfig) -> Iterator[tuple[str, Path, Path, object]]:
     config = room_config
     root = config.ratings_db.parent
-    port = _free_port()
+    port = free_port()
     (root / "tmp").mkdir()
     env = {
         **os.environ,
