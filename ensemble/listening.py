@@ -53,7 +53,6 @@ from ensemble.rag import (
 from ensemble.rag.continuation import TAIL_SECONDS
 from ensemble.ratings import Candidate, HubSync, Judgement, RatingsStore, disagreements
 from ensemble.ratings.fit import human_utility, kendall_tau
-from ensemble.threads import one_torch_thread
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -563,10 +562,7 @@ class Room:
         # Decoders run batch-1 GRUs on one intra-op thread (see ensemble.threads) and release
         # the GIL, so two candidates render at once on two cores.
         report(0.35, f"Rendering {k} candidates through the ensemble")
-        with (
-            one_torch_thread(),
-            ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool,
-        ):
+        with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool:
             futures = {pool.submit(prepare, index): index for index in range(k)}
             prepared: dict[int, tuple[ShownCandidate, SongMetrics]] = {}
             for future in as_completed(futures):

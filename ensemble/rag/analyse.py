@@ -18,7 +18,6 @@ from ensemble.features import FeatureFrame, extract_features
 from ensemble.rag.chunks import Embedder, FeatureConfig, FileChunks, QueryFeatures, chunk_file
 from ensemble.rag.chunks import query_features as _query_features
 from ensemble.rag.sources import SourceFile
-from ensemble.threads import one_torch_thread
 
 MAX_FILE_SECONDS = 3600.0  # corpus tracks may be far longer than a user upload
 
@@ -66,8 +65,7 @@ def check_embedder(config: FeatureConfig, embedder: Embedder, sha256: str | None
 def hidden_states(embedder: Embedder, feats: FeatureFrame) -> np.ndarray:
     """(T, D) embedder states; unvoiced frames get f0 = 0 so the decoder fills them smoothly."""
     f0 = np.where(feats.voiced, feats.f0_hz, 0.0).astype(np.float32)
-    with one_torch_thread():
-        return np.asarray(embedder.embed(f0, feats.loudness_db), np.float32)
+    return np.asarray(embedder.embed(f0, feats.loudness_db), np.float32)
 
 
 def analyse_file(
