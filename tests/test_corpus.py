@@ -16,7 +16,7 @@ import yaml
 from ensemble.cli import main
 from ensemble.config import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
 from ensemble.corpus import DEFAULT_SOUNDFONT, make_splits, render_corpus
-from ensemble.corpus.arrangement import Note, fit_range, monophonic
+from ensemble.corpus.arrangement import Arrangement, Note, fit_range, monophonic
 from ensemble.corpus.drums import CRASH, KICK, SNARE, DrumStyle, drum_part
 from ensemble.corpus.folk import arrange_folk
 from ensemble.corpus.harmony import estimate_key, fit_chords
@@ -117,6 +117,17 @@ def test_folk_band_arrangement_uses_chord_symbols() -> None:
 
 
 @pytest.mark.skipif(not HAS_RENDERER, reason="needs Debian fluidsynth and fluid-soundfont-gm")
+def test_beat_grid_counts_an_anacrusis_back_from_its_end() -> None:
+    # 3/4 at 120 bpm (0.5 s a beat): a one-beat pickup, two full bars, a two-beat closing bar,
+    # the pickup again (a repeat), one more full bar.
+    bars = [Bar(0, 1, 3, 1), Bar(1, 3, 3, 1), Bar(4, 3, 3, 1), Bar(7, 2, 3, 1), Bar(9, 1, 3, 1)]
+    bars.append(Bar(10, 3, 3, 1))
+    piece = Arrangement("folk", "x", "x", "x", 120.0, 13.0, 0, "3/4", [], bars)
+    beats, downbeats = piece.beat_grid()
+    assert beats == [0.5 * k for k in range(13)]
+    assert downbeats == [0.5, 2.0, 3.5, 5.0]
+
+
 def test_render_two_short_pieces(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
     summary = render_corpus(out, max_pieces=2, seed=0, workers=1, max_seconds=5, progress=False)
@@ -136,6 +147,10 @@ def test_render_two_short_pieces(tmp_path: Path) -> None:
     mix, _ = sf.read(out / folk / "mix.flac")
     assert np.abs(mix).max() <= 0.91 and len(mix) == len(audio)
     assert meta["duration_s"] <= 5 + 1.0 + 1 / FRAME_RATE
+    # Exact beats from the score: evenly spaced at the tempo, downbeats among them.
+    beats, downbeats = np.array(meta["beats_s"]), np.array(meta["downbeats_s"])
+    assert len(beats) >= 4 and np.ptp(np.diff(beats)) < 2e-3 and len(downbeats) >= 1
+    assert all(np.min(np.abs(beats - d)) < 1e-3 for d in downbeats)
     stems = list(iter_stems(out))
     assert len(stems) == 8 and all(s.f0_source == "midi" for s in stems)
     again = render_corpus(out, max_pieces=2, seed=0, workers=1, max_seconds=5, progress=False)

@@ -13,7 +13,7 @@ import numpy as np
 from ensemble.corpus.voices import Voice
 
 if TYPE_CHECKING:
-    from ensemble.corpus.score import ScoreData
+    from ensemble.corpus.score import Bar, ScoreData
     from ensemble.corpus.sources import PieceRef
 
 
@@ -51,6 +51,7 @@ class Arrangement:
     transpose: int  # semitones applied to the score
     meter: str  # e.g. "4/4"
     parts: list[Part]
+    bars: list[Bar] = field(default_factory=list)  # the score's measures (quarter notes)
 
     @classmethod
     def of(
@@ -67,6 +68,7 @@ class Arrangement:
             transpose=shift,
             meter=data.meter,
             parts=parts,
+            bars=list(data.bars),
         )
 
     def seconds(self, quarters: float) -> float:
@@ -75,6 +77,29 @@ class Arrangement:
     @property
     def duration_s(self) -> float:
         return self.seconds(self.length)
+
+    def beat_grid(self) -> tuple[list[float], list[float]]:
+        """(beat times, downbeat times) in seconds, exact from the score's bars.
+
+        A short bar followed by a full one is an anacrusis: it holds the last beats of a bar, so
+        its beats are counted back from its end and it has no downbeat. A short bar at the end
+        of a tune (before a repeat's anacrusis, or last) starts with its downbeat.
+        """
+        beats: list[float] = []
+        downbeats: list[float] = []
+        for i, bar in enumerate(self.bars):
+            end = min(bar.start + bar.length, self.length)
+            following = self.bars[i + 1] if i + 1 < len(self.bars) else None
+            if bar.is_pickup and following is not None and not following.is_pickup:
+                first = end - bar.beat * int((bar.length + 1e-6) // bar.beat)
+            else:
+                first = bar.start
+                downbeats.append(self.seconds(bar.start))
+            k = 0
+            while first + k * bar.beat < end - 1e-6:
+                beats.append(self.seconds(first + k * bar.beat))
+                k += 1
+        return beats, [t for t in downbeats if t < self.duration_s]
 
 
 def monophonic(notes: list[Note], top: bool = True) -> list[Note]:

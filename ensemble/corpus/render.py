@@ -51,6 +51,7 @@ class RenderConfig:
             "seed": self.seed,
             "soundfont": self.soundfont.name,
             "max_seconds": self.max_seconds,
+            "layout": 2,  # 2: metadata holds beats_s and downbeats_s
         }
 
 
@@ -173,6 +174,7 @@ def _write_track(folder: Path, arrangement: Arrangement, config: RenderConfig) -
     peak = float(np.max(np.abs(mix)))
     mix_gain = MIX_PEAK / peak if peak > 0 else 1.0
     write_audio(folder / "mix.flac", (mix * mix_gain).astype(np.float32))
+    beats, downbeats = arrangement.beat_grid()
     meta = {
         "source": arrangement.source,
         "kind": arrangement.kind,
@@ -181,6 +183,9 @@ def _write_track(folder: Path, arrangement: Arrangement, config: RenderConfig) -
         "tempo_bpm": round(arrangement.bpm, 2),
         "transpose": arrangement.transpose,
         "meter": arrangement.meter,
+        # Ground truth for beat trackers and metrical models: exact, since the audio came from MIDI.
+        "beats_s": [round(t, 4) for t in beats],
+        "downbeats_s": [round(t, 4) for t in downbeats],
         "duration_s": round(n_samples / SAMPLE_RATE, 3),
         "sample_rate": SAMPLE_RATE,
         "frame_rate": FRAME_RATE,
