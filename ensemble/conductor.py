@@ -30,7 +30,10 @@ from torch import nn
 from ensemble.config import FRAME_RATE
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz
+from ensemble.groove import Context, decode_part, drum_pattern
+from ensemble.rhythm import BeatGrid, leader_notes
 from ensemble.threads import one_torch_thread
+from ensemble.tonality import estimate_key, fit_chords, harmonic_segments
 
 N_PITCHES = 128  # output classes: MIDI notes 0..127
 STRIDE = 4  # 100 Hz frames -> 25 Hz tokens
@@ -42,6 +45,7 @@ MIN_VOICED_FRAMES = 5  # fewer confidently pitched frames than this: nothing to 
 N_INPUTS = 29  # channels made by `leader_inputs`
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "conductor"
 FORMAT = "ensemble-conductor"
+BASS_INSTRUMENTS = frozenset({"bass", "double_bass", "tuba"})  # play the "bass" role
 
 
 class ConductorWarning(UserWarning):
@@ -95,6 +99,15 @@ class FollowerPart:
     f0_hz: np.ndarray  # (T,) float32, 0 where unvoiced (always 0 for drums)
     voiced: np.ndarray  # (T,) bool
     loudness_db: np.ndarray  # (T,) float32 dB; drums: sharpened attacks at predicted onsets
+
+
+@dataclass
+class Accompaniment:
+    """The followers' parts and the metrical and harmonic context they were decoded in."""
+
+    parts: dict[str, FollowerPart]
+    context: Context | None  # None when the leader could not be followed (every part rests)
+    stand_ins: dict[str, str]  # follower -> vocabulary instrument that played its part
 
 
 @dataclass
@@ -452,15 +465,103 @@ class Conductor:
             return {}
         problem = self._unusable(leader)
         if problem is not None:
-            note = f"{problem}; the followers rest."
-            if messages is None:
-                warnings.warn(note, ConductorWarning, stacklevel=2)
-            else:
-                messages.append(note)
+            self._tell(f"{problem}; the followers rest.", messages)
             return {name: rest_part(n) for name in ids}
         with one_torch_thread():
             out = self._predict(leader, list(ids.values()))
         return self._decode(out, list(ids))
+
+    def accompany(
+        self,
+        leader: FeatureFrame,
+        followers: dict[str, float | None],
+        grid: BeatGrid,
+        *,
+        messages: list[str] | None = None,
+    ) -> Accompaniment:
+        """Play each follower against the leader on its beat grid, in its key, with chords
+        (see `ensemble.groove`).
+
+        Args:
+            leader: the leader's features (T frames).
+            followers: {instrument name: mean MIDI pitch of its decoder, or None}. A pitched
+                instrument outside the vocabulary plays the part of the vocabulary instrument
+                closest in register, moved by octaves to its own.
+            grid: the leader's beats and meter (`ensemble.rhythm.track_beats`).
+            messages: as in `conduct`.
+
+        Returns:
+            An Accompaniment; an unusable leader gives rests and a message, never an exception.
+        """
+        stand_ins = {name: self.stand_in(name, pitch) for name, pitch in followers.items()}
+        n = leader.n_frames
+        problem = self._unusable(leader) if stand_ins else None
+        if problem is not None:
+            self._tell(f"{problem}; the followers rest.", messages)
+            return Accompaniment({name: rest_part(n) for name in stand_ins}, None, stand_ins)
+        if not stand_ins:
+            return Accompaniment({}, None, stand_ins)
+        with one_torch_thread():
+            out = self._predict(leader, [self._index[v] for v in stand_ins.values()])
+        context = self._context(leader, grid, out, list(stand_ins.values()))
+        parts: dict[str, FollowerPart] = {}
+        for i, (name, played_by) in enumerate(stand_ins.items()):
+            info = self.config.instruments[self._index[played_by]]
+            loud = np.maximum(out["loud"][i], QUIET_DB).astype(np.float32)
+            if info.is_drum:
+                env, onsets = drum_pattern(grid, loud)
+                parts[name] = FollowerPart(
+                    np.zeros_like(loud), np.zeros(n, bool), drum_envelope(env, onsets)
+                )
+                continue
+            role = "bass" if played_by in BASS_INSTRUMENTS else "harmony"
+            notes = decode_part(out["pitch"][i], out["voiced"][i], context, role)
+            register = followers[name]
+            if played_by != name and register is not None and np.any(notes >= 0):
+                shift = 12 * round((register - float(np.mean(notes[notes >= 0]))) / 12)
+                notes = np.where(notes >= 0, np.clip(notes + shift, 0, N_PITCHES - 1), -1)
+            voiced = notes >= 0
+            f0 = np.where(voiced, midi_to_hz(np.maximum(notes, 0)), 0.0).astype(np.float32)
+            parts[name] = FollowerPart(f0, voiced, loud)
+        return Accompaniment(parts, context, stand_ins)
+
+    def stand_in(self, name: str, pitch_midi_mean: float | None = None) -> str:
+        """The vocabulary instrument that plays ``name``'s part: itself when known; for a pitched
+        instrument it does not know, the pitched one closest in mean pitch."""
+        key = name.strip().lower()
+        if key in self._index:
+            return key
+        pitched = [i for i in self.config.instruments if not i.is_drum]
+        if pitch_midi_mean is None or not pitched:
+            raise EnsembleError(
+                f"The conductor cannot play {name!r}; it knows: {', '.join(self.instruments)}."
+            )
+        return min(pitched, key=lambda i: abs(i.pitch_midi_mean - pitch_midi_mean)).name
+
+    def _context(
+        self, leader: FeatureFrame, grid: BeatGrid, out: dict[str, np.ndarray], names: list[str]
+    ) -> Context:
+        """Key and chords from the leader's notes, its chroma and what the followers expect."""
+        pitched = [i for i, v in enumerate(names) if not self.config.instruments[
+            self._index[v]].is_drum]  # fmt: skip
+        n = leader.n_frames
+        expected = np.zeros((12, n))
+        if pitched:
+            probs = out["pitch"][pitched] * out["voiced"][pitched][..., None]  # (F, T, 128)
+            mass = probs.sum(axis=0)  # (T, 128)
+            for pc in range(12):
+                expected[pc] = mass[:, pc::12].sum(axis=1)
+        notes = leader_notes(leader)
+        key = estimate_key(notes, leader.chroma, expected.sum(axis=1))
+        bounds = harmonic_segments(grid.downbeats * FRAME_RATE, grid.beats_per_bar, n)
+        return Context(grid, key, fit_chords(notes, key, bounds, expected))
+
+    @staticmethod
+    def _tell(note: str, messages: list[str] | None) -> None:
+        if messages is None:
+            warnings.warn(note, ConductorWarning, stacklevel=3)
+        else:
+            messages.append(note)
 
     def _resolve(self, followers: list[str]) -> dict[str, int]:
         ids: dict[str, int] = {}

@@ -28,9 +28,11 @@ from ensemble.controls import (
 )
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, extract_features, hz_to_midi, midi_to_hz
+from ensemble.rhythm import BeatGrid, track_beats
 
 if TYPE_CHECKING:
     from ensemble.conductor import Conductor, FollowerPart
+    from ensemble.groove import Context
     from ensemble.instrument import Instrument
     from ensemble.metrics import SongMetrics
 
@@ -82,6 +84,8 @@ class Performance:
     leader: str
     messages: list[str]
     mix_gain: float  # peak normalisation factor applied to every stem
+    grid: BeatGrid  # the leader's tempo, beats and meter
+    context: Context | None  # key and chords the followers played to (None: no followers)
     sample_rate: int = SAMPLE_RATE
 
     def metrics(self) -> dict[str, SongMetrics]:
@@ -193,17 +197,30 @@ class Ensemble:
         messages = _input_messages(features, settings.quiet_threshold_db)
         parts = {leader: self._leader_part(features, self.instrument(leader), settings)}
         followers = [n for n in active if n != leader]
+        # The followers hear the leader as it is played: shifted pitch, and chroma moved with it.
+        conductor_view = FeatureFrame(
+            f0_hz=parts[leader].f0_hz,  # type: ignore[arg-type]
+            confidence=features.confidence,
+            loudness_db=features.loudness_db,
+            rms=features.rms,
+            chroma=np.roll(features.chroma, round(settings.semitone_shift), axis=0),
+        )
+        grid = track_beats(conductor_view)
+        context = None
         if followers:
-            conductor_view = FeatureFrame(
-                f0_hz=parts[leader].f0_hz,  # type: ignore[arg-type]
-                confidence=features.confidence,
-                loudness_db=features.loudness_db,
-                rms=features.rms,
-                chroma=features.chroma,
+            registers = {n: self._register(n) for n in followers}
+            accompaniment = self.conductor.accompany(
+                conductor_view, registers, grid, messages=messages
             )
-            played_parts = self.conductor.conduct(conductor_view, followers, messages=messages)
-            for name, played in played_parts.items():
+            context = accompaniment.context
+            for name, played in accompaniment.parts.items():
                 parts[name] = self._follower_part(played, self.instrument(name), settings)
+            for name, played_by in accompaniment.stand_ins.items():
+                if played_by != name:
+                    messages.append(
+                        f"{name} plays the conductor's {played_by} part in its own register "
+                        f"({name} is not in the conductor's vocabulary)."
+                    )
         n_samples = n_frames * HOP_LENGTH
 
         def render(name: str) -> np.ndarray:
@@ -223,6 +240,8 @@ class Ensemble:
         if settings.mute:
             messages.append(f"Muted: {', '.join(settings.mute)}.")
         return Performance(
+            grid=grid,
+            context=context,
             input=np.asarray(audio[:n_samples], np.float32),
             mix=mix,
             stems=stems,
@@ -232,6 +251,11 @@ class Ensemble:
             messages=messages,
             mix_gain=mix_gain,
         )
+
+    def _register(self, name: str) -> float | None:
+        """A follower decoder's mean training pitch (None for drums): where its part sits."""
+        instrument = self.instrument(name)
+        return None if instrument.kind == "drums" else float(instrument.stats["pitch_midi_mean"])
 
     def _leader_part(
         self, features: FeatureFrame, instrument: Instrument, settings: PerformSettings

@@ -15,6 +15,7 @@ import soundfile as sf
 from ensemble.conductor import Conductor, ConductorConfig, ConductorNet, InstrumentInfo
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.errors import EnsembleError
+from ensemble.features import hz_to_midi
 from ensemble.instrument import Instrument, InstrumentConfig
 from ensemble.perform import Ensemble, PerformSettings
 from tests.conftest import tone
@@ -26,7 +27,9 @@ STATS = {"pitch_midi_mean": 72.0, "loudness_quantiles": list(np.linspace(-70.0, 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("checkpoints")
-    for name, kind in (("violin", "pitched"), ("cello", "pitched"), ("drums", "drums")):
+    # flute has a decoder but is not in the conductor's vocabulary (as in the shipped set).
+    pitched = ("violin", "cello", "flute")
+    for name, kind in [(p, "pitched") for p in pitched] + [("drums", "drums")]:
         config = InstrumentConfig(
             name=name,
             kind=kind,
@@ -34,7 +37,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
             gru_layers=1,
             n_harmonics=8,
             n_noise_bands=16,
-            stats=dict(STATS),
+            stats=dict(STATS, pitch_midi_mean=79.0) if name == "flute" else dict(STATS),
         )
         Instrument(config).save(root / name)
     infos = [
@@ -110,6 +113,19 @@ def test_bad_choices(
 ) -> None:
     with pytest.raises(EnsembleError, match=needle):
         Ensemble.from_pretrained(checkpoints).perform(tone(440.0, 1.0), instruments, leader)
+
+
+def test_an_instrument_outside_the_conductors_vocabulary_follows(
+    checkpoints: Path, violin_like: np.ndarray
+) -> None:
+    perf = Ensemble.from_pretrained(checkpoints).perform(violin_like, ["violin", "flute", "drums"])
+    assert perf.parts["flute"].role == "follower"
+    assert any("flute plays the conductor's" in m for m in perf.messages)
+    assert perf.grid.tempo_bpm > 0 and perf.context is not None
+    flute = perf.parts["flute"]
+    if flute.voiced.any():  # played in the flute's own register (by octaves from its stand-in)
+        mean = float(np.mean(hz_to_midi(flute.f0_hz[flute.voiced])))
+        assert abs(mean - 79.0) <= 6.0 + 1e-6
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -198,4 +214,4 @@ def test_cli_missing_checkpoints(tmp_path: Path) -> None:
 
 
 def test_available_lists_instruments_not_the_conductor(checkpoints: Path) -> None:
-    assert Ensemble.from_pretrained(checkpoints).available == ["cello", "drums", "violin"]
+    assert Ensemble.from_pretrained(checkpoints).available == ["cello", "drums", "flute", "violin"]

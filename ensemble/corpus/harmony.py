@@ -38,11 +38,16 @@ def pitch_class_weights(notes: list[Note], start: float, end: float) -> np.ndarr
 
 
 def estimate_key(notes: list[Note]) -> tuple[int, str]:
-    """(tonic pitch class, "major" | "minor") by correlating the duration-weighted pitch-class
-    histogram with the Krumhansl–Kessler profiles of all 24 keys."""
+    """(tonic pitch class, "major" | "minor") of the notes' duration-weighted pitch classes."""
     hist = np.zeros(12)
     for n in notes:
         hist[n.pitch % 12] += n.duration
+    return key_of_histogram(hist)
+
+
+def key_of_histogram(hist: np.ndarray) -> tuple[int, str]:
+    """(tonic pitch class, "major" | "minor") whose Krumhansl–Kessler profile correlates best
+    with a (12,) pitch-class histogram."""
     best = (-2.0, 0, "major")
     for tonic in range(12):
         for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
