@@ -27,7 +27,7 @@ from scipy.ndimage import uniform_filter1d
 
 from ensemble.config import FRAME_RATE
 from ensemble.rhythm import BeatGrid
-from ensemble.tonality import Chord, Key, chord_frames
+from ensemble.tonality import Chord, Key, chord_frames, chord_name
 
 N_NOTES = 128
 REST = N_NOTES  # state index of a rest
@@ -53,6 +53,16 @@ class Context:
     grid: BeatGrid
     key: Key
     chords: list[Chord]
+
+    def to_json(self) -> dict:
+        """Key and chord changes (seconds, chord names) for metrics.json."""
+        return {
+            "key": self.key.name,
+            "chords": [
+                {"start_s": round(c.start / FRAME_RATE, 3), "chord": chord_name(c)}
+                for c in self.chords
+            ],
+        }
 
 
 def slot_bounds(grid: BeatGrid, n_frames: int, per_beat: int) -> tuple[np.ndarray, np.ndarray]:

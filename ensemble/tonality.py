@@ -138,6 +138,12 @@ def _chord_path(score, totals, triads, bounds) -> list[Chord]:
     return chords
 
 
+def chord_name(chord: Chord) -> str:
+    """"C", "Am", "G" ... (triads: minor when the third is three semitones up)."""
+    third = (chord.pitch_classes[1] - chord.root) % 12 if len(chord.pitch_classes) > 1 else 4
+    return PITCH_NAMES[chord.root] + ("m" if third == 3 else "")
+
+
 def chord_frames(chords: list[Chord], n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """(root (T,), chord-tone mask (T, 12)) per frame."""
     roots = np.zeros(n_frames, dtype=np.int64)

@@ -21,6 +21,7 @@ from ensemble.perform import Ensemble, PerformSettings
 from tests.conftest import tone
 from tests.test_conductor import TINY
 
+METERS = {"2/4", "3/4", "4/4", "6/8", "9/8", "12/8"}
 STATS = {"pitch_midi_mean": 72.0, "loudness_quantiles": list(np.linspace(-70.0, -15.0, 21))}
 
 
@@ -165,6 +166,9 @@ def test_cli_writes_mix_stems_metrics(
     report = json.loads((out / "metrics.json").read_text())
     assert {"input", "mix", "violin", "cello", "drums"} <= set(report["metrics"])
     assert report["metrics"]["drums"]["summary"]["melodic_complexity"] is None
+    assert report["rhythm"]["tempo_bpm"] > 0 and report["rhythm"]["meter"] in METERS
+    assert report["harmony"]["key"].split()[1] in ("major", "minor")
+    assert report["harmony"]["chords"][0]["start_s"] == 0.0
 
 
 @pytest.mark.parametrize(

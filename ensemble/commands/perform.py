@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         "instruments": list(performance.stems),
         "messages": performance.messages,
         "mix_gain": performance.mix_gain,
+        "rhythm": performance.grid.to_json(),
+        "harmony": performance.context.to_json() if performance.context else None,
         "metrics": metrics_json(metrics, series=True),
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
