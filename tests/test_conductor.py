@@ -295,3 +295,20 @@ def test_warnings_are_not_raised_for_a_good_leader() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConductorWarning)
         tiny_conductor().conduct(leader, ["bass"])
+
+
+def test_every_shipped_instrument_can_follow_the_shipped_conductor() -> None:
+    from ensemble.instrument import Instrument, list_pretrained
+
+    conductor = Conductor.from_pretrained()
+    shipped = list_pretrained()
+    assert "flute" in shipped and "flute" not in conductor.instruments
+    for name in shipped:
+        instrument = Instrument.from_pretrained(name)
+        register = None if instrument.kind == "drums" else instrument.stats["pitch_midi_mean"]
+        played_by = conductor.stand_in(name, register)
+        assert played_by == name or not conductor.config.instruments[
+            conductor.instruments.index(played_by)].is_drum  # fmt: skip
+    assert conductor.stand_in("flute", 79.0) != "flute"
+    with pytest.raises(EnsembleError, match="cannot play"):
+        conductor.stand_in("kazoo")  # no register given: nothing to stand in by
