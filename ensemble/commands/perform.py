@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="perform an audio file as a multi-instrument ensemble",
         description="The input's melody drives the leader decoder (timbre transfer); the "
         "conductor plays the other instruments. Writes DIR/mix.wav, DIR/stems/<name>.wav and "
-        "DIR/metrics.json (+ DIR/plots.png with --png).",
+        "DIR/metrics.json (+ DIR/plots.png with --png, DIR/arrangement.mid with --midi).",
     )
     p.add_argument("input", type=Path, help="audio file (wav, flac, ogg, mp3; 0.5-120 s)")
     p.add_argument(
@@ -91,6 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep the first 120 s of a longer input instead of refusing it",
     )
     p.add_argument("--png", action="store_true", help="also write DIR/plots.png")
+    p.add_argument(
+        "--midi",
+        action="store_true",
+        help="also write DIR/arrangement.mid: one track per instrument (GM programs, drums on "
+        "channel 10), tempo and time signature from the beat tracker",
+    )
     p.set_defaults(func=run)
 
 
@@ -139,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
         "metrics": metrics_json(metrics, series=True),
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    if args.midi:
+        from ensemble.arrangement_midi import write_arrangement_midi
+
+        write_arrangement_midi(out / "arrangement.mid", performance)
     if args.png:
         from ensemble.plots import save_png
 
