@@ -32,7 +32,7 @@ MIN_BPM, MAX_BPM = 50.0, 200.0
 PRIOR_BPM, PRIOR_OCTAVES = 100.0, 0.9  # log-normal tempo prior: centre and spread (octaves)
 TIGHTNESS = 30.0  # DP cost of tempo deviation, per squared log-ratio of the inter-beat interval
 METERS = (4, 3, 2)  # beats per bar considered, most common first (wins ties)
-METER_MARGIN = 0.05  # a less common meter must explain this much more accent to be chosen
+METER_MARGIN = 0.15  # a less common meter must explain this much more accent to be chosen
 
 
 @dataclass
@@ -203,7 +203,7 @@ def _accents(
         table = (table - table.mean(axis=0)) / (table.std(axis=0) + 1e-9)
     else:
         table[:, 3] = table[:, 3] / 20.0
-    return table @ np.array([0.5, 1.0, 1.0, 0.5])
+    return table @ np.array([1.0, 1.0, 0.5, 1.0])
 
 
 def _strongest_phase(
