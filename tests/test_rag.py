@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from ensemble.audio import write_audio
@@ -126,6 +127,7 @@ def test_query_finds_the_true_continuation_and_skips_the_prefix(
             "pitch_coherence",
             "chroma_coherence",
             "loudness_coherence",
+            "rhythm_coherence",
         }
         assert r.audio is not None and len(r.audio) == 8 * SAMPLE_RATE  # 4 s tail + 4 s chunk
     assert results[0].notes == []
@@ -383,13 +385,18 @@ def test_cli_build_and_continue(corpus: Path, embedder: Instrument, tmp_path: Pa
             "3",
             "--weights",
             "relevance=1,pitch_coherence=0.3",
+            "--seconds",
+            "6",
         ]
     )
     assert rc == 0
     ranking = json.loads((tmp_path / "res" / "ranking.json").read_text())
     assert ranking["excluded"] == ["Track00003"] and ranking["weights"]["pitch_coherence"] == 0.3
     assert all(c["source"] != "Track00003" for c in ranking["candidates"])
-    assert len(ranking["candidates"]) == 3
+    assert len(ranking["candidates"]) == 3 and ranking["seconds"] == 6.0
+    for c in ranking["candidates"]:  # the input's last 4 s, then 6 s of continuation
+        assert c["seam_s"] == 4.0 and c["tempo_ratio"] > 0 and c["phase_error_ms"] >= 0
+        assert sf.info(str(tmp_path / "res" / c["audio"])).duration == pytest.approx(10.0)
 
 
 @pytest.mark.parametrize(
@@ -413,6 +420,14 @@ def test_cli_build_and_continue(corpus: Path, embedder: Instrument, tmp_path: Pa
                 "pitch=1",
             ],
             "Unknown score weight",
+        ),
+        (
+            ["continue", "{audio}", "--index", "{tmp}/none", "--out", "{tmp}/o", "--seconds", "2"],
+            "--seconds must be between 4 and 30",
+        ),
+        (
+            ["continue", "{audio}", "--index", "{tmp}/i", "--out", "{tmp}/o", "--seconds", "nan"],
+            "--seconds must be between 4 and 30",
         ),
         (
             ["continue", "{audio}", "--index", "{tmp}/none", "--out", "{tmp}/o", "--top-k", "0"],

@@ -9,6 +9,7 @@ import pytest
 
 from ensemble.errors import EnsembleError
 from ensemble.rag import scoring
+from ensemble.rag.seam import Pulse, after, plan_seam
 
 
 def test_pitch_coherence_is_octave_tolerant_and_penalises_jumps() -> None:
@@ -58,9 +59,36 @@ def test_composite_is_the_weighted_sum_and_coherence_the_weighted_mean() -> None
         "pitch_coherence": 1.0,
         "chroma_coherence": 0.0,
         "loudness_coherence": 1.0,
+        "rhythm_coherence": 1.0,
     }
-    assert scoring.composite(parts, weights)[0] == pytest.approx(2 * 1 + 2 + 4)
-    assert scoring.coherence(parts, weights)[0] == pytest.approx((2 + 4) / 2)
+    assert scoring.composite(parts, weights)[0] == pytest.approx(2 * 1 + 2 + 4 + 5)
+    assert scoring.coherence(parts, weights)[0] == pytest.approx((2 + 4 + 5) / 3)
+
+
+def test_rhythm_coherence_prefers_tempi_that_stretch_and_equal_meters() -> None:
+    score = scoring.rhythm_coherence(120.0, 4, np.array([120.0, 115.0, 100.0, 120.0, 0.0]),
+                                     np.array([4, 4, 4, 3, 4]))  # fmt: skip
+    assert score[0] == pytest.approx(1.0) and 0.9 <= score[1] < 1.0  # within 8%: stretched
+    assert score[2] < 0.05  # 17% slower: not stretched, scored by the difference
+    assert score[3] == pytest.approx(0.5)  # three beats a bar against four
+    assert score[4] == 0.5  # unknown tempo: neutral
+
+
+def test_seam_lands_where_the_query_stands_in_its_bar() -> None:
+    query = Pulse(120.0, 4, 2.75)  # stops a quarter beat before beat 3 (counting from 0)
+    plan = plan_seam(10.0, Pulse(120.0, 4, 0.5), query, 60.0, 8.0)
+    assert plan.shift_beats == pytest.approx(-1.75) and plan.start_s == pytest.approx(9.125)
+    assert plan.rate == 1.0 and plan.phase_error_ms == 0.0
+    # The earlier option would replay blocked material: the seam moves forward a bar instead.
+    forward = plan_seam(10.0, Pulse(120.0, 4, 0.5), query, 60.0, 8.0, [(0.0, 10.0)])
+    assert forward.shift_beats == pytest.approx(2.25) and forward.start_s >= 10.0
+    # Different meters: only the place in the beat is matched; a close tempo is stretched.
+    waltz = plan_seam(10.0, Pulse(115.0, 3, 1.1), query, 60.0, 8.0)
+    assert waltz.shift_beats == pytest.approx(-0.35) and waltz.rate == pytest.approx(120 / 115)
+    # Nowhere to move (the source ends): kept, with the offset reported.
+    stuck = plan_seam(0.0, Pulse(120.0, 4, 0.5), query, 8.0, 8.0)
+    assert stuck.start_s == 0.0 and stuck.phase_error_ms == pytest.approx(125.0)
+    assert after(query, 1.0).bar_pos == pytest.approx(0.75)
 
 
 def test_parse_weights_from_file_pairs_and_mapping(tmp_path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+DEFAULT_SECONDS, MIN_SECONDS, MAX_SECONDS = 8.0, 4.0, 30.0  # continuation length (seconds)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -27,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--hops", type=int, default=1, metavar="N", help="chunks chained per continuation"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=DEFAULT_SECONDS,
+        metavar="S",
+        help=f"length of each continuation after the input's ending, {MIN_SECONDS:g}-"
+        f"{MAX_SECONDS:g} s (default {DEFAULT_SECONDS:g}); seams land on the beat",
     )
     parser.add_argument(
         "--instruments",
@@ -66,6 +76,10 @@ def _continue(args: argparse.Namespace) -> int:
     for flag, value in counts.items():
         if value < 1:
             raise EnsembleError(f"{flag} must be at least 1, not {value}.")
+    if not MIN_SECONDS <= args.seconds <= MAX_SECONDS:  # also refuses nan
+        raise EnsembleError(
+            f"--seconds must be between {MIN_SECONDS:g} and {MAX_SECONDS:g}, not {args.seconds:g}."
+        )
     if args.leader and not args.instruments:
         raise EnsembleError("--leader needs --instruments (the leader must be one of them).")
     weights = parse_weights(args.weights)
@@ -94,6 +108,7 @@ def _continue(args: argparse.Namespace) -> int:
         leader=args.leader,
         embedder=embedder,
         render=not args.no_audio,
+        seconds=args.seconds,
     )
     path = write_continuations(
         args.out,
@@ -102,6 +117,7 @@ def _continue(args: argparse.Namespace) -> int:
             "input": str(args.input),
             "index": str(args.index),
             "hops": args.hops,
+            "seconds": args.seconds,
             "instruments": instruments or [],
             "weights": weights,
             "excluded": [s.source for s in exclude],

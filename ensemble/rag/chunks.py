@@ -28,8 +28,9 @@ import numpy as np
 from ensemble.config import FRAME_RATE, SAMPLE_RATE
 from ensemble.errors import EnsembleError, IndexMismatchError
 from ensemble.features import FeatureFrame
+from ensemble.rhythm import BeatGrid, track_beats
 
-FEATURE_VERSION = 1  # bump when the meaning of stored features changes
+FEATURE_VERSION = 2  # bump when the meaning of stored features changes (2: beat grid at seams)
 VOICED_SHARE = 0.5  # a seam window with fewer voiced frames counts as unvoiced (f0 = 0)
 
 
@@ -129,6 +130,10 @@ class Seams:
     chroma_end: np.ndarray  # (N, 12) over the last key window
     chroma_mean: np.ndarray  # (N, 12) over the whole chunk
     rms: np.ndarray  # (N,) mean RMS energy of the chunk
+    tempo: np.ndarray  # (N,) beats per minute of the chunk's file (`ensemble.rhythm`)
+    meter: np.ndarray  # (N,) beats per bar
+    bar_pos_start: np.ndarray  # (N,) position in the bar (beats, fractional) at the chunk start
+    bar_pos_end: np.ndarray  # (N,) at the chunk end
 
     def take(self, index: np.ndarray) -> Seams:
         return Seams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
@@ -177,6 +182,9 @@ class QueryFeatures:
     db_end: float
     chroma_end: np.ndarray  # (12,)
     context_s: float  # seconds of context actually used (< shortest lookback for short inputs)
+    tempo: float = 0.0  # beats per minute (0: unknown)
+    meter: int = 4  # beats per bar
+    bar_pos_end: float = 0.0  # position in the bar (beats) where the continuation starts
     notes: list[str] = field(default_factory=list)
 
 
@@ -251,11 +259,15 @@ def seam_pitch(feats: FeatureFrame, start: int, stop: int) -> float:
     return float(np.median(window.f0_hz[voiced]))
 
 
-def chunk_seams(feats: FeatureFrame, starts: np.ndarray, config: FeatureConfig) -> Seams:
+def chunk_seams(
+    feats: FeatureFrame, starts: np.ndarray, config: FeatureConfig, grid: BeatGrid
+) -> Seams:
     """Seam features of chunks starting at frames ``starts`` (each chunk_seconds long).
 
     Pitch is taken over the short seam window (the note that crosses the seam); level and key
     over the longer key window, so a fresh onset after a decaying note is not read as a jump.
+    The file's beat ``grid`` gives each seam its place in the bar, so a continuation can start
+    on the beat where the query stops.
     """
     length = config.frames(config.chunk_seconds)
     seam, key = config.frames(config.seam_seconds), config.frames(config.key_seconds)
@@ -263,6 +275,8 @@ def chunk_seams(feats: FeatureFrame, starts: np.ndarray, config: FeatureConfig) 
     level_sum = _cumsum(feats.loudness_db[:, None])
     rms_sum = _cumsum(feats.rms[:, None])
     ends = starts + length
+    _, bar_pos = grid.frame_positions(feats.n_frames + 1)
+    count = len(starts)
     return Seams(
         f0_start=np.array([seam_pitch(feats, s, s + seam) for s in starts], np.float32),
         f0_end=np.array([seam_pitch(feats, e - seam, e) for e in ends], np.float32),
@@ -272,6 +286,10 @@ def chunk_seams(feats: FeatureFrame, starts: np.ndarray, config: FeatureConfig) 
         chroma_end=_window_means(chroma_sum, ends, key).astype(np.float32),
         chroma_mean=_window_means(chroma_sum, ends, length).astype(np.float32),
         rms=_window_means(rms_sum, ends, length)[:, 0].astype(np.float32),
+        tempo=np.full(count, grid.tempo_bpm, np.float32),
+        meter=np.full(count, grid.beats_per_bar, np.float32),
+        bar_pos_start=bar_pos[np.minimum(starts, feats.n_frames)].astype(np.float32),
+        bar_pos_end=bar_pos[np.minimum(ends, feats.n_frames)].astype(np.float32),
     )
 
 
@@ -294,7 +312,7 @@ def chunk_file(
     # Context positions: every chunk start and every chunk end on the hop grid.
     positions = np.arange(first, first + len(starts_hop) + k * bool(len(starts_hop)))
     context = context_means(hidden, feats, positions * hop, config)
-    seams = chunk_seams(feats, starts_hop * hop, config)
+    seams = chunk_seams(feats, starts_hop * hop, config, track_beats(feats))
     return FileChunks(
         name=name,
         duration_s=n / config.frame_rate,
@@ -321,6 +339,8 @@ def query_features(
     db_end = float(feats.loudness_db[max(n - key, 0) : n].mean())
     chroma_end = feats.chroma[:, max(n - key, 0) : n].mean(axis=1)
     context_s = min(n / config.frame_rate, max(config.lookbacks_s))
+    grid = track_beats(feats)
+    _, bar_pos = grid.frame_positions(n + 1)
     notes = []
     shortest = min(config.lookbacks_s)
     if context_s < shortest:
@@ -328,4 +348,14 @@ def query_features(
             f"The input is {context_s:.1f} s long, shorter than the shortest lookback "
             f"({shortest:g} s); style was matched on the {context_s:.1f} s available."
         )
-    return QueryFeatures(context, f0_end, db_end, chroma_end.astype(np.float32), context_s, notes)
+    return QueryFeatures(
+        context,
+        f0_end,
+        db_end,
+        chroma_end.astype(np.float32),
+        context_s,
+        tempo=grid.tempo_bpm,
+        meter=grid.beats_per_bar,
+        bar_pos_end=float(bar_pos[n]),
+        notes=notes,
+    )

@@ -15,10 +15,11 @@ from ensemble.config import SAMPLE_RATE
 from ensemble.features import FeatureFrame
 from ensemble.rag import scoring
 from ensemble.rag.analyse import analyse_query, check_embedder
-from ensemble.rag.chunks import Embedder
+from ensemble.rag.chunks import Embedder, QueryFeatures
 from ensemble.rag.index import RagIndex, open_index
 from ensemble.rag.multihop import Chain, beam_search
 from ensemble.rag.render import perform, read_segment, stitch
+from ensemble.rag.seam import Pulse, SeamPlan, after, plan_seam, time_stretch
 from ensemble.rag.search import DEFAULT_CANDIDATES, Span, require_chunks
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ class Segment:
     coherence: float
     composite: float
     parts: dict[str, float]
+    tempo_ratio: float = 1.0  # time-stretch applied (query tempo / source tempo)
+    phase_error_ms: float = 0.0  # estimated offset between the beat grids left at its seam
+    shift_beats: float = 0.0  # how far the seam moved from the indexed chunk start
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Continuation:
     parts: dict[str, float]
     audio: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    seam_s: float = TAIL_SECONDS  # where the continuation starts in ``audio``
 
     def to_json(self, audio_file: str | None = None) -> dict[str, Any]:
         """The ranking.json record; ``scores`` is the flat dict the ratings module reads."""
@@ -75,6 +80,9 @@ class Continuation:
             "chunk_ids": self.chunk_ids,
             "source": first.source,
             "start_s": first.start_s,
+            "seam_s": self.seam_s,
+            "tempo_ratio": first.tempo_ratio,
+            "phase_error_ms": first.phase_error_ms,
             "relevance": self.relevance,
             "coherence": self.coherence,
             "composite": self.composite,
@@ -85,18 +93,21 @@ class Continuation:
         }
 
 
-def _segments(index: RagIndex, chain: Chain) -> list[Segment]:
+def _segments(index: RagIndex, chain: Chain, plans: list[SeamPlan]) -> list[Segment]:
     return [
         Segment(
             chunk_id=index.chunk_id(h.row),
             source=index.source(h.row),
-            start_s=float(index.start_s[h.row]),
+            start_s=round(plan.start_s, 3),
             relevance=h.parts[scoring.RELEVANCE],
             coherence=h.coherence,
             composite=h.composite,
             parts=h.parts,
+            tempo_ratio=round(plan.rate, 4),
+            phase_error_ms=round(plan.phase_error_ms, 1),
+            shift_beats=round(plan.shift_beats, 3),
         )
-        for h in chain.hops
+        for h, plan in zip(chain.hops, plans, strict=True)
     ]
 
 
@@ -104,18 +115,71 @@ def _mean(values: Iterable[float]) -> float:
     return float(np.mean(list(values)))
 
 
-def _render_raw(index: RagIndex, audio: np.ndarray, chain: Chain) -> np.ndarray:
-    config = index.config
+def plan_chain(
+    index: RagIndex,
+    query: QueryFeatures,
+    chain: Chain,
+    seconds: float,
+    exclude: Iterable[Span] = (),
+) -> list[SeamPlan]:
+    """Beat-aligned seams of a chain whose hops play ``seconds / hops`` seconds each; no seam
+    moves back into ``exclude`` material."""
+    per_hop = seconds / len(chain.rows)
+    seams = index.seams
+    pulse = Pulse(query.tempo, query.meter, query.bar_pos_end)
+    # Played material per source: the excluded spans, then each hop's window as planned (or,
+    # for hops not planned yet, where their chunk stands).
+    taken = [(x.source, x.start_s, x.end_s) for x in exclude]
+    windows = [(index.source(r), float(index.start_s[r]), float(index.start_s[r]) + per_hop)
+               for r in chain.rows]  # fmt: skip
+    plans: list[SeamPlan] = []
+    for hop, row in enumerate(chain.rows):
+        name = index.source(row)
+        others = taken + windows[:hop] + windows[hop + 1 :]
+        blocked = [(a, b) for src, a, b in others if src == name]
+        source = Pulse(float(seams.tempo[row]), int(seams.meter[row]),
+                       float(seams.bar_pos_start[row]))  # fmt: skip
+        record = index.files[index.file_of[row]]
+        plan = plan_seam(float(index.start_s[row]), source, pulse, record.duration_s, per_hop,
+                         blocked)  # fmt: skip
+        windows[hop] = (name, plan.start_s, plan.start_s + per_hop * plan.rate)
+        plans.append(plan)
+        # What follows continues from where this hop leaves the bar, at the tempo it plays.
+        played = Pulse(source.tempo * plan.rate, pulse.meter, pulse.bar_pos)
+        pulse = after(played, per_hop)
+    return plans
+
+
+def _render_raw(
+    index: RagIndex, audio: np.ndarray, chain: Chain, plans: list[SeamPlan], seconds: float
+) -> np.ndarray:
     head = audio[-round(TAIL_SECONDS * SAMPLE_RATE) :]
+    per_hop = seconds / len(chain.rows)
+    fade = round(FADE_SECONDS * SAMPLE_RATE)
     pieces = []
-    for row in chain.rows:
-        start = float(index.start_s[row])
-        audio_part = read_segment(
-            index.source_path(row), start - FADE_SECONDS, FADE_SECONDS + config.chunk_seconds
+    for row, plan in zip(chain.rows, plans, strict=True):
+        # Read what the stretched segment needs, with its pre-roll, and stretch both together.
+        raw = read_segment(
+            index.source_path(row),
+            plan.start_s - FADE_SECONDS * plan.rate,
+            (FADE_SECONDS + per_hop) * plan.rate,
         )
-        fade = round(FADE_SECONDS * SAMPLE_RATE)
-        pieces.append((audio_part[:fade], audio_part[fade:]))
+        played = time_stretch(raw, plan.rate)
+        body = np.zeros(round(per_hop * SAMPLE_RATE), np.float32)
+        tail = played[fade : fade + len(body)]
+        body[: len(tail)] = tail
+        pieces.append((played[:fade], body))
     return stitch(head, pieces)
+
+
+def _near_file_ends(index: RagIndex, seconds: float) -> list[Span]:
+    """Spans that block chunks whose source ends before ``seconds`` of material."""
+    chunk = index.config.chunk_seconds
+    return [
+        Span(f.name, f.duration_s - seconds + chunk, f.duration_s)
+        for f in index.files
+        if seconds > chunk
+    ]
 
 
 def continue_audio(
@@ -133,6 +197,7 @@ def continue_audio(
     ensemble: Ensemble | None = None,
     render: bool = True,
     features: FeatureFrame | None = None,
+    seconds: float | None = None,
 ) -> list[Continuation]:
     """Top-K continuations of ``audio`` from ``index``.
 
@@ -150,6 +215,9 @@ def continue_audio(
         render: build each continuation's audio.
         features: features of ``audio`` already computed (e.g. `Performance.features`), so the
             query does not extract them again.
+        seconds: length of each continuation after the input's ending (default: one chunk per
+            hop); it is taken from consecutive material of each hop's source, which must hold
+            that much after the chunk. Seams start on the beat where the input stops.
 
     Raises:
         AudioInputError: unusable input (too short to analyse, silent, ...).
@@ -157,6 +225,7 @@ def continue_audio(
     """
     index = index if isinstance(index, RagIndex) else open_index(index)
     require_chunks(index)
+    exclude = list(exclude)
     weights = scoring.parse_weights(weights)
     signal = load_audio((audio, SAMPLE_RATE) if isinstance(audio, np.ndarray) else audio)
     if embedder is None:
@@ -165,6 +234,7 @@ def continue_audio(
         embedder = Instrument.from_pretrained(index.config.embedder)
     check_embedder(index.config, embedder)
     query = analyse_query(signal, index.config, embedder, index.centre, features)
+    seconds = seconds if seconds is not None else hops * index.config.chunk_seconds
     chains = beam_search(
         index,
         query,
@@ -172,7 +242,7 @@ def continue_audio(
         top_k=top_k,
         weights=weights,
         candidates=candidates,
-        exclude=exclude,
+        exclude=[*exclude, *_near_file_ends(index, seconds / hops)],
     )
     notes = list(query.notes)
     if chains and len(chains[0].hops) < hops:
@@ -188,10 +258,11 @@ def continue_audio(
         ensemble = Ensemble.from_pretrained()
     results = []
     for rank, chain in enumerate(chains, start=1):
-        segments = _segments(index, chain)
+        plans = plan_chain(index, query, chain, seconds, exclude)
+        segments = _segments(index, chain, plans)
         sound = None
         if render:
-            sound = _render_raw(index, signal, chain)
+            sound = _render_raw(index, signal, chain, plans, seconds)
             if instruments:
                 sound = perform(sound, ensemble, instruments, leader)  # type: ignore[arg-type]
         results.append(
@@ -205,6 +276,7 @@ def continue_audio(
                 parts={k: _mean(s.parts[k] for s in segments) for k in scoring.PART_NAMES},
                 audio=sound,
                 notes=notes,
+                seam_s=min(TAIL_SECONDS, len(signal) / SAMPLE_RATE),
             )
         )
     return results

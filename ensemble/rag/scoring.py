@@ -18,7 +18,7 @@ import numpy as np
 from ensemble.errors import EnsembleError
 
 RELEVANCE = "relevance"
-COHERENCE_PARTS = ("pitch_coherence", "chroma_coherence", "loudness_coherence")
+COHERENCE_PARTS = ("pitch_coherence", "chroma_coherence", "loudness_coherence", "rhythm_coherence")
 PART_NAMES = (RELEVANCE, *COHERENCE_PARTS)
 
 # Relevance leads; the seam parts break ties between stylistically close chunks. On the
@@ -31,6 +31,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "pitch_coherence": 0.1,
     "chroma_coherence": 0.1,
     "loudness_coherence": 0.1,
+    "rhythm_coherence": 0.1,
 }
 
 SCALE_TEMPERATURE = 0.05  # softmax over per-scale cosines: ~max when scales disagree by > 0.1
@@ -38,6 +39,12 @@ PITCH_SIGMA_CENTS = 150.0  # a whole-tone seam jump scores ~0.5, a semitone ~0.8
 OCTAVE_PENALTY = 0.8  # an octave jump is musical but less smooth than a unison
 UNVOICED_PITCH_SCORE = 0.5  # voiced↔unvoiced seam: pitch tells nothing either way
 LOUDNESS_SCALE_DB = 8.0  # exp(-|jump| / 8 dB): 3 dB ~ 0.69, 10 dB ~ 0.29
+# A continuation is time-stretched to the query's tempo when they differ by at most this ratio
+# (phase-vocoder artefacts stay inaudible within a few percent); beyond it, it plays at its
+# own tempo and scores low on rhythm.
+MAX_STRETCH = 1.08
+TEMPO_SIGMA = 0.04  # log-ratio: a 4% tempo difference scores ~0.6 (before stretching)
+METER_MISMATCH = 0.5  # rhythm score factor when the bars have a different number of beats
 
 
 def parse_weights(spec: str | Path | Mapping[str, float] | None) -> dict[str, float]:
@@ -157,6 +164,26 @@ def chroma_coherence(chroma_end: np.ndarray, chroma_start: np.ndarray) -> np.nda
 def loudness_coherence(db_end: float, db_start: np.ndarray) -> np.ndarray:
     """Seam loudness smoothness (C,) in (0, 1]: exp(-|dB jump| / LOUDNESS_SCALE_DB)."""
     return np.exp(-np.abs(np.asarray(db_start, np.float64) - db_end) / LOUDNESS_SCALE_DB)
+
+
+def rhythm_coherence(
+    tempo: float, meter: int, tempo_start: np.ndarray, meter_start: np.ndarray
+) -> np.ndarray:
+    """Rhythmic fit across the seam (C,) in [0, 1]: tempo ratio and meter.
+
+    A candidate within MAX_STRETCH of the query's tempo is stretched to it (so it scores as if
+    it matched, less a small cost for the stretch); one further away scores by its tempo
+    difference. Equal beats per bar keep the score, others halve it. Unknown tempo: 0.5.
+    """
+    tempo_start = np.asarray(tempo_start, np.float64)
+    if tempo <= 0:
+        return np.full(len(tempo_start), 0.5)
+    ratio = np.abs(np.log(np.maximum(tempo_start, 1e-6) / tempo))
+    stretchable = ratio <= np.log(MAX_STRETCH)
+    stretched = 1.0 - 0.1 * ratio / np.log(MAX_STRETCH)  # a stretch costs at most 0.1
+    score = np.where(stretchable, stretched, np.exp(-0.5 * (ratio / TEMPO_SIGMA) ** 2))
+    same_meter = np.asarray(meter_start) == meter
+    return np.where(tempo_start > 0, score * np.where(same_meter, 1.0, METER_MISMATCH), 0.5)
 
 
 def coherence(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:

@@ -69,6 +69,9 @@ def score_rows(
         "pitch_coherence": scoring.pitch_coherence(query.f0_end, seams.f0_start),
         "chroma_coherence": scoring.chroma_coherence(query.chroma_end, seams.chroma_start),
         "loudness_coherence": scoring.loudness_coherence(query.db_end, seams.db_start),
+        "rhythm_coherence": scoring.rhythm_coherence(
+            query.tempo, query.meter, seams.tempo, seams.meter
+        ),
     }
     total = scoring.composite(parts, weights)
     ranked = Ranked(rows, parts, scoring.coherence(parts, weights), total, per_scale)
@@ -99,6 +102,9 @@ def query_after(index: RagIndex, row: int) -> QueryFeatures:
         db_end=float(seams.db_end[row]),
         chroma_end=seams.chroma_end[row],
         context_s=max(index.config.lookbacks_s),
+        tempo=float(seams.tempo[row]),
+        meter=int(seams.meter[row]),
+        bar_pos_end=float(seams.bar_pos_end[row]),
     )
 
 
