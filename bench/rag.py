@@ -12,6 +12,8 @@ Usage: python bench/rag.py [--corpus data/corpus] [--embedder violin|FOLDER] [--
    Baselines: random chunks, and chroma-only cosine (mean chroma of the query's last chunk length
    vs each chunk's mean chroma: "what sounds like the input's ending").
    Ablations: relevance only (no seam parts), and exhaustive rerank (no stage-1 shortlist).
+   Seams: for the Top-5 of each query, the beat-phase error of the seam on the corpus's exact
+   beats (metadata.yaml), with the beat-aligned start and with the indexed chunk start.
 3. Top-10 latency at 10^4..10^6 chunks on synthetic clustered style vectors of the real dimension:
    stage 1 (FAISS, the index's own choice of flat/IVF) + stage 2 (exact rerank of 200 candidates,
    measured on the corpus index; independent of N) vs numpy brute force, and stage-1 recall@10
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from threadpoolctl import threadpool_limits
 
 from ensemble.audio import load_audio
@@ -42,13 +45,15 @@ from ensemble.rag import build_index, open_index
 from ensemble.rag.analyse import MAX_FILE_SECONDS, hidden_states
 from ensemble.rag.build import DEFAULT_EMBEDDER
 from ensemble.rag.chunks import query_features
+from ensemble.rag.continuation import plan_chain
 from ensemble.rag.index import RagIndex, build_vector_index, one_faiss_thread
 from ensemble.rag.multihop import beam_search
-from ensemble.rag.scoring import DEFAULT_WEIGHTS
+from ensemble.rag.scoring import COHERENCE_PARTS, DEFAULT_WEIGHTS
 from ensemble.rag.search import Span, query_after, score_rows
 
 TOP_K = 10
 CANDIDATES = 200
+SEAM_TOP = 5  # seams whose beat phase is checked against the corpus's exact beats
 
 
 def load_embedder(name: str) -> tuple[Instrument, str]:
@@ -110,12 +115,11 @@ def bench_recall(index: RagIndex, corpus: Path, embedder: Instrument, step: floa
     chroma = index.seams.chroma_mean / np.maximum(
         np.linalg.norm(index.seams.chroma_mean, axis=1, keepdims=True), 1e-9
     )
-    no_seams = {
-        **DEFAULT_WEIGHTS,
-        "pitch_coherence": 0,
-        "chroma_coherence": 0,
-        "loudness_coherence": 0,
-    }
+    no_seams = {**DEFAULT_WEIGHTS, **dict.fromkeys(COHERENCE_PARTS, 0.0)}
+    truth = {t: yaml.safe_load((corpus / t / "metadata.yaml").read_text()) for t in splits["test"]}
+    truth |= {f.name: yaml.safe_load((corpus / f.name / "metadata.yaml").read_text())
+              for f in index.files}  # fmt: skip
+    phase_ms: dict[str, list[float]] = {"aligned": [], "chunk start": []}
     methods = (
         "ours",
         "ours: relevance only",
@@ -136,6 +140,14 @@ def bench_recall(index: RagIndex, corpus: Path, embedder: Instrument, step: floa
             chains = beam_search(index, query, top_k=TOP_K, exclude=exclude)
             timings.append(time.perf_counter() - begin)
             hits["ours"].append(is_hit(index, np.array([c.rows[0] for c in chains]), track, point))
+            for chain in chains[:SEAM_TOP]:
+                plan = plan_chain(index, query, chain, config.chunk_seconds, exclude)[0]
+                source = truth[index.source(chain.rows[0])]
+                starts = {"aligned": plan.start_s, "chunk start": index.start_s[chain.rows[0]]}
+                for label, start in starts.items():
+                    phase_ms[label].append(
+                        seam_phase_error_ms(truth[track], point, source, float(start))
+                    )
             for name, kwargs in (
                 ("ours: relevance only", {"weights": no_seams}),
                 ("ours: exhaustive rerank", {"candidates": len(index)}),
@@ -159,7 +171,33 @@ def bench_recall(index: RagIndex, corpus: Path, embedder: Instrument, step: floa
             "recall@10": float(np.minimum(table.sum(axis=1), 1.0).mean()),
         }
     out["query_seconds_median"] = float(np.median(timings))
+    out["seam_phase"] = {
+        label: {
+            "within_35ms": float(np.mean(np.abs(errors) <= 35.0)),
+            "median_abs_ms": float(np.median(np.abs(errors))),
+            "seams": len(errors),
+        }
+        for label, errors in phase_ms.items()
+    }
     return out
+
+
+def beat_phase(meta: dict, t: float) -> tuple[float, float]:
+    """(fraction of the beat, beat length in s) at ``t`` from a track's exact beats."""
+    beats = np.asarray(meta["beats_s"])
+    k = int(np.clip(np.searchsorted(beats, t, side="right") - 1, 0, len(beats) - 2))
+    length = float(beats[k + 1] - beats[k])
+    return (t - beats[k]) / length, length
+
+
+def seam_phase_error_ms(query: dict, point: float, source: dict, start: float) -> float:
+    """How far (ms, at the query's beat length) the seam's place in the beat is from the
+    query's, on the corpus's exact beats: 0 when the continuation starts on the same fraction
+    of a beat where the query stops."""
+    query_phase, beat_s = beat_phase(query, point)
+    source_phase, _ = beat_phase(source, start)
+    offset = (source_phase - query_phase + 0.5) % 1.0 - 0.5
+    return float(offset * beat_s * 1000.0)
 
 
 def clustered_vectors(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -269,6 +307,9 @@ def main() -> None:
     for name, row in recall["methods"].items():
         print(f"  {name:26s} recall@1 {row['recall@1']:.3f}  recall@10 {row['recall@10']:.3f}")
     print(f"  query (features + embed + search), median: {recall['query_seconds_median']:.2f} s")
+    for label, row in recall["seam_phase"].items():
+        print(f"  seams of the Top-{SEAM_TOP}, {label:11s}: |phase error| <= 35 ms for "
+              f"{row['within_35ms']:.1%} of {row['seams']}, median {row['median_abs_ms']:.0f} ms")
 
     if not args.skip_latency:
         sizes = [int(float(s)) for s in args.sizes.split(",")]
