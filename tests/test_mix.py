@@ -114,12 +114,19 @@ def test_roles_by_kind_name_and_register() -> None:
     no_bass = {"violin": "pitched", "cello": "pitched", "viola": "pitched"}
     roles = assign_roles("violin", no_bass, {"violin": 72.0, "cello": 53.3, "viola": 60.9})
     assert roles == {"violin": LEADER, "cello": HARMONY, "viola": HARMONY}  # cello is not low
-    low = assign_roles("flute", {"flute": "pitched", "low": "pitched", "clarinet": "pitched"},
-                       {"flute": 72.0, "low": 45.0, "clarinet": 66.8})
+    low = assign_roles(
+        "flute",
+        {"flute": "pitched", "low": "pitched", "clarinet": "pitched"},
+        {"flute": 72.0, "low": 45.0, "clarinet": 66.8},
+    )
     assert low == {"flute": LEADER, "low": BASS, "clarinet": HARMONY}
     assert assign_roles("bass", {"bass": "pitched"}, {"bass": 40.0}) == {"bass": LEADER}
-    assert assign_roles("violin", {"violin": "pitched", "tuba": "pitched"},
-                        {"violin": 72.0, "tuba": 50.0})["tuba"] == BASS
+    assert (
+        assign_roles(
+            "violin", {"violin": "pitched", "tuba": "pitched"}, {"violin": 72.0, "tuba": 50.0}
+        )["tuba"]
+        == BASS
+    )
 
 
 def test_default_pans_centre_the_low_end_and_spread_harmony() -> None:
@@ -137,8 +144,10 @@ def gaps_to_leader(stems: dict[str, np.ndarray]) -> dict[str, float]:
 
 def test_balance_reaches_every_role_target() -> None:
     dry = stems_of_very_different_levels()
-    before = {name: integrated_loudness(audio) - integrated_loudness(dry["violin"])
-              for name, audio in dry.items()}
+    before = {
+        name: integrated_loudness(audio) - integrated_loudness(dry["violin"])
+        for name, audio in dry.items()
+    }
     assert before["bass"] == pytest.approx(11.0, abs=0.1)  # the bass starts far above the leader
     mix, stems, report = mix_stems(dry, ROLES, PANS)
     for name, gap in gaps_to_leader(stems).items():
