@@ -93,7 +93,7 @@ class MixReport:
 
     def to_json(self, leader: str | None = None) -> dict[str, object]:
         """JSON-ready (rounded; silence as null); ``leader`` adds each stem's LU to it."""
-        relative = self.relative_lu(leader) if leader in self.stems else {}
+        relative = self.relative_lu(leader) if leader is not None and leader in self.stems else {}
         return {
             "lufs": _finite(self.lufs),
             "true_peak_dbtp": _finite(self.true_peak_dbtp),
