@@ -174,7 +174,9 @@ class Ensemble:
         """Perform ``audio`` (N,) float32 16 kHz mono with ``instruments``.
 
         The input's (predominant) melody drives the ``leader`` decoder; the conductor plays the
-        others. ``features`` may be passed when already computed for ``audio``.
+        others; the mix stage (`ensemble.mix`) balances, places and levels the stems, so the
+        Performance's mix and stems are (N, 2) stereo. ``features`` may be passed when already
+        computed for ``audio``.
         """
         settings = settings or PerformSettings()
         names = _validate_instruments(instruments, self.available)

@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=DB",
-        help="per-instrument gain in dB, repeatable (e.g. --gain drums=-6)",
+        help="per-instrument gain in dB on top of the loudness balance, repeatable "
+        "(e.g. --gain drums=-6)",
     )
     p.add_argument(
         "--leader-gain",
