@@ -218,7 +218,9 @@ def _room_spectrum(n_fft: int, sample_rate: int) -> np.ndarray:
     so the room is transformed once per performance, not once per stem."""
     from scipy.fft import rfft
 
-    return rfft(room_impulse_response(sample_rate), n_fft, axis=0)
+    spectrum = rfft(room_impulse_response(sample_rate), n_fft, axis=0)
+    spectrum.setflags(write=False)  # shared by every caller of the cache
+    return spectrum
 
 
 def reverb_return(audio: np.ndarray, send_db: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
