@@ -143,7 +143,8 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> fl
     if len(audio) == 0:
         return float("-inf")
     block_s = min(0.4, len(audio) / sample_rate)
-    # A fresh meter per call: pyloudnorm keeps per-call state on it, and stems are mixed in threads.
+    # A fresh meter per call: pyloudnorm keeps per-call state on it, and performances are mixed
+    # in parallel threads (the listening room renders two candidates at once).
     meter = pyloudnorm.Meter(sample_rate, block_size=block_s)
     with np.errstate(divide="ignore", invalid="ignore"):
         lufs = float(meter.integrated_loudness(audio))
