@@ -20,6 +20,7 @@ import numpy as np
 from ensemble.audio import load_audio
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.data.cache import iter_cached_tracks
+from ensemble.mix import downmix
 from ensemble.perform import Ensemble
 
 N_MELS = 64
@@ -79,7 +80,9 @@ def main() -> None:
         for name, stem in perf.stems.items():
             part = perf.parts[name]
             plain = None if part.f0_hz is None else label(plain_synth(part.f0_hz, part.loudness_db))
-            rows.append({"input": path.name, "asked": name, "decoder": label(stem), "plain": plain})
+            rows.append(
+                {"input": path.name, "asked": name, "decoder": label(downmix(stem)), "plain": plain}
+            )
     scored = [r for r in rows if r["decoder"] is not None]
     pitched = [r for r in scored if r["plain"] is not None]
     decoder_ok = sum(r["decoder"] == r["asked"] for r in scored) / max(len(scored), 1)

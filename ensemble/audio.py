@@ -147,7 +147,8 @@ def load_audio(
 
 
 def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
-    """Write (N,) float audio as 16-bit PCM; the format follows the suffix (.wav, .flac, .ogg)."""
+    """Write (N,) mono or (N, C) multichannel float audio (e.g. a stereo mix, (N, 2)) as 16-bit
+    PCM, clipped to [-1, 1]; the format follows the suffix (.wav, .flac, .ogg)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)

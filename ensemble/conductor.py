@@ -45,7 +45,6 @@ MIN_VOICED_FRAMES = 5  # fewer confidently pitched frames than this: nothing to 
 N_INPUTS = 29  # channels made by `leader_inputs`
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "conductor"
 FORMAT = "ensemble-conductor"
-BASS_INSTRUMENTS = frozenset({"bass", "double_bass", "tuba"})  # play the "bass" role
 
 
 class ConductorWarning(UserWarning):
@@ -474,7 +473,8 @@ class Conductor:
     def accompany(
         self,
         leader: FeatureFrame,
-        followers: dict[str, float | None],
+        followers: dict[str, str],
+        registers: dict[str, float],
         grid: BeatGrid,
         *,
         messages: list[str] | None = None,
@@ -484,16 +484,18 @@ class Conductor:
 
         Args:
             leader: the leader's features (T frames).
-            followers: {instrument name: mean MIDI pitch of its decoder, or None}. A pitched
-                instrument outside the vocabulary plays the part of the vocabulary instrument
-                closest in register, moved by octaves to its own.
+            followers: {instrument name: role} ("bass", "harmony" or "drums"; see
+                `ensemble.mix.assign_roles`).
+            registers: {instrument name: mean MIDI pitch of its decoder} for pitched ones. A
+                pitched instrument outside the vocabulary plays the part of the vocabulary
+                instrument closest in register, moved by octaves to its own.
             grid: the leader's beats and meter (`ensemble.rhythm.track_beats`).
             messages: as in `conduct`.
 
         Returns:
             An Accompaniment; an unusable leader gives rests and a message, never an exception.
         """
-        stand_ins = {name: self.stand_in(name, pitch) for name, pitch in followers.items()}
+        stand_ins = {name: self.stand_in(name, registers.get(name)) for name in followers}
         n = leader.n_frames
         problem = self._unusable(leader) if stand_ins else None
         if problem is not None:
@@ -514,9 +516,9 @@ class Conductor:
                     np.zeros_like(loud), np.zeros(n, bool), drum_envelope(env, onsets)
                 )
                 continue
-            role = "bass" if played_by in BASS_INSTRUMENTS else "harmony"
+            role = "bass" if followers[name] == "bass" else "harmony"
             notes = decode_part(out["pitch"][i], out["voiced"][i], context, role)
-            register = followers[name]
+            register = registers.get(name)
             if played_by != name and register is not None and np.any(notes >= 0):
                 shift = 12 * round((register - float(np.mean(notes[notes >= 0]))) / 12)
                 notes = np.where(notes >= 0, np.clip(notes + shift, 0, N_PITCHES - 1), -1)

@@ -40,6 +40,7 @@ from ensemble.config import SAMPLE_RATE
 from ensemble.errors import EnsembleError
 from ensemble.features import FeatureFrame
 from ensemble.metrics import SongMetrics, metrics_json, song_metrics
+from ensemble.mix import downmix
 from ensemble.perform import Ensemble, Performance, PerformSettings
 from ensemble.rag import (
     DEFAULT_WEIGHTS,
@@ -547,7 +548,7 @@ class Room:
             sound = self.ensemble.perform(
                 raw, options.instruments, performance.leader, options.perform
             ).mix
-            metrics = song_metrics(sound)
+            metrics = song_metrics(downmix(sound))
             letter = letter_of[index]
             seams = [tail_s + h * chunk_s for h in range(len(item.chunk_ids))]
             # Neutral names: the file name and the plot must not give the model rank away.

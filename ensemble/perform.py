@@ -2,7 +2,8 @@
 
 Data flow: audio → features (pitch, loudness) → leader controls (auto-adjust, shifts, autotune,
 quiet gate) → leader decoder; leader features → conductor → follower parts → follower decoders;
-stems → gains → peak-normalised mix (stems are scaled with the mix, so they always sum to it).
+stems → mix stage (`ensemble.mix`: loudness balance by role, stereo placement, one room, a
+loudness target under a true-peak ceiling); the stereo stems always sum to the stereo mix.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import numpy as np
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.controls import (
     autotune,
-    db_to_gain,
     gate_loudness,
     hold_unvoiced_pitch,
     octave_shift_toward,
@@ -28,6 +28,7 @@ from ensemble.controls import (
 )
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, extract_features, hz_to_midi, midi_to_hz
+from ensemble.mix import MixReport, assign_roles, default_pans, downmix, mix_stems
 from ensemble.rhythm import BeatGrid, track_beats
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 RENDER_WORKERS = 2  # decoders rendered at once
-MIX_PEAK = 10 ** (-1.0 / 20)  # the mix is peak-normalised to -1 dBFS
 LOW_CONFIDENCE = 0.6  # share of sounding frames voiced below which we warn about the input
 
 
@@ -55,10 +55,10 @@ class PerformSettings:
     quiet_threshold_db: float = -60.0  # input frames quieter than this stay silent
     unvoiced_attenuation_db: float = 20.0
     autotune: float = 0.0  # 0 = expressive pitch, 1 = snapped to semitones
-    # The leader carries the seed's melody; +6 dB keeps it in front of the accompaniment, whose
-    # bass and drums otherwise dominate the mix's energy.
-    leader_gain_db: float = 6.0
-    gains_db: dict[str, float] = field(default_factory=dict)
+    # The mix stage already puts the leader on top (ensemble.mix.ROLE_OFFSET_LU); this lifts it
+    # further, like `gains_db`, without naming it.
+    leader_gain_db: float = 0.0
+    gains_db: dict[str, float] = field(default_factory=dict)  # on top of the loudness balance
     mute: tuple[str, ...] = ()
 
 
@@ -76,25 +76,26 @@ class Part:
 class Performance:
     """Result of `Ensemble.perform`: the mix, every stem and what produced them."""
 
-    input: np.ndarray  # (N,) the analysed input
-    mix: np.ndarray  # (N,) = sum of stems
-    stems: dict[str, np.ndarray]  # name -> (N,), already gained and normalised
+    input: np.ndarray  # (N,) mono, the analysed input
+    mix: np.ndarray  # (N, 2) float32 stereo = sum of stems
+    stems: dict[str, np.ndarray]  # name -> (N, 2) stereo: balanced, placed, with its room return
     features: FeatureFrame  # features of the input
     parts: dict[str, Part]
     leader: str
     messages: list[str]
-    mix_gain: float  # peak normalisation factor applied to every stem
+    mixing: MixReport  # role, pan, gains and loudness of each stem; the mix's LUFS and true peak
     grid: BeatGrid  # the leader's tempo, beats and meter
     context: Context | None  # key and chords the followers played to (None: no followers)
     sample_rate: int = SAMPLE_RATE
 
     def metrics(self) -> dict[str, SongMetrics]:
-        """Song metrics of the input, the mix and every stem (drums without a melody)."""
+        """Song metrics of the input, the mix and every stem (drums without a melody), measured
+        on mono downmixes."""
         from ensemble.metrics import song_metrics
 
-        out = {"input": song_metrics(self.input), "mix": song_metrics(self.mix)}
+        out = {"input": song_metrics(self.input), "mix": song_metrics(downmix(self.mix))}
         for name, stem in self.stems.items():
-            out[name] = song_metrics(stem, pitched=self.parts[name].f0_hz is not None)
+            out[name] = song_metrics(downmix(stem), pitched=self.parts[name].f0_hz is not None)
         return out
 
 
@@ -177,7 +178,9 @@ class Ensemble:
         """Perform ``audio`` (N,) float32 16 kHz mono with ``instruments``.
 
         The input's (predominant) melody drives the ``leader`` decoder; the conductor plays the
-        others. ``features`` may be passed when already computed for ``audio``.
+        others; the mix stage (`ensemble.mix`) balances, places and levels the stems, so the
+        Performance's mix and stems are (N, 2) stereo. ``features`` may be passed when already
+        computed for ``audio``.
         """
         settings = settings or PerformSettings()
         names = _validate_instruments(instruments, self.available)
@@ -197,6 +200,13 @@ class Ensemble:
         messages = _input_messages(features, settings.quiet_threshold_db)
         parts = {leader: self._leader_part(features, self.instrument(leader), settings)}
         followers = [n for n in active if n != leader]
+        kinds = {name: self.instrument(name).kind for name in active}
+        registers = {
+            name: float(self.instrument(name).stats["pitch_midi_mean"])
+            for name, kind in kinds.items()
+            if kind == "pitched"
+        }
+        roles = assign_roles(leader, kinds, registers)
         # The followers hear the leader as it is played: shifted pitch, and chroma moved with it.
         conductor_view = FeatureFrame(
             f0_hz=parts[leader].f0_hz,  # type: ignore[arg-type]
@@ -208,9 +218,8 @@ class Ensemble:
         grid = track_beats(conductor_view)
         context = None
         if followers:
-            registers = {n: self._register(n) for n in followers}
             accompaniment = self.conductor.accompany(
-                conductor_view, registers, grid, messages=messages
+                conductor_view, {n: roles[n] for n in followers}, registers, grid, messages=messages
             )
             context = accompaniment.context
             for name, played in accompaniment.parts.items():
@@ -226,17 +235,19 @@ class Ensemble:
         def render(name: str) -> np.ndarray:
             part = parts[name]
             rendered = self.instrument(name).render(part.f0_hz, part.loudness_db)[:n_samples]
-            gain_db = settings.gains_db.get(name, 0.0)
-            gain = db_to_gain(gain_db + (settings.leader_gain_db if name == leader else 0.0))
-            return np.pad(rendered, (0, n_samples - len(rendered))) * gain
+            return np.pad(rendered, (0, n_samples - len(rendered)))
 
         # Each decoder is a one-thread batch-1 GRU that releases the GIL: two at a time use both
         # cores of the target machine.
         with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="decoder") as pool:
-            stems = dict(zip(active, pool.map(render, active), strict=True))
-        mix, mix_gain = _normalise(stems)
-        for name in stems:
-            stems[name] = (stems[name] * mix_gain).astype(np.float32)
+            dry = dict(zip(active, pool.map(render, active), strict=True))
+        gains_db = dict(settings.gains_db)
+        gains_db[leader] = gains_db.get(leader, 0.0) + settings.leader_gain_db
+        mix, stems, mixing = mix_stems(
+            dry, roles, default_pans(roles, registers), gains_db=gains_db
+        )
+        if (note := mixing.message()) is not None:
+            messages.append(note)
         if settings.mute:
             messages.append(f"Muted: {', '.join(settings.mute)}.")
         return Performance(
@@ -249,13 +260,8 @@ class Ensemble:
             parts=parts,
             leader=leader,
             messages=messages,
-            mix_gain=mix_gain,
+            mixing=mixing,
         )
-
-    def _register(self, name: str) -> float | None:
-        """A follower decoder's mean training pitch (None for drums): where its part sits."""
-        instrument = self.instrument(name)
-        return None if instrument.kind == "drums" else float(instrument.stats["pitch_midi_mean"])
 
     def _leader_part(
         self, features: FeatureFrame, instrument: Instrument, settings: PerformSettings
@@ -326,14 +332,6 @@ def _input_messages(features: FeatureFrame, threshold_db: float) -> list[str]:
             "may be polyphonic or noisy. The leader follows its predominant melody."
         ]
     return []
-
-
-def _normalise(stems: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
-    """Sum the stems and peak-normalise the sum to MIX_PEAK; returns (mix, gain applied)."""
-    mix = np.sum(list(stems.values()), axis=0)
-    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
-    gain = MIX_PEAK / peak if peak > 1e-9 else 1.0
-    return (mix * gain).astype(np.float32), gain
 
 
 def _snapshot(repo_id: str, *, revision: str | None, cache_dir: str | Path | None) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from ensemble.audio import write_audio
 from ensemble.conductor import (
@@ -133,6 +134,7 @@ def test_round_returns_performance_and_blind_candidates(
     session, result = first
     assert result.mix_path.is_file()
     assert {p.name for p in result.files} == {"mix.wav", "violin.wav", "cello.wav", "drums.wav"}
+    assert all(sf.info(p).channels == 2 for p in result.files)  # stereo, as mixed
     assert [c.letter for c in result.candidates] == ["A", "B", "C"]
     current = session.round
     assert current is not None and sorted(current.shown_order) == [0, 1, 2]
@@ -142,6 +144,7 @@ def test_round_returns_performance_and_blind_candidates(
         assert shown.audio_path.name == f"candidate-{shown.letter}.wav"
         assert shown.figure.layout.title.text == f"Candidate {shown.letter}"
         assert shown.duration_s > 1.0
+        assert sf.info(shown.audio_path).channels == 2
     assert not result.gate.ready
     assert current.settings["weights"] == room.weights
     assert current.settings["weights_source"] == "default"

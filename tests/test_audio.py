@@ -126,6 +126,11 @@ def test_write_audio_round_trip(tmp_path: Path) -> None:
     path = write_audio(tmp_path / "sub" / "out.wav", signal * 3)  # clipped on write, not wrapped
     back, sr = sf.read(path, dtype="float32")
     assert sr == SAMPLE_RATE and np.max(np.abs(back)) <= 1.0
+    stereo = np.stack([signal, -0.5 * signal], axis=1)
+    for suffix in (".wav", ".flac"):
+        back, _ = sf.read(write_audio(tmp_path / f"stereo{suffix}", stereo), dtype="float32")
+        assert back.shape == stereo.shape
+        np.testing.assert_allclose(back, stereo, atol=1 / 32767)
 
 
 def test_import_does_not_pull_gradio() -> None:

@@ -17,6 +17,7 @@ from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.errors import EnsembleError
 from ensemble.features import hz_to_midi
 from ensemble.instrument import Instrument, InstrumentConfig
+from ensemble.mix import ROLE_OFFSET_LU, TRUE_PEAK_CEILING_DBTP, integrated_loudness, true_peak_dbtp
 from ensemble.perform import Ensemble, PerformSettings
 from tests.conftest import tone
 from tests.test_conductor import TINY
@@ -51,15 +52,30 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_stems_sum_to_mix_without_clipping(checkpoints: Path, violin_like: np.ndarray) -> None:
+def test_stereo_stems_sum_to_mix_balanced_without_clipping(
+    checkpoints: Path, violin_like: np.ndarray
+) -> None:
     ensemble = Ensemble.from_pretrained(checkpoints)
     perf = ensemble.perform(violin_like, ["violin", "cello", "drums"])
     n = (len(violin_like) // HOP_LENGTH) * HOP_LENGTH
     assert perf.leader == "violin" and set(perf.stems) == {"violin", "cello", "drums"}
-    assert perf.mix.shape == (n,) and all(s.shape == (n,) for s in perf.stems.values())
+    assert perf.mix.shape == (n, 2) and all(s.shape == (n, 2) for s in perf.stems.values())
     np.testing.assert_allclose(np.sum(list(perf.stems.values()), axis=0), perf.mix, atol=1e-5)
-    assert np.max(np.abs(perf.mix)) <= 1.0
+    assert np.max(np.abs(perf.mix)) < 1.0
+    assert true_peak_dbtp(perf.mix) <= TRUE_PEAK_CEILING_DBTP + 0.01
     assert perf.parts["drums"].f0_hz is None
+    # cello's training pitch (72 in these checkpoints) is not a bass register: harmony
+    assert {n: s.role for n, s in perf.mixing.stems.items()} == {
+        "violin": "leader",
+        "cello": "harmony",
+        "drums": "drums",
+    }
+    leader = integrated_loudness(perf.stems["violin"])
+    for name, stem in perf.stems.items():
+        gap = integrated_loudness(stem) - leader
+        assert gap == pytest.approx(ROLE_OFFSET_LU[perf.mixing.stems[name].role], abs=0.5)
+    assert not np.allclose(perf.mix[:, 0], perf.mix[:, 1])  # the cello sits to one side
+    assert perf.metrics()["mix"].duration_s == pytest.approx(n / SAMPLE_RATE)
 
 
 def test_auto_adjust_moves_leader_to_its_register(checkpoints: Path) -> None:
@@ -91,6 +107,8 @@ def test_gain_and_mute(checkpoints: Path, violin_like: np.ndarray) -> None:
     loud = ensemble.perform(violin_like, ["violin", "cello"])
     ratio = np.std(quiet.stems["cello"]) / np.std(quiet.stems["violin"])
     assert ratio < 0.2 * np.std(loud.stems["cello"]) / np.std(loud.stems["violin"])
+    gap = integrated_loudness(quiet.stems["cello"]) - integrated_loudness(quiet.stems["violin"])
+    assert gap == pytest.approx(ROLE_OFFSET_LU["harmony"] - 20.0, abs=0.5)  # on top of balance
 
 
 def test_unvoiced_input_is_not_an_error(checkpoints: Path) -> None:
@@ -158,6 +176,8 @@ def test_cli_writes_mix_stems_metrics(
     )
     assert done.returncode == 0, done.stderr
     assert (out / "mix.wav").exists() and (out / "plots.png").exists()
+    assert sf.info(out / "mix.wav").channels == 2
+    assert all(sf.info(p).channels == 2 for p in (out / "stems").iterdir())
     assert sorted(p.name for p in (out / "stems").iterdir()) == [
         "cello.wav",
         "drums.wav",
@@ -169,6 +189,12 @@ def test_cli_writes_mix_stems_metrics(
     assert report["rhythm"]["tempo_bpm"] > 0 and report["rhythm"]["meter"] in METERS
     assert report["harmony"]["key"].split()[1] in ("major", "minor")
     assert report["harmony"]["chords"][0]["start_s"] == 0.0
+    loudness = report["loudness"]
+    assert loudness["true_peak_dbtp"] <= -1.0 + 1e-6 and loudness["lufs"] <= -14.0 + 0.1
+    stems = loudness["stems"]
+    assert set(stems) == {"violin", "cello", "drums"} and stems["drums"]["user_db"] == -6.0
+    assert stems["drums"]["lu_to_leader"] == pytest.approx(ROLE_OFFSET_LU["drums"] - 6.0, abs=0.1)
+    assert all(isinstance(s["lufs"], float) and "gain_db" in s for s in stems.values())
 
 
 @pytest.mark.parametrize(

@@ -341,7 +341,9 @@ def test_rendering_through_the_ensemble(
         ensemble=ensemble,
     )
     audio = results[0].audio
-    assert audio is not None and len(audio) == 8 * SAMPLE_RATE and np.isfinite(audio).all()
+    assert audio is not None and audio.shape == (8 * SAMPLE_RATE, 2) and np.isfinite(audio).all()
+    write_continuations(tmp_path / "out", results)
+    assert sf.info(tmp_path / "out" / "continuation_01.wav").channels == 2
 
 
 def test_stitch_is_equal_power_and_keeps_lengths() -> None:

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Ranks indexed chunks by style relevance (decoder-GRU context over 7-8.5 s "
         "lookbacks) and seam coherence (pitch, key, loudness), then writes DIR/ranking.json and "
         "one continuation_NN.wav per candidate: the input's last seconds, a crossfaded seam and "
-        "the retrieved audio, rendered through the ensemble when --instruments is given.",
+        "the retrieved audio, rendered through the ensemble (a stereo mix) when --instruments "
+        "is given.",
     )
     parser.add_argument(
         "input", type=Path, metavar="INPUT", help="audio file to continue (0.5-120 s)"

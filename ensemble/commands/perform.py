@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="perform an audio file as a multi-instrument ensemble",
         description="The input's melody drives the leader decoder (timbre transfer); the "
         "conductor plays the other instruments. Writes DIR/mix.wav, DIR/stems/<name>.wav and "
-        "DIR/metrics.json (+ DIR/plots.png with --png, DIR/arrangement.mid with --midi).",
+        "DIR/metrics.json (+ DIR/plots.png with --png, DIR/arrangement.mid with --midi). Audio "
+        "is stereo: stems balanced by loudness per role, placed and in one room; the mix at "
+        "-14 LUFS under -1 dBTP.",
     )
     p.add_argument("input", type=Path, help="audio file (wav, flac, ogg, mp3; 0.5-120 s)")
     p.add_argument(
@@ -76,13 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=DB",
-        help="per-instrument gain in dB, repeatable (e.g. --gain drums=-6)",
+        help="per-instrument gain in dB on top of the loudness balance, repeatable "
+        "(e.g. --gain drums=-6)",
     )
     p.add_argument(
         "--leader-gain",
         type=float,
-        default=6.0,
-        help="dB the leader is lifted above the accompaniment in the mix (default 6)",
+        default=0.0,
+        help="extra dB for the leader on top of the loudness balance, which already puts it "
+        "in front (default 0)",
     )
     p.add_argument("--mute", default="", help="comma-separated instruments to leave out")
     p.add_argument(
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         "leader": performance.leader,
         "instruments": list(performance.stems),
         "messages": performance.messages,
-        "mix_gain": performance.mix_gain,
+        "loudness": performance.mixing.to_json(performance.leader),
         "rhythm": performance.grid.to_json(),
         "harmony": performance.context.to_json() if performance.context else None,
         "metrics": metrics_json(metrics, series=True),

@@ -50,8 +50,9 @@ class Continuation:
     """A ranked continuation: one chunk (or a chain of ``hops`` chunks) and its audio.
 
     Scores are means over hops (the beam search ranks by their sum, which orders chains of equal
-    length identically). ``audio`` is the input's ending + seams + segments, rendered through the
-    ensemble when instruments were chosen, else raw; None when rendering was not asked for.
+    length identically). ``audio`` is the input's ending + seams + segments: (N, 2) stereo
+    rendered through the ensemble when instruments were chosen, else (N,) raw mono; None when
+    rendering was not asked for.
     """
 
     rank: int

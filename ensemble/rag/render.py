@@ -71,5 +71,6 @@ def stitch(head: np.ndarray, segments: list[tuple[np.ndarray, np.ndarray]]) -> n
 def perform(
     audio: np.ndarray, ensemble: Ensemble, instruments: list[str], leader: str | None
 ) -> np.ndarray:
-    """Render stitched audio through the ensemble with the chosen instruments; returns the mix."""
+    """Render stitched (N,) mono audio through the ensemble with the chosen instruments; returns
+    the (N, 2) stereo mix."""
     return ensemble.perform(audio, instruments=instruments, leader=leader).mix
