@@ -35,7 +35,7 @@ from ensemble.listening import (
     Session,
     _ranking_from_slots,
 )
-from ensemble.rag import build_index
+from ensemble.rag import PART_NAMES, build_index
 
 STATS = {"pitch_midi_mean": 70.0, "loudness_quantiles": list(np.linspace(-70.0, -15.0, 21))}
 LINEUP = ["violin", "cello", "drums"]
@@ -307,9 +307,7 @@ def test_trim_keeps_the_first_30_seconds(room: Room, tmp_path: Path) -> None:
         (RoundOptions(instruments=["drums"]), "pitched instrument to lead"),
         (RoundOptions(instruments=["violin", "tuba"]), "Unknown instrument"),
         (RoundOptions(instruments=["violin"], top_k=0), "Top-K must be between"),
-        (RoundOptions(instruments=["violin"], weights={"relevance": 0, "pitch_coherence": 0,
-                                                       "chroma_coherence": 0,
-                                                       "loudness_coherence": 0}),
+        (RoundOptions(instruments=["violin"], weights=dict.fromkeys(PART_NAMES, 0.0)),
          "non-zero"),
     ],
 )
