@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_SECONDS, MIN_SECONDS, MAX_SECONDS = 8.0, 4.0, 30.0  # continuation length (seconds)
+from ensemble.config import (
+    CONTINUATION_SECONDS,
+    MAX_CONTINUATION_SECONDS,
+    MIN_CONTINUATION_SECONDS,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seconds",
         type=float,
-        default=DEFAULT_SECONDS,
+        default=CONTINUATION_SECONDS,
         metavar="S",
-        help=f"length of each continuation after the input's ending, {MIN_SECONDS:g}-"
-        f"{MAX_SECONDS:g} s (default {DEFAULT_SECONDS:g}); seams land on the beat",
+        help=f"length of each continuation after the input's ending, "
+        f"{MIN_CONTINUATION_SECONDS:g}-{MAX_CONTINUATION_SECONDS:g} s (default "
+        f"{CONTINUATION_SECONDS:g}); seams land on the beat",
     )
     parser.add_argument(
         "--instruments",
@@ -72,15 +77,13 @@ def _continue(args: argparse.Namespace) -> int:
     from ensemble.errors import EnsembleError
     from ensemble.rag import Span, continue_audio, open_index, parse_weights, write_continuations
     from ensemble.rag.analyse import file_sha256
+    from ensemble.rag.continuation import check_seconds
 
     counts = {"--top-k": args.top_k, "--hops": args.hops, "--candidates": args.candidates}
     for flag, value in counts.items():
         if value < 1:
             raise EnsembleError(f"{flag} must be at least 1, not {value}.")
-    if not MIN_SECONDS <= args.seconds <= MAX_SECONDS:  # also refuses nan
-        raise EnsembleError(
-            f"--seconds must be between {MIN_SECONDS:g} and {MAX_SECONDS:g}, not {args.seconds:g}."
-        )
+    check_seconds(args.seconds)
     if args.leader and not args.instruments:
         raise EnsembleError("--leader needs --instruments (the leader must be one of them).")
     weights = parse_weights(args.weights)

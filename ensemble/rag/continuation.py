@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ensemble.audio import AudioSource, load_audio, write_audio
-from ensemble.config import SAMPLE_RATE
+from ensemble.config import MAX_CONTINUATION_SECONDS, MIN_CONTINUATION_SECONDS, SAMPLE_RATE
+from ensemble.errors import EnsembleError
 from ensemble.features import FeatureFrame
 from ensemble.rag import scoring
 from ensemble.rag.analyse import analyse_query, check_embedder
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
 
 TAIL_SECONDS = 4.0  # how much of the input the rendered file starts with
 FADE_SECONDS = 0.1  # seam crossfade: long enough to hide a click, short enough to keep onsets
+
+
+def check_seconds(seconds: float) -> float:
+    """``seconds`` if it is a continuation length the CLI accepts, else an EnsembleError."""
+    low, high = MIN_CONTINUATION_SECONDS, MAX_CONTINUATION_SECONDS
+    if not low <= seconds <= high:  # also refuses nan
+        raise EnsembleError(f"--seconds must be between {low:g} and {high:g}, not {seconds:g}.")
+    return seconds
 
 
 @dataclass
