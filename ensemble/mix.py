@@ -38,6 +38,13 @@ REFERENCE_LUFS = -20.0
 MAX_BOOST_DB = 40.0
 MIX_TARGET_LUFS = -14.0  # streaming-platform loudness
 TRUE_PEAK_CEILING_DBTP = -1.0  # headroom for lossy encoders' inter-sample overs
+# A peak limiter lets the mix reach its loudness target: its gain falls over 20 ms before a peak
+# and recovers over 20 ms after, and never takes more than 6 dB (more is heard as pumping); the
+# rest the level gives up.
+LIMITER_WINDOW_S = 0.02
+MAX_LIMITING_DB = 6.0
+LIMITER_MARGIN_DB = 0.1  # the limiter aims this far under the ceiling (the filter's ripple)
+PEAK_LIMITED_LU = 0.5  # a mix this far under its target says the ceiling kept it there
 OVERSAMPLING = 4  # true peak per BS.1770-4 Annex 2
 OVERSAMPLING_TAPS = 49  # 12 per phase, as the Annex's filter: within 0.02 dB, 40% faster than 81
 
@@ -82,7 +89,8 @@ class MixReport:
     lufs: float  # integrated loudness of the final mix; -inf when silent
     true_peak_dbtp: float
     gain_db: float  # the mix level applied to every stem
-    peak_limited: bool  # the ceiling, not the loudness target, set the level
+    peak_limited: bool  # the ceiling kept the mix under its loudness target
+    limiting_db: float = 0.0  # the limiter's deepest gain reduction (0: it did not act)
     target_lufs: float = MIX_TARGET_LUFS
     ceiling_dbtp: float = TRUE_PEAK_CEILING_DBTP
 
@@ -101,6 +109,7 @@ class MixReport:
             "ceiling_dbtp": self.ceiling_dbtp,
             "gain_db": _finite(self.gain_db),
             "peak_limited": self.peak_limited,
+            "limiting_db": round(self.limiting_db, 2),
             "stems": {
                 name: {
                     "role": stem.role,
@@ -121,8 +130,8 @@ class MixReport:
             return None
         return (
             f"The mix is at {self.lufs:.1f} LUFS, under the {self.target_lufs:g} LUFS target: "
-            f"louder, its peaks would pass {self.ceiling_dbtp:g} dBTP, so everything was turned "
-            "down instead of limited."
+            f"louder, its peaks would need more than {MAX_LIMITING_DB:g} dB of limiting to stay "
+            f"under {self.ceiling_dbtp:g} dBTP, so the whole mix was turned down."
         )
 
 
@@ -151,20 +160,48 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> fl
     return lufs if np.isfinite(lufs) else float("-inf")
 
 
-def true_peak_dbtp(audio: np.ndarray) -> float:
-    """True peak (dBTP) of (N,) or (N, C) audio: the largest |sample| after 4× oversampling
-    (BS.1770-4 Annex 2), or of the samples themselves if larger; -inf for silence."""
+def peak_envelope(audio: np.ndarray) -> np.ndarray:
+    """(N,) largest |value| at or between each sample and the next, over all channels of (N,) or
+    (N, C) audio: the samples and their 4× oversampled values (BS.1770-4 Annex 2)."""
     from scipy.signal import firwin, resample_poly
 
     audio = np.asarray(audio, np.float32)
-    if audio.size == 0:
-        return float("-inf")
+    frames = audio.reshape(len(audio), -1)
+    envelope = np.abs(frames).max(axis=1)
     taps = firwin(OVERSAMPLING_TAPS, 1.0 / OVERSAMPLING, window=("kaiser", 5.0))
-    peak = float(np.max(np.abs(audio)))
-    for channel in audio.reshape(len(audio), -1).T:  # contiguous channels resample 1.5x faster
+    for channel in frames.T:  # contiguous channels resample 1.5x faster
         upsampled = resample_poly(np.ascontiguousarray(channel), OVERSAMPLING, 1, window=taps)
-        peak = max(peak, float(np.max(np.abs(upsampled))))
+        between = np.abs(upsampled[: len(audio) * OVERSAMPLING]).reshape(len(audio), -1)
+        envelope = np.maximum(envelope, between.max(axis=1))
+    return envelope
+
+
+def true_peak_dbtp(audio: np.ndarray) -> float:
+    """True peak (dBTP) of (N,) or (N, C) audio: the largest |sample| after 4× oversampling
+    (BS.1770-4 Annex 2), or of the samples themselves if larger; -inf for silence."""
+    if np.asarray(audio).size == 0:
+        return float("-inf")
+    peak = float(peak_envelope(audio).max())
     return 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf")
+
+
+def limiter_gain(
+    audio: np.ndarray, ceiling_dbtp: float, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """(N,) gain in (0, 1] that keeps (N,) or (N, C) ``audio`` under ``ceiling_dbtp`` true peak.
+
+    The gain each sample needs is held at its minimum over ±LIMITER_WINDOW_S, then averaged over
+    half that span: every average is over values at most the need of the sample it lands on, so
+    the gain never exceeds what a peak needs, and it moves smoothly (no clicks, no distortion of
+    a single waveform cycle). One gain for all channels keeps the image.
+    """
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    ceiling = 10.0 ** ((ceiling_dbtp - LIMITER_MARGIN_DB) / 20.0)
+    need = np.minimum(1.0, ceiling / np.maximum(peak_envelope(audio), 1e-12))
+    window = max(1, round(LIMITER_WINDOW_S * sample_rate))
+    held = minimum_filter1d(need, 2 * window + 1, mode="nearest")
+    return uniform_filter1d(held, window + 1, mode="nearest").astype(np.float32)
 
 
 def pan_gains(position: float) -> tuple[float, float]:
@@ -323,17 +360,14 @@ def mix_stems(
         [unit * np.float32(db_to_gain(gains[n])) for n, (unit, _) in placed.items()], axis=0
     )
     lufs = integrated_loudness(premix, sample_rate)
-    peak = true_peak_dbtp(premix)
-    level_db = target_lufs - lufs if np.isfinite(lufs) else 0.0
-    peak_limited = peak + level_db > ceiling_dbtp
-    if peak_limited:
-        level_db = ceiling_dbtp - peak
+    level_db, limiter = _level(premix, lufs, target_lufs, ceiling_dbtp, sample_rate)
     stems = {
-        name: unit * np.float32(db_to_gain(gains[name] + level_db))
+        name: unit * (np.float32(db_to_gain(gains[name] + level_db)) * limiter)[:, None]
         for name, (unit, _) in placed.items()
     }
     mix = np.sum(list(stems.values()), axis=0).astype(np.float32)
     reports = {}
+    limited = bool(limiter.min() < 1.0)
     for name, (_, measured) in placed.items():
         gain_db = gains[name] + level_db
         reports[name] = StemReport(
@@ -342,16 +376,39 @@ def mix_stems(
             balance_db=balance[name],
             user_db=gains_db.get(name, 0.0),
             gain_db=gain_db,
-            # loudness follows a gain exactly (but for the -70 LUFS gate): no second measure
-            lufs=measured + gain_db,
+            # a constant gain moves loudness exactly (but for the -70 LUFS gate); the limiter's
+            # does not, so limited stems are measured again
+            lufs=integrated_loudness(stems[name], sample_rate) if limited else measured + gain_db,
         )
+    final_lufs = integrated_loudness(mix, sample_rate) if limited else lufs + level_db
     report = MixReport(
         stems=reports,
-        lufs=lufs + level_db,
-        true_peak_dbtp=peak + level_db,
+        lufs=final_lufs,
+        true_peak_dbtp=true_peak_dbtp(mix),
         gain_db=level_db,
-        peak_limited=bool(peak_limited),
+        peak_limited=bool(np.isfinite(lufs) and final_lufs < target_lufs - PEAK_LIMITED_LU),
+        limiting_db=float(-20.0 * np.log10(max(float(limiter.min()), 1e-12))),
         target_lufs=target_lufs,
         ceiling_dbtp=ceiling_dbtp,
     )
     return mix, stems, report
+
+
+def _level(
+    premix: np.ndarray, lufs: float, target_lufs: float, ceiling_dbtp: float, sample_rate: int
+) -> tuple[float, np.ndarray]:
+    """(mix level in dB, limiter gain (N,)): the level that reaches ``target_lufs`` with at most
+    MAX_LIMITING_DB of limiting, lowered where the peaks would need more."""
+    level_db = target_lufs - lufs if np.isfinite(lufs) else 0.0
+    excess = true_peak_dbtp(premix) + level_db - ceiling_dbtp
+    if excess > MAX_LIMITING_DB:
+        level_db -= excess - MAX_LIMITING_DB
+    if excess <= 0:
+        return level_db, np.ones(len(premix), np.float32)
+    limiter = limiter_gain(premix * np.float32(db_to_gain(level_db)), ceiling_dbtp, sample_rate)
+    # Limiting takes some loudness away; give it back once, within the same limiting depth.
+    lost = lufs + level_db - integrated_loudness(premix * limiter[:, None] * db_to_gain(level_db))
+    if excess <= MAX_LIMITING_DB and lost > 0.05:
+        level_db += min(lost, MAX_LIMITING_DB - excess)
+        limiter = limiter_gain(premix * np.float32(db_to_gain(level_db)), ceiling_dbtp, sample_rate)
+    return level_db, limiter
