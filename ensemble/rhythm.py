@@ -36,6 +36,7 @@ METERS = (4, 3, 2)  # beats per bar considered, most common first (wins ties)
 # settle before it is a note): tracked beats sat 30 ms late against the corpus's exact beats
 # (median over the train splits of data/corpus mixes and data/corpus_big melodies alike).
 ONSET_LAG_S = 0.03
+STEADY_BEATS = 9  # beats in each local straight-line fit of the pulse (see `steady`)
 METER_MARGIN = 0.15  # a less common meter must explain this much more accent to be chosen
 
 
@@ -168,6 +169,21 @@ def dp_beats(novelty: np.ndarray, period: float, tightness: float = TIGHTNESS) -
     return np.asarray(beats[::-1], dtype=np.int64)
 
 
+def steady(beats: np.ndarray, span: int = STEADY_BEATS) -> np.ndarray:
+    """Beat times smoothed by a straight line through each beat's ``span`` neighbours.
+
+    Single beats sit on the 10 ms frame grid and on whichever note happens to be there; players
+    keep a steady pulse over a few beats, so a local linear fit places each beat (and the grid's
+    phase at a clip's end, where a continuation joins) more precisely than any one onset.
+    """
+    from scipy.signal import savgol_filter
+
+    window = min(span, len(beats) - (1 - len(beats) % 2))  # odd, at most the beats there are
+    if window < 3:
+        return beats
+    return savgol_filter(beats, window, 1, mode="interp")
+
+
 def _extend(beats: np.ndarray, period: float, n_frames: int) -> np.ndarray:
     """Beats continued at the tempo to both ends of the clip (rests at the edges have beats)."""
     before = np.arange(beats[0] - period, -period / 2, -period)[::-1]
@@ -285,7 +301,7 @@ def track_beats(features: FeatureFrame, notes: list[NoteEvent] | None = None) ->
     subdivisions = _subdivisions(novelty, frames)
     frames = _strongest_phase(features, notes, frames, subdivisions)
     meter, phase = choose_meter(_accents(features, notes, frames))
-    beats = frames / FRAME_RATE - ONSET_LAG_S
+    beats = steady(frames) / FRAME_RATE - ONSET_LAG_S
     keep = beats >= 0.0
     phase = (phase - int(np.count_nonzero(~keep))) % meter
     beats = beats[keep]
