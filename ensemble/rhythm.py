@@ -302,9 +302,9 @@ def track_beats(features: FeatureFrame, notes: list[NoteEvent] | None = None) ->
     frames = _strongest_phase(features, notes, frames, subdivisions)
     meter, phase = choose_meter(_accents(features, notes, frames))
     beats = steady(frames) / FRAME_RATE - ONSET_LAG_S
-    keep = beats >= 0.0
+    keep = beats >= -ONSET_LAG_S  # a beat the lag moved before the start stays, at 0
     phase = (phase - int(np.count_nonzero(~keep))) % meter
-    beats = beats[keep]
+    beats = np.maximum(beats[keep], 0.0)
     return BeatGrid(
         beats=beats,
         downbeats=beats[phase::meter],

@@ -24,6 +24,9 @@ MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor plus the leading tone
 CHORD_CHANGE_COST = 0.05  # share of a segment's weight a chord change must gain
 OUT_OF_CHORD = 0.5  # melody time outside a triad counts against it at this rate
+# The conductor's expectation counts as half a segment of melody: enough to settle ambiguous
+# bars, not enough to hold the tonic under a melody that has moved on.
+EXPECTED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def fit_chords(
     if expected is not None:
         for s in range(n_seg):
             mass = np.asarray(expected)[:, bounds[s] : bounds[s + 1]].sum(axis=1)
-            weights[s] += mass / (mass.sum() or 1.0) * (bounds[s + 1] - bounds[s])
+            weights[s] += EXPECTED_SHARE * mass / (mass.sum() or 1.0) * (bounds[s + 1] - bounds[s])
     member = np.array([[pc in pcs for pc in range(12)] for _, pcs, _ in triads], dtype=float)
     prior = np.array([p for _, _, p in triads])
     totals = weights.sum(axis=1, keepdims=True)
