@@ -181,14 +181,14 @@ def true_peak_dbtp(audio: np.ndarray) -> float:
     (BS.1770-4 Annex 2), or of the samples themselves if larger; -inf for silence."""
     if np.asarray(audio).size == 0:
         return float("-inf")
-    peak = float(peak_envelope(audio).max())
-    return 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf")
+    return _db(float(peak_envelope(audio).max()))
 
 
 def limiter_gain(
-    audio: np.ndarray, ceiling_dbtp: float, sample_rate: int = SAMPLE_RATE
+    envelope: np.ndarray, ceiling_dbtp: float, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
-    """(N,) gain in (0, 1] that keeps (N,) or (N, C) ``audio`` under ``ceiling_dbtp`` true peak.
+    """(N,) gain in (0, 1] that keeps audio of peak ``envelope`` (N,) (see `peak_envelope`)
+    under ``ceiling_dbtp`` true peak.
 
     The gain each sample needs is held at its minimum over ±LIMITER_WINDOW_S, then averaged over
     half that span: every average is over values at most the need of the sample it lands on, so
@@ -198,7 +198,7 @@ def limiter_gain(
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
     ceiling = 10.0 ** ((ceiling_dbtp - LIMITER_MARGIN_DB) / 20.0)
-    need = np.minimum(1.0, ceiling / np.maximum(peak_envelope(audio), 1e-12))
+    need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
     window = max(1, round(LIMITER_WINDOW_S * sample_rate))
     held = minimum_filter1d(need, 2 * window + 1, mode="nearest")
     return uniform_filter1d(held, window + 1, mode="nearest").astype(np.float32)
@@ -360,7 +360,8 @@ def mix_stems(
         [unit * np.float32(db_to_gain(gains[n])) for n, (unit, _) in placed.items()], axis=0
     )
     lufs = integrated_loudness(premix, sample_rate)
-    level_db, limiter = _level(premix, lufs, target_lufs, ceiling_dbtp, sample_rate)
+    envelope = peak_envelope(premix)
+    level_db, limiter = _level(premix, envelope, lufs, target_lufs, ceiling_dbtp, sample_rate)
     stems = {
         name: unit * (np.float32(db_to_gain(gains[name] + level_db)) * limiter)[:, None]
         for name, (unit, _) in placed.items()
@@ -384,7 +385,8 @@ def mix_stems(
     report = MixReport(
         stems=reports,
         lufs=final_lufs,
-        true_peak_dbtp=true_peak_dbtp(mix),
+        # the limiter's gain is smooth, so the mix's peaks are the premix's peaks times it
+        true_peak_dbtp=_db(float(np.max(envelope * limiter)) * db_to_gain(level_db)),
         gain_db=level_db,
         peak_limited=bool(np.isfinite(lufs) and final_lufs < target_lufs - PEAK_LIMITED_LU),
         limiting_db=float(-20.0 * np.log10(max(float(limiter.min()), 1e-12))),
@@ -394,21 +396,32 @@ def mix_stems(
     return mix, stems, report
 
 
+def _db(amplitude: float) -> float:
+    return 20.0 * float(np.log10(amplitude)) if amplitude > 0 else float("-inf")
+
+
 def _level(
-    premix: np.ndarray, lufs: float, target_lufs: float, ceiling_dbtp: float, sample_rate: int
+    premix: np.ndarray,
+    envelope: np.ndarray,
+    lufs: float,
+    target_lufs: float,
+    ceiling_dbtp: float,
+    sample_rate: int,
 ) -> tuple[float, np.ndarray]:
     """(mix level in dB, limiter gain (N,)): the level that reaches ``target_lufs`` with at most
-    MAX_LIMITING_DB of limiting, lowered where the peaks would need more."""
+    MAX_LIMITING_DB of limiting, lowered where the peaks would need more. ``envelope`` is the
+    premix's `peak_envelope`."""
     level_db = target_lufs - lufs if np.isfinite(lufs) else 0.0
-    excess = true_peak_dbtp(premix) + level_db - ceiling_dbtp
+    excess = _db(float(envelope.max())) + level_db - ceiling_dbtp
     if excess > MAX_LIMITING_DB:
         level_db -= excess - MAX_LIMITING_DB
     if excess <= 0:
         return level_db, np.ones(len(premix), np.float32)
-    limiter = limiter_gain(premix * np.float32(db_to_gain(level_db)), ceiling_dbtp, sample_rate)
+    limiter = limiter_gain(envelope * db_to_gain(level_db), ceiling_dbtp, sample_rate)
     # Limiting takes some loudness away; give it back once, within the same limiting depth.
-    lost = lufs + level_db - integrated_loudness(premix * limiter[:, None] * db_to_gain(level_db))
+    limited = premix * (limiter * np.float32(db_to_gain(level_db)))[:, None]
+    lost = lufs + level_db - integrated_loudness(limited, sample_rate)
     if excess <= MAX_LIMITING_DB and lost > 0.05:
         level_db += min(lost, MAX_LIMITING_DB - excess)
-        limiter = limiter_gain(premix * np.float32(db_to_gain(level_db)), ceiling_dbtp, sample_rate)
+        limiter = limiter_gain(envelope * db_to_gain(level_db), ceiling_dbtp, sample_rate)
     return level_db, limiter

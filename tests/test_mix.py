@@ -184,6 +184,7 @@ def test_loudness_target_when_the_ceiling_allows_and_the_ceiling_when_not() -> N
     assert not report.peak_limited and report.message() is None
     assert 1.0 < report.limiting_db <= MAX_LIMITING_DB + LIMITER_MARGIN_DB + 0.05
     assert true_peak_dbtp(mix) <= TRUE_PEAK_CEILING_DBTP + 0.05
+    assert report.true_peak_dbtp == pytest.approx(true_peak_dbtp(mix), abs=0.05)
     assert integrated_loudness(mix) == pytest.approx(MIX_TARGET_LUFS, abs=0.3)
     np.testing.assert_allclose(stems["violin"], mix, atol=1e-6)
     # Peaky drums need more than that: the limiter does its share, the level gives the rest.
