@@ -16,6 +16,8 @@ from ensemble.metrics import SongMetrics
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from ensemble.song import Song
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 TITLES = ("Waveform (texture)", "Melody (pYIN f0)", "Dynamics (RMS)")
 
@@ -124,3 +126,41 @@ def save_png(named: dict[str, SongMetrics], path: str | Path, title: str = "") -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def song_timeline_figure(song: Song, reveal: bool = True) -> go.Figure:
+    """The song so far as one bar of sections: the input, then each kept section, labelled with
+    its source and start when ``reveal`` (after ranking), else only "section N"."""
+    import plotly.graph_objects as go
+
+    blocks = [("input", 0.0, song.input_seconds, "the input")]
+    for n, section in enumerate(song.sections, start=1):
+        where = f"{section.source} @ {section.source_start_s:.1f} s"
+        blocks.append((f"section {n}", section.song_start_s, section.seconds,
+                       where if reveal else "revealed after ranking"))  # fmt: skip
+    fig = go.Figure()
+    for i, (name, start, length, detail) in enumerate(blocks):
+        fig.add_trace(
+            go.Bar(
+                x=[length],
+                base=[start],
+                y=["song"],
+                orientation="h",
+                name=name,
+                marker_color=PALETTE[i % len(PALETTE)],
+                text=[name if not reveal or i == 0 else f"{name}: {detail}"],
+                textposition="inside",
+                hovertemplate=f"{name}<br>{start:.1f}–{start + length:.1f} s<br>{detail}"
+                "<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="overlay",
+        height=150,
+        showlegend=False,
+        margin={"l": 50, "r": 20, "t": 30, "b": 35},
+        title=f"The song so far: {song.duration_s:.1f} s, {len(song.sections)} section(s)",
+        xaxis_title="time (s)",
+        template="plotly_white",
+    )
+    return fig

@@ -89,3 +89,15 @@ def test_song_grow_refuses_bad_requests_in_one_line(
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_timeline_labels_sources_only_after_the_reveal() -> None:
+    from ensemble.plots import song_timeline_figure
+
+    start = Song(np.zeros(5 * SAMPLE_RATE, np.float32), 5.0)
+    song = start.keep(continuation(start.audio[-4 * SAMPLE_RATE :], np.ones(SAMPLE_RATE),
+                                   "folk_Track00015", 12.0))  # fmt: skip
+    hidden, shown = song_timeline_figure(song, reveal=False), song_timeline_figure(song)
+    assert [bar.base[0] for bar in shown.data] == [0.0, 5.0]
+    assert "folk_Track00015" in shown.data[1].text[0]
+    assert all("folk_Track00015" not in (bar.text[0] + bar.hovertemplate) for bar in hidden.data)
