@@ -358,6 +358,22 @@ def viterbi_notes(
     return np.where(path == N_PITCHES, -1, path)
 
 
+def pitched_part(notes: np.ndarray, loudness_db: np.ndarray) -> FollowerPart:
+    """A pitched follower from (T,) MIDI notes (-1 = rest) and its loudness curve."""
+    voiced = notes >= 0
+    f0 = np.where(voiced, midi_to_hz(np.maximum(notes, 0)), 0.0).astype(np.float32)
+    return FollowerPart(f0, voiced, loudness_db)
+
+
+def in_register(notes: np.ndarray, register_midi: float) -> np.ndarray:
+    """(T,) notes (-1 = rest) moved by whole octaves so their mean is nearest ``register_midi``."""
+    sounding = notes >= 0
+    if not sounding.any():
+        return notes
+    shift = 12 * round((register_midi - float(np.mean(notes[sounding]))) / 12)
+    return np.where(sounding, np.clip(notes + shift, 0, N_PITCHES - 1), -1)
+
+
 def rest_part(n_frames: int) -> FollowerPart:
     """Silence: no pitch, no voicing, loudness at the floor."""
     return FollowerPart(
@@ -508,9 +524,8 @@ class Conductor:
         context = self._context(leader, grid, out, list(stand_ins.values()))
         parts: dict[str, FollowerPart] = {}
         for i, (name, played_by) in enumerate(stand_ins.items()):
-            info = self.config.instruments[self._index[played_by]]
             loud = np.maximum(out["loud"][i], QUIET_DB).astype(np.float32)
-            if info.is_drum:
+            if self.config.instruments[self._index[played_by]].is_drum:
                 env, onsets = drum_pattern(grid, loud)
                 parts[name] = FollowerPart(
                     np.zeros_like(loud), np.zeros(n, bool), drum_envelope(env, onsets)
@@ -518,13 +533,9 @@ class Conductor:
                 continue
             role = "bass" if followers[name] == "bass" else "harmony"
             notes = decode_part(out["pitch"][i], out["voiced"][i], context, role)
-            register = registers.get(name)
-            if played_by != name and register is not None and np.any(notes >= 0):
-                shift = 12 * round((register - float(np.mean(notes[notes >= 0]))) / 12)
-                notes = np.where(notes >= 0, np.clip(notes + shift, 0, N_PITCHES - 1), -1)
-            voiced = notes >= 0
-            f0 = np.where(voiced, midi_to_hz(np.maximum(notes, 0)), 0.0).astype(np.float32)
-            parts[name] = FollowerPart(f0, voiced, loud)
+            if played_by != name and registers.get(name) is not None:
+                notes = in_register(notes, registers[name])
+            parts[name] = pitched_part(notes, loud)
         return Accompaniment(parts, context, stand_ins)
 
     def stand_in(self, name: str, pitch_midi_mean: float | None = None) -> str:
@@ -657,7 +668,5 @@ class Conductor:
                 env = drum_envelope(loud, pick_peaks(out["onset"][i]))
                 parts[name] = FollowerPart(np.zeros_like(loud), np.zeros(len(loud), bool), env)
                 continue
-            voiced = notes[i] >= 0
-            f0 = np.where(voiced, midi_to_hz(np.maximum(notes[i], 0)), 0.0).astype(np.float32)
-            parts[name] = FollowerPart(f0, voiced, loud)
+            parts[name] = pitched_part(notes[i], loud)
         return parts
