@@ -13,13 +13,22 @@ import logging
 import pkgutil
 import sys
 import warnings
+from typing import NoReturn
 
 import ensemble.commands
 from ensemble.errors import EnsembleError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other refusal: one "error: ..." line and exit code 2
+    (argparse would print the whole usage first); `--help` still shows it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m ensemble",
         description="Ensemble: perform an audio seed as a multi-instrument ensemble and extend it "
         "with retrieved, style-matched continuations.",
@@ -34,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s"
     )

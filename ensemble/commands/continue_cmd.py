@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ensemble.commands.perform import load_inputs, output_names
+from ensemble.limits import DEFAULT_TOP_K, HOPS, RERANK, TOP_K, check_continue
+from ensemble.outputs import check_folder, replace_folder
+
+RESULT = "ranking.json"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -16,17 +22,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the retrieved audio, rendered through the ensemble when --instruments is given.",
     )
     parser.add_argument(
-        "input", type=Path, metavar="INPUT", help="audio file to continue (0.5-120 s)"
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="audio file(s) to continue (0.5-120 s); several share one index and model load and "
+        "each gets DIR/<file name>/",
     )
     parser.add_argument(
         "--index", type=Path, required=True, metavar="INDEX", help="index folder (index build)"
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
-        "--top-k", type=int, default=10, metavar="K", help="continuations (default 10)"
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="output folder (created; one written by an earlier continue is replaced whole)",
     )
     parser.add_argument(
-        "--hops", type=int, default=1, metavar="N", help="chunks chained per continuation"
+        "--top-k",
+        type=TOP_K.arg(int),
+        default=DEFAULT_TOP_K,
+        metavar="K",
+        help=f"continuations, {TOP_K.describe()} (default {DEFAULT_TOP_K})",
+    )
+    parser.add_argument(
+        "--hops",
+        type=HOPS.arg(int),
+        default=1,
+        metavar="N",
+        help=f"chunks chained per continuation, {HOPS.describe()} (default 1)",
     )
     parser.add_argument(
         "--instruments",
@@ -42,10 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--candidates",
-        type=int,
+        type=RERANK.arg(int),
         default=200,
         metavar="N",
-        help="stage-1 candidates reranked exactly",
+        help=f"stage-1 candidates reranked exactly, {RERANK.describe()} (default 200)",
     )
     parser.add_argument(
         "--embedder",
@@ -59,54 +84,64 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _continue(args: argparse.Namespace) -> int:
     from ensemble.errors import EnsembleError
+    from ensemble.instrument import Instrument
     from ensemble.rag import Span, continue_audio, open_index, parse_weights, write_continuations
     from ensemble.rag.analyse import file_sha256
 
-    counts = {"--top-k": args.top_k, "--hops": args.hops, "--candidates": args.candidates}
-    for flag, value in counts.items():
-        if value < 1:
-            raise EnsembleError(f"{flag} must be at least 1, not {value}.")
     if args.leader and not args.instruments:
         raise EnsembleError("--leader needs --instruments (the leader must be one of them).")
     weights = parse_weights(args.weights)
+    check_continue(args.top_k, args.hops, weights, args.candidates)
+    check_folder(args.out, command="continue", result_file=RESULT)
     index = open_index(args.index)
-    exclude = []
-    if args.input.is_file():
-        # Querying with an indexed file: its own chunks would be trivially "perfect".
-        digest = file_sha256(args.input)
-        exclude = [Span(r.name, 0.0, r.duration_s) for r in index.files if r.sha256 == digest]
+    audios = load_inputs(args.inputs)
     names = args.instruments.split(",") if args.instruments else []
     instruments = [n.strip() for n in names if n.strip()] or None
-    embedder = None
-    if args.embedder:
-        from ensemble.instrument import Instrument
+    # Loaded once for every input, not once per query.
+    embedder = Instrument.from_pretrained(args.embedder or index.config.embedder)
+    ensemble = None
+    if instruments:
+        from ensemble.perform import Ensemble
 
-        embedder = Instrument.from_pretrained(args.embedder)
-    results = continue_audio(
-        args.input,
-        index,
-        top_k=args.top_k,
-        hops=args.hops,
-        weights=weights,
-        candidates=args.candidates,
-        exclude=exclude,
-        instruments=instruments,
-        leader=args.leader,
-        embedder=embedder,
-        render=not args.no_audio,
-    )
-    path = write_continuations(
-        args.out,
-        results,
-        meta={
-            "input": str(args.input),
-            "index": str(args.index),
-            "hops": args.hops,
-            "instruments": instruments or [],
-            "weights": weights,
-            "excluded": [s.source for s in exclude],
-        },
-    )
+        ensemble = Ensemble.from_pretrained()
+    with replace_folder(args.out, command="continue") as tmp:
+        for path, audio, name in zip(args.inputs, audios, output_names(args.inputs), strict=True):
+            # Querying with an indexed file: its own chunks would be trivially "perfect".
+            digest = file_sha256(path)
+            exclude = [Span(r.name, 0.0, r.duration_s) for r in index.files if r.sha256 == digest]
+            results = continue_audio(
+                audio,
+                index,
+                top_k=args.top_k,
+                hops=args.hops,
+                weights=weights,
+                candidates=args.candidates,
+                exclude=exclude,
+                instruments=instruments,
+                leader=args.leader,
+                embedder=embedder,
+                ensemble=ensemble,
+                render=not args.no_audio,
+            )
+            write_continuations(
+                tmp / name,
+                results,
+                meta={
+                    "input": str(path),
+                    "index": str(args.index),
+                    "hops": args.hops,
+                    "instruments": instruments or [],
+                    "weights": weights,
+                    "excluded": [s.source for s in exclude],
+                },
+            )
+            _print(path, results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _print(path: Path, results: list) -> None:
+    print(f"{path}:")
     for note in results[0].notes if results else []:
         print(f"note: {note}")
     for item in results:
@@ -114,5 +149,3 @@ def _continue(args: argparse.Namespace) -> int:
             f"{item.rank:3d}  {'+'.join(item.chunk_ids):40s}  composite {item.composite:.3f}  "
             f"relevance {item.relevance:.3f}  coherence {item.coherence:.3f}"
         )
-    print(f"wrote {path}")
-    return 0

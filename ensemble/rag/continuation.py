@@ -13,6 +13,7 @@ import numpy as np
 from ensemble.audio import AudioSource, load_audio, write_audio
 from ensemble.config import SAMPLE_RATE
 from ensemble.features import FeatureFrame
+from ensemble.limits import check_continue
 from ensemble.rag import scoring
 from ensemble.rag.analyse import analyse_query, check_embedder
 from ensemble.rag.chunks import Embedder
@@ -158,6 +159,7 @@ def continue_audio(
     index = index if isinstance(index, RagIndex) else open_index(index)
     require_chunks(index)
     weights = scoring.parse_weights(weights)
+    check_continue(top_k, hops, weights, candidates)
     signal = load_audio((audio, SAMPLE_RATE) if isinstance(audio, np.ndarray) else audio)
     if embedder is None:
         from ensemble.instrument import Instrument
@@ -229,5 +231,6 @@ def write_continuations(
     notes = continuations[0].notes if continuations else []
     ranking = {**(meta or {}), "notes": notes, "candidates": records}
     path = folder / "ranking.json"
-    path.write_text(json.dumps(ranking, indent=2) + "\n")
+    # Strict JSON (no bare NaN): the index refuses damaged vectors, so every score is finite.
+    path.write_text(json.dumps(ranking, indent=2, allow_nan=False) + "\n")
     return path
