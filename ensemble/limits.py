@@ -26,17 +26,17 @@ class Range:
     def describe(self) -> str:
         return f"between {self.low:g} and {self.high:g}"
 
-    def check(self, value: float, option: str | None = None) -> float:
-        """``value`` when finite and in range, else EnsembleError naming the allowed range."""
+    def check(
+        self, value: float, option: str | None = None, error: type[EnsembleError] = EnsembleError
+    ) -> float:
+        """``value`` when finite and in range, else ``error`` naming the allowed range."""
         name = option or self.option
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise EnsembleError(
-                f"{name} must be a number {self.describe()}, not {value!r}."
-            ) from None
+            raise error(f"{name} must be a number {self.describe()}, not {value!r}.") from None
         if not math.isfinite(number) or not self.low <= number <= self.high:
-            raise EnsembleError(f"{name} must be {self.describe()}, not {value!r}.")
+            raise error(f"{name} must be {self.describe()}, not {value!r}.")
         return value
 
     def arg(self, kind: type[int] | type[float] = float) -> Callable[[str], float]:
@@ -61,10 +61,10 @@ class Range:
 
 
 # Continuations (CLI `continue` and the listening room).
-TOP_K = Range("--top-k", 1, 8)  # each one is rendered and must be listened to
+TOP_K = Range("Top-K", 1, 8)  # each one is rendered and must be listened to
 DEFAULT_TOP_K = 5
-HOPS = Range("--hops", 1, 4)  # a 4-hop chain is 16 s of retrieved audio; more costs minutes
-RERANK = Range("--candidates", 1, 5000)  # stage-1 candidates scored exactly
+HOPS = Range("Hops", 1, 4)  # a 4-hop chain is 16 s of retrieved audio; more costs minutes
+RERANK = Range("Candidates (--candidates)", 1, 5000)  # stage-1 candidates scored exactly
 
 # Performance controls (CLI `perform`).
 AUTOTUNE = Range("--autotune", 0, 1)
@@ -124,11 +124,16 @@ CONDUCTOR_LIMITS: Mapping[str, Range] = {
 }
 
 
-def check_all(values: Mapping[str, object], limits: Mapping[str, Range], where: str) -> None:
+def check_all(
+    values: Mapping[str, object],
+    limits: Mapping[str, Range],
+    where: str,
+    error: type[EnsembleError] = EnsembleError,
+) -> None:
     """Range-check every field of ``values`` that has a limit; the message names ``where``."""
     for name, limit in limits.items():
         if name in values:
-            limit.check(values[name], f"{name} in {where}")  # type: ignore[arg-type]
+            limit.check(values[name], f"{name} in {where}", error)  # type: ignore[arg-type]
 
 
 def check_continue(
