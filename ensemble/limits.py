@@ -85,9 +85,10 @@ BATCH_SIZE = Range("--batch-size", 1, 4096)
 EXCERPT_SECONDS = Range("--seconds", 0.1, 60)
 MINUTES = Range("minutes", 0.01, 100_000)
 HIDDEN_SIZE = Range("hidden_size", 1, 2048)
+THREADS = Range("--threads", 1, 1024)
 
 # Corpus rendering.
-TRACK_SECONDS = Range("--max-seconds", 1, 3600)
+TRACK_SECONDS = Range("--max-seconds", 4, 3600)
 
 # Decoder configs: sizes that allocate tensors (a width of 200000 is a 160 GB GRU).
 DECODER_LIMITS: Mapping[str, Range] = {
