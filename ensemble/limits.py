@@ -78,6 +78,12 @@ CHUNK_SECONDS = Range("--chunk-seconds", 0.5, 60)
 HOP_SECONDS = Range("--hop-seconds", 0.01, 60)
 LOOKBACK_SECONDS = Range("lookback", 0.01, 60)
 
+WORKERS = Range("--workers", 1, 1024)
+
+# Ratings (`ratings fit`).
+HOLDOUT = Range("--holdout", 0, 0.9)
+L2 = Range("--l2", 0, 1e6)
+
 # Training.
 LEARNING_RATE = Range("--lr", 1e-7, 1.0)
 STEPS = Range("--steps", 1, 10_000_000)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ensemble.limits import CHUNK_SECONDS, HOP_SECONDS, Range
-
-WORKERS = Range("--workers", 1, 1024)
+from ensemble.limits import CHUNK_SECONDS, HOP_SECONDS, WORKERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
