@@ -251,6 +251,12 @@ def test_second_build_into_one_folder_is_refused_and_the_index_still_answers(
     assert json.loads((tmp_path / "res" / "ranking.json").read_text())["candidates"]
 
 
+def test_failed_build_leaves_no_folder(built: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    argv = ["index", "build", tmp_path / "nowhere", "--out", tmp_path / "i", "--embedder", built[1]]
+    refused(capsys, argv, "does not exist")
+    assert not (tmp_path / "i").exists()
+
+
 # -- options and configs ------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -333,11 +334,17 @@ def build_index(
     begin = time.perf_counter()
     root = Path(out)
     _check_out_folder(root)
-    with build_lock(root):
-        return _build(
-            source, root, begin, chunk_seconds, hop_seconds, embedder, engine, workers, add,
-            progress, on_stage,
-        )  # fmt: skip
+    created = not root.exists()
+    try:
+        with build_lock(root):
+            return _build(
+                source, root, begin, chunk_seconds, hop_seconds, embedder, engine, workers, add,
+                progress, on_stage,
+            )  # fmt: skip
+    except BaseException:
+        if created and not (root / CURRENT).exists():  # failed before publishing: no folder
+            shutil.rmtree(root, ignore_errors=True)
+        raise
 
 
 def _build(
