@@ -80,10 +80,6 @@ LOOKBACK_SECONDS = Range("lookback", 0.01, 60)
 
 WORKERS = Range("--workers", 1, 1024)
 
-# Ratings (`ratings fit`).
-HOLDOUT = Range("--holdout", 0, 0.9)
-L2 = Range("--l2", 0, 1e6)
-
 # Training.
 LEARNING_RATE = Range("--lr", 1e-7, 1.0)
 STEPS = Range("--steps", 1, 10_000_000)

@@ -84,17 +84,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _continue(args: argparse.Namespace) -> int:
     from ensemble.errors import EnsembleError
-    from ensemble.instrument import Instrument
-    from ensemble.rag import Span, continue_audio, open_index, parse_weights, write_continuations
-    from ensemble.rag.analyse import file_sha256
+    from ensemble.rag.scoring import parse_weights
 
     if args.leader and not args.instruments:
         raise EnsembleError("--leader needs --instruments (the leader must be one of them).")
     weights = parse_weights(args.weights)
     check_continue(args.top_k, args.hops, weights, args.candidates)
     check_folder(args.out, command="continue", result_file=RESULT)
+    audios = load_inputs(args.inputs)  # checked before the index, models and torch load
+
+    from ensemble.instrument import Instrument
+    from ensemble.rag import Span, continue_audio, open_index, write_continuations
+    from ensemble.rag.analyse import file_sha256
+
     index = open_index(args.index)
-    audios = load_inputs(args.inputs)
     names = args.instruments.split(",") if args.instruments else []
     instruments = [n.strip() for n in names if n.strip()] or None
     # Loaded once for every input, not once per query.

@@ -7,7 +7,6 @@ import os
 import sys
 from typing import Any
 
-from ensemble.limits import HOLDOUT, L2
 from ensemble.outputs import check_file
 
 
@@ -34,10 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "ranked with, else equal)")
     fit.add_argument("--parts", help="comma-separated score parts to weight (default: the old "
                      "weights' parts)")
-    fit.add_argument("--holdout", type=HOLDOUT.arg(), default=0.25,
+    fit.add_argument("--holdout", type=float, default=0.25,
                      help="fraction of judgements held out for evaluation")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--l2", type=L2.arg(), default=1.0, help="L2 regularisation strength")
+    fit.add_argument("--l2", type=float, default=1.0, help="L2 regularisation strength")
     fit.set_defaults(func=_fit)
 
     stats = inner.add_parser("stats", help="how many judgements, sessions and listens")

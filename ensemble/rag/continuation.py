@@ -13,7 +13,7 @@ import numpy as np
 from ensemble.audio import AudioSource, load_audio, write_audio
 from ensemble.config import SAMPLE_RATE
 from ensemble.features import FeatureFrame
-from ensemble.limits import check_continue
+from ensemble.limits import DEFAULT_TOP_K
 from ensemble.rag import scoring
 from ensemble.rag.analyse import analyse_query, check_embedder
 from ensemble.rag.chunks import Embedder
@@ -123,7 +123,7 @@ def continue_audio(
     audio: AudioSource | np.ndarray,
     index: RagIndex | str | Path,
     *,
-    top_k: int = 10,
+    top_k: int = DEFAULT_TOP_K,
     hops: int = 1,
     weights: str | Path | Mapping[str, float] | None = None,
     candidates: int = DEFAULT_CANDIDATES,
@@ -159,7 +159,6 @@ def continue_audio(
     index = index if isinstance(index, RagIndex) else open_index(index)
     require_chunks(index)
     weights = scoring.parse_weights(weights)
-    check_continue(top_k, hops, weights, candidates)
     signal = load_audio((audio, SAMPLE_RATE) if isinstance(audio, np.ndarray) else audio)
     if embedder is None:
         from ensemble.instrument import Instrument
