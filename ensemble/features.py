@@ -100,7 +100,7 @@ def track_pitch(audio: np.ndarray, threads: int = 2) -> tuple[np.ndarray, np.nda
     return f0.astype(np.float32), confidence.astype(np.float32)
 
 
-STFT_BLOCK_FRAMES = 2048  # frames transformed at once: bounds the STFT's scratch memory
+STFT_BLOCK_FRAMES = 512  # frames transformed at once: bounds the STFT's scratch memory (~5 MB)
 
 
 @lru_cache(maxsize=1)
@@ -146,7 +146,7 @@ def a_weighting_db(freqs_hz: np.ndarray, min_db: float = -100.0) -> np.ndarray:
 def _a_weights() -> np.ndarray:
     # The DC bin has no A-weight (log of 0); 1 Hz is already -100 dB, which is what it means.
     freqs = np.maximum(np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE), 1.0)
-    return (10.0 ** (a_weighting_db(freqs) / 10.0))[:, None]
+    return (10.0 ** (a_weighting_db(freqs) / 10.0)).astype(np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -172,7 +172,8 @@ def chroma_filterbank() -> np.ndarray:
 
 def _loudness_from_power(power: np.ndarray) -> np.ndarray:
     # Mean A-weighted power per frame, normalised so a full-scale 1 kHz sine reads about 0 dB.
-    weighted = (power * _a_weights()).sum(axis=0) / (N_FFT * N_FFT / 8.0)
+    # A product with the weights, not a weighted copy of the whole spectrogram.
+    weighted = (_a_weights() @ power).astype(np.float64) / (N_FFT * N_FFT / 8.0)
     return np.maximum(10.0 * np.log10(weighted + 1e-12), LOUDNESS_FLOOR_DB).astype(np.float32)
 
 
