@@ -30,7 +30,7 @@ from torch import nn
 from ensemble.config import FRAME_RATE
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz
-from ensemble.limits import CONDUCTOR_LIMITS, check_all
+from ensemble.limits import CONDUCTOR_LIMITS, all_finite, check_all
 from ensemble.threads import one_torch_thread
 
 N_PITCHES = 128  # output classes: MIDI notes 0..127
@@ -417,7 +417,7 @@ class Conductor:
                 f"{weights} is corrupt or not a safetensors file ({exc}); retrain or re-download "
                 "it."
             ) from exc
-        if not all(torch.isfinite(t).all() for t in state.values()):
+        if not all_finite(t.float().numpy() for t in state.values()):
             raise CheckpointError(
                 f"{weights} contains NaN or infinite weights (a diverged training run); retrain "
                 "the conductor or re-download it."

@@ -42,6 +42,7 @@ from ensemble.limits import (
     DECODER_LIMITS,
     FREQUENCY_HZ,
     LOUDNESS_DB,
+    all_finite,
     check_all,
 )
 from ensemble.threads import one_torch_thread
@@ -538,7 +539,7 @@ class Instrument:
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}). "
                 "The two files come from different models; re-export the checkpoint."
             )
-        if not all(torch.isfinite(t).all() for t in state.values()):
+        if not all_finite(t.float().numpy() for t in state.values()):
             raise CheckpointError(
                 f"The weights in {weights_path} contain NaN or infinite values (a diverged "
                 "training run). Retrain the instrument."
