@@ -20,6 +20,7 @@ BOLTZMANN_PARAMETER = 2.0
 MAX_TRANSITION_RATE = 35.92  # octaves per second
 SWITCH_PROB = 0.01
 NO_TROUGH_PROB = 0.01
+BLOCK_FRAMES = 256  # frames per FFT batch: ~20 MB of scratch however long the signal
 
 
 def _frames(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
@@ -42,12 +43,24 @@ def _fast_length(n: int) -> int:
 
 
 def _cmnd(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
-    """YIN's cumulative mean normalised difference, (max_period - min_period + 1, n_frames)."""
+    """YIN's cumulative mean normalised difference, (max_period - min_period + 1, n_frames),
+    computed BLOCK_FRAMES frames at a time (each frame is independent): the FFT scratch of a
+    2-minute signal at once would be ~200 MB."""
+    return np.concatenate(
+        [
+            _cmnd_block(frames[:, start : start + BLOCK_FRAMES], min_period, max_period)
+            for start in range(0, frames.shape[1], BLOCK_FRAMES)
+        ],
+        axis=1,
+    )
+
+
+def _cmnd_block(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
     n_pad = _fast_length(2 * frames.shape[0] - 1)
     spectrum = np.fft.rfft(frames, n=n_pad, axis=0)
     acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=n_pad, axis=0)[: max_period + 1]
-    energy = np.cumsum(np.square(frames), axis=0)
-    diff = np.empty_like(energy)
+    energy = np.cumsum(np.square(frames[:max_period]), axis=0)  # only these lags are used
+    diff = np.empty((max_period + 1, frames.shape[1]), energy.dtype)
     diff[0] = 0
     diff[1 : max_period + 1] = 2 * (acf[0:1] - acf[1 : max_period + 1]) - energy[:max_period]
     lags = np.arange(1, max_period + 1)[:, None]
