@@ -55,6 +55,7 @@ KINDS = ("pitched", "drums")
 MIDI_RANGE = (12.0, 120.0)  # f0 outside C0..C9 is clamped before the decoder sees it
 SEGMENT_FRAMES = 250  # inference: GRU segments of 2.5 s ...
 CONTEXT_FRAMES = 100  # ... each warmed up on the 1 s before it
+GRU_BATCH = 16  # segments per GRU call (40 s of audio)
 
 
 @dataclass
@@ -228,7 +229,10 @@ class PitchedDecoder(nn.Module):
         )
         padded = self._inputs(f0_pad, loud_pad)  # (B, ctx + n_seg * seg, 2H)
         windows = padded.unfold(1, ctx + seg, seg).transpose(2, 3)  # (B, n_seg, ctx + seg, 2H)
-        hidden = self.gru(windows.reshape(-1, ctx + seg, padded.shape[-1]))[0][:, ctx:]
+        segments = windows.reshape(-1, ctx + seg, padded.shape[-1])
+        # At most GRU_BATCH segments per call: the same speed for short inputs, and a 2-minute
+        # one no longer holds the gates of all 48 segments at once.
+        hidden = torch.cat([self.gru(part)[0][:, ctx:] for part in segments.split(GRU_BATCH)])
         hidden = hidden.reshape(f0_hz.shape[0], n_seg * seg, -1)[:, :n_frames]
         return padded[:, ctx : ctx + n_frames], hidden
 
