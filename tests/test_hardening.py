@@ -138,6 +138,19 @@ def test_several_inputs_share_one_call(
     assert json.loads((out / "q~2" / "metrics.json").read_text())["input"] == str(second)
 
 
+def test_continue_takes_several_inputs(
+    built: tuple[Path, Path], tmp_path: Path, query: Path
+) -> None:
+    second = tmp_path / "b.wav"
+    write_audio(second, melody(9, 9.0))
+    out = tmp_path / "out"
+    argv = ["continue", query, second, "--index", built[0], "--out", out, "--no-audio"]
+    assert main([str(a) for a in argv]) == 0
+    for name, source in (("q", query), ("b", second)):
+        ranking = json.loads((out / name / "ranking.json").read_text())
+        assert ranking["input"] == str(source) and ranking["candidates"]
+
+
 def test_a_failure_leaves_the_old_folder_and_no_temporary(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with replace_folder(out, command="perform") as tmp:
