@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ensemble.commands.perform import load_inputs, output_names
+from ensemble.commands import load_inputs, output_names
 from ensemble.limits import DEFAULT_TOP_K, HOPS, RERANK, TOP_K, check_continue
 from ensemble.outputs import check_folder, replace_folder
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ensemble.commands import load_inputs, output_names
 from ensemble.limits import AUTOTUNE, GAIN_DB, OCTAVES, QUIET_DB, SEMITONES
 from ensemble.outputs import check_folder, replace_folder
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ensemble.perform import Performance
 
 RESULT = "metrics.json"
@@ -114,35 +112,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--png", action="store_true", help="also write DIR/plots.png")
     p.set_defaults(func=run)
-
-
-def output_names(inputs: list[Path]) -> list[str]:
-    """One sub-folder name per input (its file name, numbered when two share one); "" for a
-    single input, whose results go straight into --out as before."""
-    if len(inputs) == 1:
-        return [""]
-    names: list[str] = []
-    for path in inputs:
-        name, n = path.stem, 1
-        while name in names:
-            n += 1
-            name = f"{path.stem}~{n}"
-        names.append(name)
-    return names
-
-
-def load_inputs(inputs: list[Path], trim: bool = False) -> list[np.ndarray]:
-    """Every input loaded and checked before any model is, printing their warnings."""
-    from ensemble.audio import load_audio
-
-    loaded = []
-    for path in inputs:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            loaded.append(load_audio(path, trim=trim))
-        for w in caught:
-            print(f"warning: {w.message}")
-    return loaded
 
 
 def run(args: argparse.Namespace) -> int:
