@@ -144,7 +144,7 @@ def _swap_in(new: Path, target: Path) -> None:
 def replace_folder(path: str | Path, *, command: str) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it becomes ``path`` (the old
     folder is removed), on any error it is removed and ``path`` is left as it was."""
-    target = Path(path).absolute()
+    target = Path(path).resolve()  # through a symlink: the folder it names is replaced
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
