@@ -124,7 +124,8 @@ def _load_parts(version: Path, names: list[str]) -> tuple[dict[str, np.ndarray],
     """All parts' chunk tables concatenated (context rows made global) and their style vectors."""
     tables, contexts, offsets = [_empty_table()], [], [0]
     for name in names:
-        with np.load(version / name / "chunks.npz") as data:
+        # Our own handle: np.load leaks its file when the archive is truncated.
+        with (version / name / "chunks.npz").open("rb") as handle, np.load(handle) as data:
             table = {k: data[k] for k in data.files}
         for key in ("ctx_start", "ctx_end"):  # part-local rows -> global rows
             table[key] = table[key] + offsets[-1]
