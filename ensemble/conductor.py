@@ -31,6 +31,7 @@ from ensemble.config import FRAME_RATE
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz
 from ensemble.groove import Context, decode_part, drum_pattern
+from ensemble.limits import CONDUCTOR_LIMITS, all_finite, check_all
 from ensemble.rhythm import BeatGrid, leader_notes
 from ensemble.threads import one_torch_thread
 from ensemble.tonality import estimate_key, fit_chords, harmonic_segments
@@ -132,6 +133,18 @@ class ConductorConfig:
 
     def instrument_index(self) -> dict[str, int]:
         return {info.name: i for i, info in enumerate(self.instruments)}
+
+
+def _check_config(config: ConductorConfig, path: Path) -> None:
+    """Sizes in range (they allocate the network) and finite statistics, before any tensor."""
+    check_all(asdict(config.model), CONDUCTOR_LIMITS, str(path), CheckpointError)
+    numbers = [*asdict(config.norm).values()]
+    numbers += [v for info in config.instruments for v in asdict(info).values()
+                if isinstance(v, float)]  # fmt: skip
+    if not all(math.isfinite(float(v)) for v in numbers):
+        raise CheckpointError(
+            f"{path} holds NaN or infinite statistics; retrain the conductor or re-download it."
+        )
 
 
 # --- features ---------------------------------------------------------------------------------
@@ -420,10 +433,11 @@ class Conductor:
                 )
         try:
             config = ConductorConfig.from_json(json.loads(config_path.read_text()))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
                 f"{config_path} is not a valid conductor config ({exc}); retrain or re-download it."
             ) from exc
+        _check_config(config, config_path)
         try:
             state = load_file(weights)
         except (SafetensorError, OSError, ValueError) as exc:
@@ -431,6 +445,11 @@ class Conductor:
                 f"{weights} is corrupt or not a safetensors file ({exc}); retrain or re-download "
                 "it."
             ) from exc
+        if not all_finite(t.float().numpy() for t in state.values()):
+            raise CheckpointError(
+                f"{weights} contains NaN or infinite weights (a diverged training run); retrain "
+                "the conductor or re-download it."
+            )
         model = ConductorNet(config.model, max(len(config.instruments), 1))
         try:
             model.load_state_dict(state)

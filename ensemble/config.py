@@ -12,7 +12,3 @@ FRAME_RATE = SAMPLE_RATE // HOP_LENGTH  # 100 frames per second
 MIN_SECONDS = 0.5  # shorter input cannot be analysed (pitch tracker + chroma need context)
 MAX_SECONDS = 120.0  # longer uploads are refused unless the caller trims them
 SILENCE_DBFS = -70.0  # peak level below which an input counts as silent
-
-# Length of a retrieved continuation after the input's ending (`continue --seconds`, songs).
-CONTINUATION_SECONDS = 8.0
-MIN_CONTINUATION_SECONDS, MAX_CONTINUATION_SECONDS = 4.0, 30.0

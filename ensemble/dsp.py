@@ -208,12 +208,23 @@ def sinusoid_synth(
         (B, T * hop) audio.
     """
     batch, n_frames, n_part = amplitudes.shape
-    with torch.no_grad():
-        n = torch.arange(n_frames * hop, device=amplitudes.device, dtype=torch.float64)
-        cycles = torch.frac(frequencies_hz.detach().double().view(-1, 1) / sample_rate * n)
-        bank = torch.sin(2.0 * math.pi * cycles).float()  # (K, N)
-        bank = bank.view(n_part, n_frames, hop).transpose(0, 1).unsqueeze(0)  # (1, T, K, hop)
-    return _interpolated_sum(bank, amplitudes).reshape(batch, -1)
+    rates = frequencies_hz.detach().double().view(-1, 1) / sample_rate
+    # Chunks of frames, as in `harmonic_synth`: a (K, N) float64 bank of a 2-minute input
+    # would be hundreds of MB.
+    budget = _BANK_CHUNK.get(amplitudes.device.type, _BANK_CHUNK["cpu"])
+    chunk = max(1, budget // (n_part * hop))
+    pieces = []
+    for start in range(0, n_frames, chunk):
+        stop = min(start + chunk, n_frames)
+        with torch.no_grad():
+            n = torch.arange(
+                start * hop, stop * hop, device=amplitudes.device, dtype=torch.float64
+            )
+            bank = torch.sin(2.0 * math.pi * torch.frac(rates * n)).float()  # (K, n)
+            bank = bank.view(n_part, stop - start, hop).transpose(0, 1).unsqueeze(0)
+        amps = amplitudes[:, start : min(stop + 1, n_frames)]  # one look-ahead frame
+        pieces.append(_interpolated_sum(bank, amps).reshape(batch, -1))
+    return torch.cat(pieces, dim=1)
 
 
 def one_shot_synth(

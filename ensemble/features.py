@@ -100,28 +100,80 @@ def track_pitch(audio: np.ndarray, threads: int = 2) -> tuple[np.ndarray, np.nda
     return f0.astype(np.float32), confidence.astype(np.float32)
 
 
-def _power_spectrogram(audio: np.ndarray) -> np.ndarray:
-    """(1 + N_FFT/2, T) power spectrum on the project grid (centred frames)."""
-    import librosa
+STFT_BLOCK_FRAMES = 512  # frames transformed at once: bounds the STFT's scratch memory (~5 MB)
 
-    spec = librosa.stft(
-        np.asarray(audio, np.float32), n_fft=N_FFT, hop_length=HOP_LENGTH, center=True
+
+@lru_cache(maxsize=1)
+def _hann() -> np.ndarray:
+    """Periodic Hann window of N_FFT (scipy's get_window('hann', fftbins=True), librosa's)."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+
+
+def _power_spectrogram(audio: np.ndarray) -> np.ndarray:
+    """(1 + N_FFT/2, T) float32 power spectrum on the project grid: centred, zero-padded Hann
+    frames, as librosa.stft computes them. numpy's FFT needs no JIT warm-up (librosa's first
+    call costs seconds) and blocks of frames keep the scratch memory small on long inputs."""
+    audio = np.asarray(audio, np.float32)
+    n = n_frames_for(len(audio))
+    padded = np.pad(audio, (N_FFT // 2, N_FFT // 2))
+    if len(padded) < N_FFT:
+        padded = np.pad(padded, (0, N_FFT - len(padded)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH][:n]
+    power = np.empty((N_FFT // 2 + 1, n), np.float32)
+    window = _hann()
+    for start in range(0, n, STFT_BLOCK_FRAMES):
+        spec = np.fft.rfft(frames[start : start + STFT_BLOCK_FRAMES] * window, axis=1)
+        power[:, start : start + STFT_BLOCK_FRAMES] = (spec.real**2 + spec.imag**2).T
+    return power
+
+
+def a_weighting_db(freqs_hz: np.ndarray, min_db: float = -100.0) -> np.ndarray:
+    """IEC 61672 A-weighting in dB (the formula librosa.A_weighting uses), floored at min_db."""
+    f_sq = np.asarray(freqs_hz, np.float64) ** 2
+    c = np.array([12194.217, 20.598997, 107.65265, 737.86223]) ** 2
+    weights = 2.0 + 20.0 * (
+        np.log10(c[0])
+        + 2 * np.log10(f_sq)
+        - np.log10(f_sq + c[0])
+        - np.log10(f_sq + c[1])
+        - 0.5 * np.log10(f_sq + c[2])
+        - 0.5 * np.log10(f_sq + c[3])
     )
-    return (np.abs(spec) ** 2)[:, : n_frames_for(len(audio))]
+    return np.maximum(min_db, weights)
 
 
 @lru_cache(maxsize=1)
 def _a_weights() -> np.ndarray:
-    import librosa
-
     # The DC bin has no A-weight (log of 0); 1 Hz is already -100 dB, which is what it means.
-    freqs = np.maximum(librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT), 1.0)
-    return (10.0 ** (librosa.A_weighting(freqs, min_db=-100.0) / 10.0))[:, None]
+    freqs = np.maximum(np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE), 1.0)
+    return (10.0 ** (a_weighting_db(freqs) / 10.0)).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def chroma_filterbank() -> np.ndarray:
+    """(12, 1 + N_FFT/2) chroma weights of librosa.filters.chroma(sr, N_FFT, tuning=0) with its
+    defaults (Gaussian bumps per pitch class, columns L2-normalised, octave weighting around
+    C5 +- 2 octaves, rows starting at C), computed here so no librosa import is needed."""
+    n_chroma, ctroct, octwidth = 12, 5.0, 2.0
+    frequencies = np.linspace(0, SAMPLE_RATE, N_FFT, endpoint=False)[1:]
+    frqbins = n_chroma * np.log2(frequencies / (440.0 / 16))
+    # The 0 Hz bin is made up 1.5 octaves below bin 1, as librosa does.
+    frqbins = np.concatenate(([frqbins[0] - 1.5 * n_chroma], frqbins))
+    binwidth = np.concatenate((np.maximum(frqbins[1:] - frqbins[:-1], 1.0), [1]))
+    distance = np.subtract.outer(frqbins, np.arange(n_chroma, dtype=float)).T
+    half = np.round(n_chroma / 2)
+    distance = np.remainder(distance + half + 10 * n_chroma, n_chroma) - half
+    weights = np.exp(-0.5 * (2 * distance / binwidth) ** 2)
+    weights /= np.linalg.norm(weights, axis=0, keepdims=True)
+    weights *= np.exp(-0.5 * ((frqbins / n_chroma - ctroct) / octwidth) ** 2)
+    weights = np.roll(weights, -3, axis=0)
+    return np.ascontiguousarray(weights[:, : N_FFT // 2 + 1], dtype=np.float32)
 
 
 def _loudness_from_power(power: np.ndarray) -> np.ndarray:
     # Mean A-weighted power per frame, normalised so a full-scale 1 kHz sine reads about 0 dB.
-    weighted = (power * _a_weights()).sum(axis=0) / (N_FFT * N_FFT / 8.0)
+    # A product with the weights, not a weighted copy of the whole spectrogram.
+    weighted = (_a_weights() @ power).astype(np.float64) / (N_FFT * N_FFT / 8.0)
     return np.maximum(10.0 * np.log10(weighted + 1e-12), LOUDNESS_FLOOR_DB).astype(np.float32)
 
 
@@ -140,13 +192,9 @@ def rms_envelope(audio: np.ndarray) -> np.ndarray:
 
 
 def _chroma_from_power(power: np.ndarray) -> np.ndarray:
-    import librosa
-
     # tuning=0: rendered and recorded music is near A440, and estimating it per clip both costs
     # time and warns on quiet clips with no spectral peaks.
-    chroma = librosa.feature.chroma_stft(
-        S=power, sr=SAMPLE_RATE, n_fft=N_FFT, norm=None, tuning=0.0
-    )
+    chroma = chroma_filterbank() @ power
     # Energy-normalise per frame but keep silent frames at zero rather than a flat profile.
     total = chroma.sum(axis=0, keepdims=True)
     return np.where(total > 1e-8, chroma / np.maximum(total, 1e-8), 0.0).astype(np.float32)

@@ -36,6 +36,15 @@ from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.controls import hold_unvoiced_pitch
 from ensemble.errors import CheckpointError
 from ensemble.features import hz_to_midi, midi_to_hz
+from ensemble.limits import (
+    CONV_BLOCKS,
+    CONV_DILATION,
+    DECODER_LIMITS,
+    FREQUENCY_HZ,
+    LOUDNESS_DB,
+    all_finite,
+    check_all,
+)
 from ensemble.threads import one_torch_thread
 
 FORMAT_VERSION = 1
@@ -46,6 +55,7 @@ KINDS = ("pitched", "drums")
 MIDI_RANGE = (12.0, 120.0)  # f0 outside C0..C9 is clamped before the decoder sees it
 SEGMENT_FRAMES = 250  # inference: GRU segments of 2.5 s ...
 CONTEXT_FRAMES = 100  # ... each warmed up on the 1 s before it
+GRU_BATCH = 16  # segments per GRU call (40 s of audio)
 
 
 @dataclass
@@ -82,12 +92,22 @@ class InstrumentConfig:
             raise CheckpointError(
                 f"Instrument kind {self.kind!r} is unknown; expected one of {', '.join(KINDS)}."
             )
+        where = f"the config of {self.name!r}"
+        check_all(vars(self), DECODER_LIMITS, where, CheckpointError)
+        CONV_BLOCKS.check(len(self.conv_dilations), f"the number of conv_dilations in {where}",
+                          CheckpointError)  # fmt: skip
+        for value in (*self.conv_dilations,):
+            CONV_DILATION.check(value, f"conv_dilations in {where}", CheckpointError)
+        for value in self.tonal_range_hz:
+            FREQUENCY_HZ.check(value, f"tonal_range_hz in {where}", CheckpointError)
+        low, high = self.loudness_range_db
+        for value in (low, high):
+            LOUDNESS_DB.check(value, f"loudness_range_db in {where}", CheckpointError)
+        if not low < high:
+            raise CheckpointError(f"loudness_range_db in {where} must rise, not {low}..{high}.")
         self.conv_dilations = tuple(int(d) for d in self.conv_dilations)
         self.tonal_range_hz = (float(self.tonal_range_hz[0]), float(self.tonal_range_hz[1]))
-        self.loudness_range_db = (
-            float(self.loudness_range_db[0]),
-            float(self.loudness_range_db[1]),
-        )
+        self.loudness_range_db = (float(low), float(high))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -209,7 +229,10 @@ class PitchedDecoder(nn.Module):
         )
         padded = self._inputs(f0_pad, loud_pad)  # (B, ctx + n_seg * seg, 2H)
         windows = padded.unfold(1, ctx + seg, seg).transpose(2, 3)  # (B, n_seg, ctx + seg, 2H)
-        hidden = self.gru(windows.reshape(-1, ctx + seg, padded.shape[-1]))[0][:, ctx:]
+        segments = windows.reshape(-1, ctx + seg, padded.shape[-1])
+        # At most GRU_BATCH segments per call: the same speed for short inputs, and a 2-minute
+        # one no longer holds the gates of all 48 segments at once.
+        hidden = torch.cat([self.gru(part)[0][:, ctx:] for part in segments.split(GRU_BATCH)])
         hidden = hidden.reshape(f0_hz.shape[0], n_seg * seg, -1)[:, :n_frames]
         return padded[:, ctx : ctx + n_frames], hidden
 
@@ -366,11 +389,27 @@ def list_pretrained(root: str | Path | None = None) -> list[str]:
 
 
 def _is_instrument_config(path: Path) -> bool:
-    """True for an instrument's config.json (the conductor's sits beside them, without 'kind')."""
+    """False only for a readable config without 'kind' (the conductor's sits beside the
+    instruments'): an unreadable one is listed, so loading it says what is wrong with it rather
+    than calling the instrument unknown."""
     try:
-        return "kind" in json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return path.exists()
+    return not isinstance(data, dict) or "kind" in data
+
+
+def _check_folder_name(folder: Path, name: str) -> None:
+    """A folder named after an instrument must hold that instrument: a config copied from
+    another folder would otherwise play, say, cello under the name violin. Folders with other
+    names (a training run's, a test's) may hold any instrument."""
+    from ensemble.data.instruments import CANONICAL_PROGRAMS
+
+    if folder.name in {*CANONICAL_PROGRAMS, "drums"} and folder.name != name:
+        raise CheckpointError(
+            f"The checkpoint folder '{folder}' holds the config of {name!r}, not of "
+            f"{folder.name!r}; put each instrument's files in its own folder, or retrain it."
+        )
 
 
 def _hub_files(
@@ -472,7 +511,9 @@ class Instrument:
                 f"in {CHECKPOINT_ROOT}; available: {available}). Train one with "
                 "`python -m ensemble train instrument` or pass a checkpoint folder."
             )
-        return cls._load(path / CONFIG_FILE, path / WEIGHTS_FILE)
+        instrument = cls._load(path / CONFIG_FILE, path / WEIGHTS_FILE)
+        _check_folder_name(path, instrument.name)
+        return instrument
 
     @classmethod
     def _load(cls, config_path: Path, weights_path: Path) -> Instrument:
@@ -502,7 +543,7 @@ class Instrument:
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}). "
                 "The two files come from different models; re-export the checkpoint."
             )
-        if not all(torch.isfinite(t).all() for t in state.values()):
+        if not all_finite(t.float().numpy() for t in state.values()):
             raise CheckpointError(
                 f"The weights in {weights_path} contain NaN or infinite values (a diverged "
                 "training run). Retrain the instrument."

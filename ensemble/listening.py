@@ -39,6 +39,7 @@ from ensemble.audio import ClippingWarning, fingerprint, load_audio, write_audio
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import EnsembleError
 from ensemble.features import FeatureFrame
+from ensemble.limits import DEFAULT_TOP_K, HOPS, TOP_K, check_continue
 from ensemble.metrics import SongMetrics, metrics_json, song_metrics
 from ensemble.mix import downmix
 from ensemble.perform import Ensemble, Performance, PerformSettings
@@ -69,9 +70,8 @@ ENV_LISTEN = "ENSEMBLE_LISTEN_SECONDS"
 
 APP_MAX_SECONDS = 30.0  # longer uploads are refused (or trimmed on request): rounds stay short
 LISTEN_SECONDS = 3.0  # each candidate must be played this long (capped at half its length)
-MAX_CANDIDATES = 8  # UI slots; Top-K is limited to this
-DEFAULT_TOP_K = 5
-MAX_HOPS = 4
+MAX_CANDIDATES = int(TOP_K.high)  # UI slots: Top-K's limit, shared with the CLI
+MAX_HOPS = int(HOPS.high)
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PREFERRED_LINEUP = ("violin", "cello", "bass", "drums", "flute", "viola", "piano")
 CANDIDATE_PLOT_HEIGHT = 380
@@ -461,13 +461,8 @@ class Room:
                 raise EnsembleError(
                     "Add a pitched instrument to lead: it plays your melody (drums cannot)."
                 )
-        if not 1 <= int(options.top_k) <= MAX_CANDIDATES:
-            raise EnsembleError(f"Top-K must be between 1 and {MAX_CANDIDATES}.")
-        if not 1 <= int(options.hops) <= MAX_HOPS:
-            raise EnsembleError(f"Hops must be between 1 and {MAX_HOPS}.")
         weights = parse_weights({k: float(v) for k, v in options.weights.items()})
-        if not any(abs(weights[k]) > 0 for k in PART_NAMES):
-            raise EnsembleError("At least one score weight must be non-zero.")
+        check_continue(options.top_k, options.hops, weights)
         return RoundOptions(
             instruments=chosen,
             leader=leader,

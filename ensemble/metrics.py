@@ -118,9 +118,9 @@ def melodic_complexity(f0_hz: np.ndarray) -> float | None:
 
 def melody(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Melody:
     """pYIN f0 trajectory (32 ms hop) with voicing share and melodic complexity."""
-    import librosa
+    from ensemble.pyin import pyin
 
-    f0, voiced_flag, _ = librosa.pyin(
+    f0, voiced_flag, _ = pyin(
         np.asarray(audio, np.float32),
         fmin=PYIN_FMIN,
         fmax=PYIN_FMAX,
@@ -131,7 +131,7 @@ def melody(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Melody:
         n_thresholds=PYIN_THRESHOLDS,
     )
     f0 = np.where(voiced_flag, f0, np.nan)
-    times = librosa.times_like(f0, sr=sample_rate, hop_length=PYIN_HOP)
+    times = np.arange(len(f0)) * PYIN_HOP / sample_rate
     voiced = f0[np.isfinite(f0)]
     return Melody(
         times_s=times,

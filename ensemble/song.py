@@ -171,5 +171,5 @@ def write_song(folder: str | Path, song: Song, performance: Performance, **meta:
     write_arrangement_midi(out / "song.mid", performance)
     record = song.to_json(**meta, leader=performance.leader, instruments=list(performance.stems))
     record["rhythm"] = performance.grid.to_json()
-    (out / "song.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "song.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ensemble.config import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
 from ensemble.features import (
@@ -69,3 +70,26 @@ def test_midi_conversions() -> None:
     assert hz_to_midi(np.array([440.0]))[0] == 69.0
     assert hz_to_midi(np.array([0.0]))[0] == 0.0
     np.testing.assert_allclose(midi_to_hz(hz_to_midi(np.array([123.4]))), [123.4])
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=1024 is too large")  # librosa on short inputs
+def test_numpy_spectra_match_librosa() -> None:
+    import librosa
+
+    from ensemble.audio import resample
+    from ensemble.features import N_FFT, _power_spectrogram, chroma_filterbank
+
+    rng = np.random.default_rng(1)
+    for n in (HOP_LENGTH, 1000, 16_037):
+        audio = (0.3 * rng.standard_normal(n)).astype(np.float32)
+        ref = np.abs(librosa.stft(audio, n_fft=N_FFT, hop_length=HOP_LENGTH)) ** 2
+        mine = _power_spectrogram(audio)
+        np.testing.assert_allclose(mine, ref[:, : n // HOP_LENGTH], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        chroma_filterbank(), librosa.filters.chroma(sr=SAMPLE_RATE, n_fft=N_FFT, tuning=0.0)
+    )
+    x = (0.2 * rng.standard_normal(44_100)).astype(np.float32)
+    np.testing.assert_allclose(
+        resample(x, 44_100, SAMPLE_RATE),
+        librosa.resample(x, orig_sr=44_100, target_sr=SAMPLE_RATE, res_type="soxr_hq"),
+    )

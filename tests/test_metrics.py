@@ -61,3 +61,29 @@ def test_json_and_plots(tmp_path: Path) -> None:
     assert len(fig.data) == 6  # waveform, melody and RMS per signal
     png = save_png(named, tmp_path / "plots.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pyin_port_matches_librosa() -> None:
+    import librosa
+
+    from ensemble.metrics import (
+        PYIN_FMAX,
+        PYIN_FMIN,
+        PYIN_FRAME,
+        PYIN_HOP,
+        PYIN_RESOLUTION,
+        PYIN_THRESHOLDS,
+    )
+    from ensemble.pyin import pyin
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    glide = 0.4 * np.sin(2 * np.pi * np.cumsum(np.linspace(180, 700, len(t))) / SAMPLE_RATE)
+    signal = np.concatenate([np.zeros(4000), glide, 0.05 * rng.standard_normal(8000)])
+    kwargs = dict(fmin=PYIN_FMIN, fmax=PYIN_FMAX, sr=SAMPLE_RATE, frame_length=PYIN_FRAME,
+                  hop_length=PYIN_HOP, resolution=PYIN_RESOLUTION, n_thresholds=PYIN_THRESHOLDS)
+    ref = librosa.pyin(signal.astype(np.float32), **kwargs)
+    mine = pyin(signal.astype(np.float32), **kwargs)
+    np.testing.assert_array_equal(mine[1], ref[1])
+    np.testing.assert_allclose(mine[0], ref[0], rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(mine[2], ref[2], atol=1e-9)

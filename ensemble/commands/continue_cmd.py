@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ensemble.config import (
+from ensemble.commands import load_inputs, output_names
+from ensemble.limits import (
     CONTINUATION_SECONDS,
-    MAX_CONTINUATION_SECONDS,
-    MIN_CONTINUATION_SECONDS,
+    DEFAULT_CONTINUATION_SECONDS,
+    DEFAULT_TOP_K,
+    HOPS,
+    RERANK,
+    TOP_K,
+    check_continue,
 )
+from ensemble.outputs import check_folder, replace_folder
+
+RESULT = "ranking.json"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,26 +31,45 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is given.",
     )
     parser.add_argument(
-        "input", type=Path, metavar="INPUT", help="audio file to continue (0.5-120 s)"
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="audio file(s) to continue (0.5-120 s); several share one index and model load and "
+        "each gets DIR/<file name>/",
     )
     parser.add_argument(
         "--index", type=Path, required=True, metavar="INDEX", help="index folder (index build)"
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
-        "--top-k", type=int, default=10, metavar="K", help="continuations (default 10)"
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="output folder (created; one written by an earlier continue is replaced whole)",
     )
     parser.add_argument(
-        "--hops", type=int, default=1, metavar="N", help="chunks chained per continuation"
+        "--top-k",
+        type=TOP_K.arg(int),
+        default=DEFAULT_TOP_K,
+        metavar="K",
+        help=f"continuations, {TOP_K.describe()} (default {DEFAULT_TOP_K})",
+    )
+    parser.add_argument(
+        "--hops",
+        type=HOPS.arg(int),
+        default=1,
+        metavar="N",
+        help=f"chunks chained per continuation, {HOPS.describe()} (default 1)",
     )
     parser.add_argument(
         "--seconds",
-        type=float,
-        default=CONTINUATION_SECONDS,
+        type=CONTINUATION_SECONDS.arg(float),
+        default=DEFAULT_CONTINUATION_SECONDS,
         metavar="S",
         help=f"length of each continuation after the input's ending, "
-        f"{MIN_CONTINUATION_SECONDS:g}-{MAX_CONTINUATION_SECONDS:g} s (default "
-        f"{CONTINUATION_SECONDS:g}); seams land on the beat",
+        f"{CONTINUATION_SECONDS.describe()} s (default {DEFAULT_CONTINUATION_SECONDS:g}); seams "
+        "land on the beat",
     )
     parser.add_argument(
         "--instruments",
@@ -58,10 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--candidates",
-        type=int,
+        type=RERANK.arg(int),
         default=200,
         metavar="N",
-        help="stage-1 candidates reranked exactly",
+        help=f"stage-1 candidates reranked exactly, {RERANK.describe()} (default 200)",
     )
     parser.add_argument(
         "--embedder",
@@ -75,58 +102,69 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _continue(args: argparse.Namespace) -> int:
     from ensemble.errors import EnsembleError
-    from ensemble.rag import Span, continue_audio, open_index, parse_weights, write_continuations
-    from ensemble.rag.analyse import file_sha256
-    from ensemble.rag.continuation import check_seconds
+    from ensemble.rag.scoring import parse_weights
 
-    counts = {"--top-k": args.top_k, "--hops": args.hops, "--candidates": args.candidates}
-    for flag, value in counts.items():
-        if value < 1:
-            raise EnsembleError(f"{flag} must be at least 1, not {value}.")
-    check_seconds(args.seconds)
     if args.leader and not args.instruments:
         raise EnsembleError("--leader needs --instruments (the leader must be one of them).")
     weights = parse_weights(args.weights)
+    check_continue(args.top_k, args.hops, weights, args.candidates)
+    check_folder(args.out, command="continue", result_file=RESULT)
+    audios = load_inputs(args.inputs)  # checked before the index, models and torch load
+
+    from ensemble.instrument import Instrument
+    from ensemble.rag import Span, continue_audio, open_index, write_continuations
+    from ensemble.rag.analyse import file_sha256
+
     index = open_index(args.index)
-    exclude = []
-    if args.input.is_file():
-        # Querying with an indexed file: its own chunks would be trivially "perfect".
-        digest = file_sha256(args.input)
-        exclude = [Span(r.name, 0.0, r.duration_s) for r in index.files if r.sha256 == digest]
     names = args.instruments.split(",") if args.instruments else []
     instruments = [n.strip() for n in names if n.strip()] or None
-    embedder = None
-    if args.embedder:
-        from ensemble.instrument import Instrument
+    # Loaded once for every input, not once per query.
+    embedder = Instrument.from_pretrained(args.embedder or index.config.embedder)
+    ensemble = None
+    if instruments:
+        from ensemble.perform import Ensemble
 
-        embedder = Instrument.from_pretrained(args.embedder)
-    results = continue_audio(
-        args.input,
-        index,
-        top_k=args.top_k,
-        hops=args.hops,
-        weights=weights,
-        candidates=args.candidates,
-        exclude=exclude,
-        instruments=instruments,
-        leader=args.leader,
-        embedder=embedder,
-        render=not args.no_audio,
-        seconds=args.seconds,
-    )
-    path = write_continuations(
-        args.out,
-        results,
-        meta={
-            "input": str(args.input),
-            "index": str(args.index),
-            "hops": args.hops,
-            "seconds": args.seconds,
-            "instruments": instruments or [],
-            "weights": weights,
-            "excluded": [s.source for s in exclude],
-        },
-    )
+        ensemble = Ensemble.from_pretrained()
+    with replace_folder(args.out, command="continue") as tmp:
+        for path, audio, name in zip(args.inputs, audios, output_names(args.inputs), strict=True):
+            # Querying with an indexed file: its own chunks would be trivially "perfect".
+            digest = file_sha256(path)
+            exclude = [Span(r.name, 0.0, r.duration_s) for r in index.files if r.sha256 == digest]
+            results = continue_audio(
+                audio,
+                index,
+                top_k=args.top_k,
+                hops=args.hops,
+                weights=weights,
+                candidates=args.candidates,
+                exclude=exclude,
+                instruments=instruments,
+                leader=args.leader,
+                embedder=embedder,
+                ensemble=ensemble,
+                render=not args.no_audio,
+                seconds=args.seconds,
+            )
+            write_continuations(
+                tmp / name,
+                results,
+                meta={
+                    "input": str(path),
+                    "index": str(args.index),
+                    "hops": args.hops,
+                    "seconds": args.seconds,
+                    "instruments": instruments or [],
+                    "weights": weights,
+                    "excluded": [s.source for s in exclude],
+                },
+            )
+            _print(path, results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _print(path: Path, results: list) -> None:
+    print(f"{path}:")
     for note in results[0].notes if results else []:
         print(f"note: {note}")
     for item in results:
@@ -134,5 +172,3 @@ def _continue(args: argparse.Namespace) -> int:
             f"{item.rank:3d}  {'+'.join(item.chunk_ids):40s}  composite {item.composite:.3f}  "
             f"relevance {item.relevance:.3f}  coherence {item.coherence:.3f}"
         )
-    print(f"wrote {path}")
-    return 0

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ensemble.corpus import DEFAULT_SOUNDFONT
 from ensemble.errors import DataError
+from ensemble.limits import TRACK_SECONDS
+from ensemble.outputs import check_writable
 
 
 def _at_least_one(value: int | None, option: str) -> None:
@@ -40,7 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     render.add_argument("--workers", type=int, default=2, help="parallel renders")
     render.add_argument(
-        "--max-seconds", type=float, default=60.0, help="longest track in seconds (default 60)"
+        "--max-seconds",
+        type=TRACK_SECONDS.arg(),
+        default=60.0,
+        help=f"longest track in seconds, {TRACK_SECONDS.describe()} (default 60)",
     )
     render.set_defaults(func=_render)
 
@@ -96,8 +101,7 @@ def _render(args: argparse.Namespace) -> int:
 
     _at_least_one(args.max_pieces, "--max-pieces")
     _at_least_one(args.workers, "--workers")
-    if args.out.exists() and not args.out.is_dir():
-        raise DataError(f"--out '{args.out}' is a file; give a folder for the corpus.")
+    check_writable(args.out)
     start = time.perf_counter()
     summary = render_corpus(
         args.out,
@@ -136,6 +140,7 @@ def _pack(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.instruments.split(",") if n.strip()]
     if not names:
         raise DataError("--instruments needs at least one instrument name.")
+    check_writable(args.out)
     budget = {"train": args.train_seconds, "validation": args.validation_seconds}
     report = pack(args.roots, args.out, names, seconds=budget)
     for split, per in sorted(report.seconds.items()):
@@ -149,5 +154,6 @@ def _unpack(args: argparse.Namespace) -> int:
 
     if not (args.pack / "decoders").is_dir():
         raise DataError(f"'{args.pack}' is not a training pack (no decoders/ folder).")
+    check_writable(args.out)
     print(f"unpacked -> {unpack(args.pack, args.out)}")
     return 0

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-
-def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a {kind.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"'{text}' must be positive")
-        return value
-
-    return parse
+from ensemble.limits import CHUNK_SECONDS, HOP_SECONDS, WORKERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,13 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, required=True, metavar="INDEX", help="index folder")
     build.add_argument(
         "--chunk-seconds",
-        type=_positive(float),
+        type=CHUNK_SECONDS.arg(),
         metavar="S",
         help="chunk length (default 4; --add: the index's)",
     )
     build.add_argument(
         "--hop-seconds",
-        type=_positive(float),
+        type=HOP_SECONDS.arg(),
         metavar="H",
         help="chunk spacing (default 1; --add: the index's)",
     )
@@ -56,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     build.add_argument(
         "--workers",
-        type=_positive(int),
+        type=WORKERS.arg(int),
         metavar="N",
         help="files analysed in parallel: local threads or Ray CPUs (default: all cores)",
     )

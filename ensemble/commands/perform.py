@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ensemble.errors import EnsembleError
+from ensemble.commands import load_inputs, output_names
+from ensemble.limits import AUTOTUNE, GAIN_DB, OCTAVES, QUIET_DB, SEMITONES
+from ensemble.outputs import check_folder, replace_folder
+
+if TYPE_CHECKING:
+    from ensemble.perform import Performance
+
+RESULT = "metrics.json"
 
 
 def _gain(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
-    try:
-        if not sep:
-            raise ValueError
-        return name.strip().lower(), float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=DB (e.g. cello=-6)") from None
+    if not sep:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=DB (e.g. cello=-6)")
+    return name.strip().lower(), GAIN_DB.arg()(value)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is stereo: stems balanced by loudness per role, placed and in one room; the mix at "
         "-14 LUFS under -1 dBTP.",
     )
-    p.add_argument("input", type=Path, help="audio file (wav, flac, ogg, mp3; 0.5-120 s)")
+    p.add_argument(
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="audio file(s) (wav, flac, ogg, mp3; 0.5-120 s); several share one model load and "
+        "each gets DIR/<file name>/",
+    )
     p.add_argument(
         "--instruments",
         default="violin,cello,bass,drums",
@@ -41,7 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="instrument that plays the input's melody (default: first "
         "pitched one in --instruments)",
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder (created; one written by an earlier perform is replaced whole)",
+    )
     p.add_argument(
         "--checkpoints",
         help="checkpoint folder or Hugging Face repo id (default: the shipped checkpoints/)",
@@ -52,23 +68,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep the input's register and loudness instead of mapping them to the "
         "leader's training range",
     )
-    p.add_argument("--octave-shift", type=int, default=0, help="extra octaves for the leader")
-    p.add_argument("--semitones", type=float, default=0.0, help="extra semitones for the leader")
+    p.add_argument(
+        "--octave-shift", type=OCTAVES.arg(int), default=0, help="extra octaves for the leader"
+    )
+    p.add_argument(
+        "--semitones", type=SEMITONES.arg(), default=0.0, help="extra semitones for the leader"
+    )
     p.add_argument(
         "--loudness-shift",
-        type=float,
+        type=GAIN_DB.arg(),
         default=0.0,
         help="dB added to every instrument's loudness control",
     )
     p.add_argument(
         "--quiet-threshold",
-        type=float,
+        type=QUIET_DB.arg(),
         default=-60.0,
         help="input frames quieter than this (dB) stay silent (default -60)",
     )
     p.add_argument(
         "--autotune",
-        type=float,
+        type=AUTOTUNE.arg(),
         default=0.0,
         help="0..1: pull the leader's pitch toward the nearest semitone",
     )
@@ -83,7 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--leader-gain",
-        type=float,
+        type=GAIN_DB.arg(),
         default=0.0,
         help="extra dB for the leader on top of the loudness balance, which already puts it "
         "in front (default 0)",
@@ -105,17 +125,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ensemble.audio import load_audio, write_audio
-    from ensemble.metrics import metrics_json
     from ensemble.perform import Ensemble, PerformSettings
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        audio = load_audio(args.input, trim=args.trim)
-    for w in caught:
-        print(f"warning: {w.message}")
-    if not 0.0 <= args.autotune <= 1.0:
-        raise EnsembleError("--autotune takes a value between 0 and 1.")
+    check_folder(args.out, command="perform", result_file=RESULT)
+    audios = load_inputs(args.inputs, args.trim)
     settings = PerformSettings(
         auto_adjust=not args.no_auto_adjust,
         octave_shift=args.octave_shift,
@@ -128,18 +141,31 @@ def run(args: argparse.Namespace) -> int:
         mute=tuple(n.strip().lower() for n in args.mute.split(",") if n.strip()),
     )
     ensemble = Ensemble.from_pretrained(args.checkpoints)
-    performance = ensemble.perform(
-        audio, args.instruments.split(","), leader=args.leader, settings=settings
-    )
-    for message in performance.messages:
-        print(message)
-    out: Path = args.out
+    with replace_folder(args.out, command="perform") as tmp:
+        for path, audio, name in zip(args.inputs, audios, output_names(args.inputs), strict=True):
+            performance = ensemble.perform(
+                audio, args.instruments.split(","), leader=args.leader, settings=settings
+            )
+            for message in performance.messages:
+                print(message)
+            _write(tmp / name, path, performance, png=args.png, midi=args.midi)
+            print(f"{path}: {len(performance.stems)} stems -> {args.out / name}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _write(
+    out: Path, source: Path, performance: Performance, *, png: bool, midi: bool
+) -> None:
+    from ensemble.audio import write_audio
+    from ensemble.metrics import metrics_json
+
     write_audio(out / "mix.wav", performance.mix)
     for name, stem in performance.stems.items():
         write_audio(out / "stems" / f"{name}.wav", stem)
     metrics = performance.metrics()
     report = {
-        "input": str(args.input),
+        "input": str(source),
         "leader": performance.leader,
         "instruments": list(performance.stems),
         "messages": performance.messages,
@@ -148,17 +174,12 @@ def run(args: argparse.Namespace) -> int:
         "harmony": performance.context.to_json() if performance.context else None,
         "metrics": metrics_json(metrics, series=True),
     }
-    (out / "metrics.json").write_text(json.dumps(report, indent=1))
-    if args.midi:
+    (out / RESULT).write_text(json.dumps(report, indent=1, allow_nan=False))
+    if midi:
         from ensemble.arrangement_midi import write_arrangement_midi
 
         write_arrangement_midi(out / "arrangement.mid", performance)
-    if args.png:
+    if png:
         from ensemble.plots import save_png
 
-        save_png({k: metrics[k] for k in ("input", "mix")}, out / "plots.png", args.input.name)
-    summary = ", ".join(
-        f"{k}: {v['summary']['average_energy']:.4f}" for k, v in report["metrics"].items()
-    )  # type: ignore[index]
-    print(f"wrote {out}/mix.wav and {len(performance.stems)} stems; average energy {summary}")
-    return 0
+        save_png({k: metrics[k] for k in ("input", "mix")}, out / "plots.png", source.name)

@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+from ensemble.outputs import check_file
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("ratings", help="export listener ratings or learn ranker weights")
@@ -16,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--db", required=True, help="ratings database (SQLite)")
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     export.add_argument("--out", help="output file (default: standard output)")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.set_defaults(func=_export)
 
     fit = inner.add_parser("fit", help="learn composite weights from judgements (Bradley–Terry)")
@@ -44,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from ensemble.ratings import RatingsStore
 
-    store = RatingsStore(args.db, create=False)
+    if args.out:
+        check_file(args.out, force=args.force)
+    store = RatingsStore(args.db, readonly=True)
     try:
         n = store.export(args.format, args.out or sys.stdout)
         sys.stdout.flush()
@@ -61,7 +66,8 @@ def _export(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     from ensemble.ratings import RatingsStore, fit, load_weights, save_weights
 
-    store = RatingsStore(args.db, create=False)
+    check_file(args.out, force=True)  # the stated rule: fit replaces its weights file
+    store = RatingsStore(args.db, readonly=True)
     old = load_weights(args.old_weights) if args.old_weights else None
     parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else None
     result = fit(store.judgements(), old_weights=old, parts=parts, holdout=args.holdout,
@@ -102,7 +108,7 @@ def _fit_report(m: dict[str, Any], old: dict[str, float], new: dict[str, float])
 def _stats(args: argparse.Namespace) -> int:
     from ensemble.ratings import RatingsStore
 
-    s = RatingsStore(args.db, create=False).stats()
+    s = RatingsStore(args.db, readonly=True).stats()
     print(f"judgements     {s['judgements']} ({s['with_ranking']} ranked, {s['with_ratings']} "
           f"rated 1-5, {s['best_only']} best-only)")
     print(f"sessions       {s['sessions']}")

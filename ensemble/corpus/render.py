@@ -68,6 +68,14 @@ def check_renderer(soundfont: Path) -> str:
             f"Soundfont '{soundfont}' does not exist; install 'fluid-soundfont-gm' (apt) or pass "
             "--soundfont with the path of a General MIDI .sf2/.sf3 file."
         )
+    with soundfont.open("rb") as handle:
+        head = handle.read(12)
+    # SF2 and SF3 are RIFF files of form 'sfbk'; FluidSynth renders silence from anything else.
+    if head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise DataError(
+            f"'{soundfont}' is not a SoundFont (.sf2/.sf3); pass --soundfont with a General MIDI "
+            "soundfont, e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2 from 'fluid-soundfont-gm'."
+        )
     return binary
 
 

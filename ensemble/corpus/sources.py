@@ -50,7 +50,9 @@ class PieceRef:
     def load(self):
         from music21 import corpus
 
-        return corpus.parse(self.path, number=self.number)
+        # forceSource: parse the bundled file itself, never music21's pickle cache in the shared
+        # temp folder (another local user could plant a pickle there, and unpickling runs code).
+        return corpus.parse(self.path, number=self.number, forceSource=True)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,8 @@ def load_symbolic_track(ref: TrackRef) -> list[StemExample]:
     from ensemble.corpus.score import UnusableScore, score_data
 
     try:
-        score = converter.parse(ref.path, number=ref.number)
+        # forceSource: no pickle cache in the shared temp folder (see corpus.sources).
+        score = converter.parse(ref.path, number=ref.number, forceSource=True)
         data = score_data(score, require_meter=False)
     except UnusableScore as exc:
         raise DataError(f"'{ref.path.name}' cannot be used: {exc}") from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ensemble.errors import EnsembleError, IndexMismatchError
+from ensemble.outputs import check_writable
 from ensemble.rag.analyse import Analysed, analyse_file, check_embedder, embedder_sha256
 from ensemble.rag.chunks import Embedder, FeatureConfig, FileChunks, style_centre
 from ensemble.rag.index import (
@@ -39,8 +41,10 @@ from ensemble.rag.store import (
     CURRENT,
     FILES_FILE,
     FORMAT_VERSION,
+    LOCK_FILE,
     VECTORS_FILE,
     FileRecord,
+    build_lock,
     link_part,
     live_version,
     new_version_dir,
@@ -287,10 +291,9 @@ class _VersionWriter:
 
 
 def _check_out_folder(root: Path) -> None:
-    if root.exists() and not root.is_dir():
-        raise EnsembleError(f"--out '{root}' is a file; give a folder for the index.")
-    # Only CURRENT and v-* folders (maybe left by a crashed build) may already be there.
-    ours = (CURRENT, f"{CURRENT}.tmp")
+    check_writable(root, "--out")
+    # Only our own files and v-* folders (maybe left by a crashed build) may already be there.
+    ours = (CURRENT, f"{CURRENT}.tmp", LOCK_FILE)
     if root.is_dir() and any(p.name not in ours and p.name[:2] != "v-" for p in root.iterdir()):
         raise EnsembleError(
             f"'{root}' exists and is not an Ensemble index; choose a new or empty folder."
@@ -331,6 +334,32 @@ def build_index(
     begin = time.perf_counter()
     root = Path(out)
     _check_out_folder(root)
+    created = not root.exists()
+    try:
+        with build_lock(root):
+            return _build(
+                source, root, begin, chunk_seconds, hop_seconds, embedder, engine, workers, add,
+                progress, on_stage,
+            )  # fmt: skip
+    except BaseException:
+        if created and not (root / CURRENT).exists():  # failed before publishing: no folder
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _build(
+    source: str | Path,
+    root: Path,
+    begin: float,
+    chunk_seconds: float | None,
+    hop_seconds: float | None,
+    embedder: Embedder | str | None,
+    engine: Engine,
+    workers: int | None,
+    add: bool,
+    progress: bool,
+    on_stage: Callable[[str], None] | None,
+) -> BuildReport:
     existing = open_index(root) if add else None
     if not add and live_version(root) is not None:
         log.info("Replacing the index at %s (the old one stays live until the new is ready).", root)

@@ -28,6 +28,7 @@ import numpy as np
 from ensemble.config import FRAME_RATE, SAMPLE_RATE
 from ensemble.errors import EnsembleError, IndexMismatchError
 from ensemble.features import FeatureFrame
+from ensemble.limits import CHUNK_SECONDS, HOP_SECONDS, LOOKBACK_SECONDS
 from ensemble.rhythm import BeatGrid, track_beats
 
 FEATURE_VERSION = 2  # bump when the meaning of stored features changes (2: beat grid at seams)
@@ -66,9 +67,11 @@ class FeatureConfig:
     version: int = FEATURE_VERSION
 
     def __post_init__(self) -> None:
+        CHUNK_SECONDS.check(self.chunk_seconds)
+        HOP_SECONDS.check(self.hop_seconds)
+        for lookback in self.lookbacks_s:
+            LOOKBACK_SECONDS.check(lookback)
         ratio = self.chunk_seconds / self.hop_seconds
-        if self.hop_seconds <= 0 or self.chunk_seconds <= 0:
-            raise EnsembleError("Chunk and hop lengths must be positive numbers of seconds.")
         if abs(ratio - round(ratio)) > 1e-6:
             raise EnsembleError(
                 f"--chunk-seconds ({self.chunk_seconds:g}) must be a whole multiple of "
@@ -77,8 +80,8 @@ class FeatureConfig:
         hop_frames = self.hop_seconds * self.frame_rate
         if abs(hop_frames - round(hop_frames)) > 1e-6:
             raise EnsembleError(f"--hop-seconds must be a multiple of 1/{self.frame_rate} s.")
-        if not self.lookbacks_s or min(self.lookbacks_s) <= 0:
-            raise EnsembleError("Lookback windows must be positive numbers of seconds.")
+        if not self.lookbacks_s:
+            raise EnsembleError("At least one lookback window is needed.")
 
     @property
     def hop_frames(self) -> int:

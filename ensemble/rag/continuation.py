@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ensemble.audio import AudioSource, load_audio, write_audio
-from ensemble.config import MAX_CONTINUATION_SECONDS, MIN_CONTINUATION_SECONDS, SAMPLE_RATE
-from ensemble.errors import EnsembleError
+from ensemble.config import SAMPLE_RATE
 from ensemble.features import FeatureFrame
+from ensemble.limits import DEFAULT_TOP_K
 from ensemble.rag import scoring
 from ensemble.rag.analyse import analyse_query, check_embedder
 from ensemble.rag.chunks import Embedder, QueryFeatures
@@ -29,13 +29,6 @@ if TYPE_CHECKING:
 TAIL_SECONDS = 4.0  # how much of the input the rendered file starts with
 FADE_SECONDS = 0.1  # seam crossfade: long enough to hide a click, short enough to keep onsets
 
-
-def check_seconds(seconds: float) -> float:
-    """``seconds`` if it is a continuation length the CLI accepts, else an EnsembleError."""
-    low, high = MIN_CONTINUATION_SECONDS, MAX_CONTINUATION_SECONDS
-    if not low <= seconds <= high:  # also refuses nan
-        raise EnsembleError(f"--seconds must be between {low:g} and {high:g}, not {seconds:g}.")
-    return seconds
 
 
 @dataclass
@@ -196,7 +189,7 @@ def continue_audio(
     audio: AudioSource | np.ndarray,
     index: RagIndex | str | Path,
     *,
-    top_k: int = 10,
+    top_k: int = DEFAULT_TOP_K,
     hops: int = 1,
     weights: str | Path | Mapping[str, float] | None = None,
     candidates: int = DEFAULT_CANDIDATES,
@@ -311,5 +304,6 @@ def write_continuations(
     notes = continuations[0].notes if continuations else []
     ranking = {**(meta or {}), "notes": notes, "candidates": records}
     path = folder / "ranking.json"
-    path.write_text(json.dumps(ranking, indent=2) + "\n")
+    # Strict JSON (no bare NaN): the index refuses damaged vectors, so every score is finite.
+    path.write_text(json.dumps(ranking, indent=2, allow_nan=False) + "\n")
     return path

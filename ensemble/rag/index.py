@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ensemble.config import FRAME_RATE, SAMPLE_RATE
-from ensemble.errors import IndexMismatchError
+from ensemble.errors import EnsembleError, IndexMismatchError
 from ensemble.rag.chunks import FEATURE_VERSION, FeatureConfig, Seams
 from ensemble.rag.store import (
     CENTRE_FILE,
@@ -123,7 +124,8 @@ def _load_parts(version: Path, names: list[str]) -> tuple[dict[str, np.ndarray],
     """All parts' chunk tables concatenated (context rows made global) and their style vectors."""
     tables, contexts, offsets = [_empty_table()], [], [0]
     for name in names:
-        with np.load(version / name / "chunks.npz") as data:
+        # Our own handle: np.load leaks its file when the archive is truncated.
+        with (version / name / "chunks.npz").open("rb") as handle, np.load(handle) as data:
             table = {k: data[k] for k in data.files}
         for key in ("ctx_start", "ctx_end"):  # part-local rows -> global rows
             table[key] = table[key] + offsets[-1]
@@ -151,19 +153,58 @@ class RagIndex:
             self.config = FeatureConfig.from_json(self.meta["features"])
             self.files = [FileRecord(**r) for r in read_json(version / FILES_FILE)]
             table, self.context = _load_parts(version, self.meta["parts"])
-        except (KeyError, TypeError, ValueError, OSError) as exc:
-            raise IndexMismatchError(
-                f"The index at '{root}' is incomplete or corrupt ({exc.__class__.__name__}: "
-                f"{exc}); rebuild it with `python -m ensemble index build`."
-            ) from exc
+            centre = version / CENTRE_FILE
+            # None: no chunk yet
+            self.centre = np.load(centre, allow_pickle=False) if centre.is_file() else None
+        except (
+            KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile, EnsembleError
+        ) as exc:  # fmt: skip
+            raise _corrupt(root, f"{exc.__class__.__name__}: {exc}") from exc
         self.file_of = table.pop("file_index")
         self.start_s = table.pop("start_s")
         self.ctx_start = table.pop("ctx_start")
         self.ctx_end = table.pop("ctx_end")
-        self.seams = Seams(**table)
-        centre = version / CENTRE_FILE
-        self.centre = np.load(centre) if centre.is_file() else None  # None: no chunk yet
+        try:
+            self.seams = Seams(**table)
+        except TypeError as exc:
+            raise _corrupt(root, f"chunks.npz: {exc}") from exc
         self._vectors: faiss.Index | None = None
+        self._check()
+
+    def _check(self) -> None:
+        """Sizes, dimensions and finiteness of every file, so a damaged index is refused when
+        opened rather than deep inside faiss or numpy. Style vectors are checked as they are read
+        (see `RagIndex.styles`): scanning them all here would read the whole index."""
+        n, root = len(self.start_s), self.root
+        lengths = {k: len(v) for k, v in self.seams.arrays().items()}
+        lengths.update(file_index=len(self.file_of), ctx_start=len(self.ctx_start))
+        if any(size != n for size in lengths.values()):
+            raise _corrupt(root, f"chunks.npz arrays of unequal length {sorted(lengths.items())}")
+        bad_file = n and self.file_of.max() >= len(self.files)
+        if sum(r.n_chunks for r in self.files) != n or bad_file:
+            raise _corrupt(root, "files.json does not match the chunk table")
+        rows = self.context.offsets[-1]
+        if n and (min(self.ctx_start.min(), self.ctx_end.min()) < 0
+                  or max(self.ctx_start.max(), self.ctx_end.max()) >= rows):  # fmt: skip
+            raise _corrupt(root, "chunk rows point outside the stored style vectors")
+        numeric = [self.start_s, *self.seams.arrays().values()]
+        if not all(np.all(np.isfinite(a)) for a in numeric):
+            raise _corrupt(root, "chunks.npz holds NaN or infinite values")
+        dims = {p.shape[1:] for p in self.context.parts}
+        if len(dims) > 1 or any(d[0] != len(self.config.lookbacks_s) for d in dims):
+            raise _corrupt(root, f"style vectors of inconsistent shapes {sorted(dims)}")
+        if n == 0:
+            return
+        d = next(iter(dims))[1]
+        if self.centre is None or self.centre.shape != (d,) or not np.all(np.isfinite(self.centre)):
+            raise _corrupt(root, f"{CENTRE_FILE} is missing, not {d} numbers, or not finite")
+        vectors = self.vectors
+        if vectors.d != d or vectors.ntotal != n:
+            raise _corrupt(
+                root,
+                f"{VECTORS_FILE} holds {vectors.ntotal} vectors of dimension {vectors.d}, the "
+                f"chunks need {n} of dimension {d}",
+            )
 
     def __len__(self) -> int:
         return len(self.start_s)
@@ -172,10 +213,21 @@ class RagIndex:
     def vectors(self) -> faiss.Index:
         """The stage-1 FAISS index, read on first use."""
         if self._vectors is None:
-            self._vectors = load_faiss().read_index(str(self.version / VECTORS_FILE))
+            path = self.version / VECTORS_FILE
+            try:
+                self._vectors = load_faiss().read_index(str(path))
+            except RuntimeError as exc:  # faiss reports missing, truncated and foreign files so
+                raise _corrupt(self.root, f"{VECTORS_FILE} cannot be read") from exc
             if hasattr(self._vectors, "nprobe"):
                 self._vectors.nprobe = self.meta.get("nprobe", NPROBE)
         return self._vectors
+
+    def styles(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), S, d) style vectors of context rows, refusing damaged (non-finite) ones."""
+        out = self.context.take(rows)
+        if not np.all(np.isfinite(out)):
+            raise _corrupt(self.root, "some stored style vectors are NaN or infinite")
+        return out
 
     def chunk_id(self, row: int) -> str:
         """Stable id ``<file name>@<start>s``; unchanged by later --add."""
@@ -193,6 +245,13 @@ class RagIndex:
         k = min(k, len(self))
         with one_faiss_thread():
             return self.vectors.search(np.ascontiguousarray(vectors, np.float32), k)
+
+
+def _corrupt(root: Path, what: str) -> IndexMismatchError:
+    return IndexMismatchError(
+        f"The index at '{root}' is incomplete or corrupt ({what}); rebuild it with "
+        "`python -m ensemble index build`."
+    )
 
 
 def _check_constants(config: FeatureConfig, root: Path) -> None:

@@ -83,8 +83,11 @@ def _read_weights_file(path: Path) -> dict[str, object]:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise EnsembleError(f"Weights file '{path}' does not exist.") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EnsembleError(f"Weights file '{path}' is not valid JSON ({exc}).") from exc
+    except (OSError, ValueError) as exc:  # ValueError: also bytes that are not UTF-8
+        raise EnsembleError(
+            f"Weights file '{path}' is not valid UTF-8 JSON ({exc.__class__.__name__}); write "
+            "it with `ensemble ratings fit` or give name=value pairs."
+        ) from exc
     weights = data.get("weights") if isinstance(data, dict) else None
     if not isinstance(weights, dict):
         raise EnsembleError(

@@ -63,7 +63,7 @@ def score_rows(
 ) -> Ranked:
     """Stage 2: exact scores of candidate ``rows`` (C,) against ``query``, sorted best first."""
     seams = index.seams.take(rows)
-    rel, per_scale = scoring.relevance(query.context, index.context.take(index.ctx_start[rows]))
+    rel, per_scale = scoring.relevance(query.context, index.styles(index.ctx_start[rows]))
     parts = {
         scoring.RELEVANCE: rel,
         "pitch_coherence": scoring.pitch_coherence(query.f0_end, seams.f0_start),
@@ -97,7 +97,7 @@ def query_after(index: RagIndex, row: int) -> QueryFeatures:
     """
     seams = index.seams
     return QueryFeatures(
-        context=index.context.take(index.ctx_end[[row]])[0],
+        context=index.styles(index.ctx_end[[row]])[0],
         f0_end=float(seams.f0_end[row]),
         db_end=float(seams.db_end[row]),
         chroma_end=seams.chroma_end[row],

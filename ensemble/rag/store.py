@@ -2,6 +2,7 @@
 
     INDEX/
       CURRENT                  name of the live version (replaced atomically with os.replace)
+      LOCK                     held (flock) by the one build that may write here
       v-000002/
         config.json            feature config, vector-index settings, part list
         centre.npy             (K,) centre of the raw style descriptors (fixed by the first build)
@@ -10,23 +11,28 @@
         part-000/ part-001/    one per build or --add: chunks.npz (per-chunk arrays),
                                context.npy (P, S, d) float16 style vectors, vectors.npy (N, d)
 
-A build writes a complete new version beside the live one and only then points CURRENT at it, so a
+One build at a time: a second build into the same folder is refused while the first holds LOCK
+(the lock goes with its process, so a killed build never leaves the folder locked). A build
+writes a complete new version beside the live one and only then points CURRENT at it, so a
 crash at any moment leaves the previous version readable. Parts are immutable: a new version
 hard-links the parts it keeps instead of copying them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ensemble.errors import IndexMismatchError
+from ensemble.errors import EnsembleError, IndexMismatchError
 from ensemble.rag.chunks import FeatureConfig, FileChunks, Seams, style_vectors
 
 FORMAT_VERSION = 1
@@ -35,6 +41,7 @@ CONFIG_FILE = "config.json"
 FILES_FILE = "files.json"
 VECTORS_FILE = "vectors.faiss"
 CENTRE_FILE = "centre.npy"
+LOCK_FILE = "LOCK"
 
 
 @dataclass
@@ -62,6 +69,24 @@ def read_json(path: Path) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """Hold the index folder's build lock, or refuse at once when another build holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EnsembleError(
+                f"Another `index build` is writing to '{root}' right now; wait until it finishes "
+                "(the index stays usable meanwhile), then run this one again."
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def live_version(root: Path) -> Path | None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
 from ensemble.errors import EnsembleError
+from ensemble.outputs import replace_file
 from ensemble.ratings.judgement import Candidate, Judgement
 
 FORMATS = ("csv", "jsonl")
@@ -38,10 +37,8 @@ def write_export(judgements: list[Judgement], fmt: str, out: str | Path | TextIO
         return len(judgements)
     path = Path(out)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
+        with replace_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as stream:
             writer(judgements, stream)
-        os.replace(tmp, path)
     except OSError as exc:
         raise EnsembleError(f"Cannot write the export to {path}: {exc.strerror or exc}.") from exc
     return len(judgements)

@@ -12,8 +12,6 @@ weights are rescaled to the old weights' total so composite values stay on the f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.errors import EnsembleError
+from ensemble.outputs import replace_file
 from ensemble.ratings.judgement import Judgement
 
 WEIGHTS_VERSION = 1
@@ -303,10 +302,8 @@ def save_weights(result: FitResult, path: str | Path) -> Path:
     text = json.dumps(_finite_or_null(result.to_json()), indent=2, allow_nan=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
+        with replace_file(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise EnsembleError(f"Cannot write weights to {path}: {exc.strerror or exc}.") from exc
     return path

@@ -88,12 +88,23 @@ class RatingsStore:
     """Judgements and listen events in one SQLite file.
 
     `create=False` refuses a missing file (for the CLI, where a typo must not make an empty DB).
+    `readonly=True` (implies create=False) only reads: it works on a read-only copy or folder,
+    and never switches the journal or migrates the schema.
     `hub`, when given, receives every stored judgement for the Hugging Face dataset mirror.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, hub: HubSync | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        hub: HubSync | None = None,
+    ):
         self.path = Path(path)
         self.hub = hub
+        self.readonly = readonly
+        create = create and not readonly
         self._local = threading.local()
         if not create and not self.path.is_file():
             raise EnsembleError(
@@ -103,7 +114,7 @@ class RatingsStore:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._init_schema(create)
+            self._check_schema() if readonly else self._init_schema(create)
         except sqlite3.DatabaseError as exc:
             raise EnsembleError(
                 f"{self.path} cannot be opened as a ratings database ({exc})."
@@ -122,8 +133,12 @@ class RatingsStore:
             # parent's locks); keep it referenced and open a fresh one.
             _FORKED_CONNECTIONS.append(conn)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see BEGIN IMMEDIATE above).
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.execute("PRAGMA synchronous = FULL")
+        if self.readonly:
+            uri = f"{self.path.absolute().as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        else:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.execute("PRAGMA synchronous = FULL")
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -184,6 +199,21 @@ class RatingsStore:
             if version < SCHEMA_VERSION:
                 conn.execute("DELETE FROM schema_version")
                 conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+
+    def _check_schema(self) -> None:
+        """Read-only opening: the schema must already be this version's (nothing is written)."""
+        with self._read() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            row = conn.execute("SELECT version FROM schema_version").fetchone() if found else None
+        if row is None:
+            raise EnsembleError(f"{self.path} is not an Ensemble ratings database.")
+        if row[0] != SCHEMA_VERSION:
+            raise EnsembleError(
+                f"{self.path} has schema {row[0]}, this Ensemble reads {SCHEMA_VERSION}; open it "
+                "once with a matching Ensemble (writable) to upgrade it."
+            )
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
         """WAL is a property of the file, set once; switching needs a moment of exclusivity."""

@@ -42,6 +42,8 @@ from ensemble.conductor import (
 )
 from ensemble.errors import DataError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi
+from ensemble.limits import BATCH_SIZE, MINUTES, STEPS
+from ensemble.outputs import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -640,7 +642,7 @@ def train_conductor(
 def _handler(args: argparse.Namespace) -> int:
     metrics = train_conductor(
         Path(args.data),
-        Path(args.out),
+        check_writable(args.out),
         steps=args.steps,
         device=args.device,
         resume=args.resume,
@@ -659,13 +661,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, help="corpus root with splits.json and cache/")
     parser.add_argument("--out", default="checkpoints/conductor", help="checkpoint folder")
-    parser.add_argument("--steps", type=int, default=5000, help="optimiser steps (default 5000)")
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per step")
+    parser.add_argument(
+        "--steps", type=STEPS.arg(int), default=5000, help="optimiser steps (default 5000)"
+    )
+    parser.add_argument(
+        "--batch-size", type=BATCH_SIZE.arg(int), default=32, help="windows per step"
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--max-minutes",
-        type=float,
+        type=MINUTES.arg(),
         default=None,
         help="stop (after a last validation and save) once this much wall time is spent",
     )

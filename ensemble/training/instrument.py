@@ -32,6 +32,16 @@ from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.controls import QUANTILE_LEVELS, hold_unvoiced_pitch
 from ensemble.errors import DataError, EnsembleError
 from ensemble.features import VOICED_THRESHOLD, hz_to_midi, midi_to_hz
+from ensemble.limits import (
+    BATCH_SIZE,
+    EXCERPT_SECONDS,
+    HIDDEN_SIZE,
+    LEARNING_RATE,
+    MINUTES,
+    STEPS,
+    THREADS,
+)
+from ensemble.outputs import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -462,19 +472,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, type=Path, help="corpus root holding cache/")
     parser.add_argument("--instrument", required=True, help="canonical name, e.g. violin, drums")
     parser.add_argument("--out", type=Path, help="checkpoint folder (default checkpoints/<name>)")
-    parser.add_argument("--steps", type=int, default=TrainOptions.steps)
+    parser.add_argument("--steps", type=STEPS.arg(int), default=TrainOptions.steps)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--batch-size", type=int, help="default 32 on cuda, 8 on cpu")
     parser.add_argument(
-        "--seconds", type=float, help="excerpt length (default 2 on cuda, 1 on cpu)"
+        "--batch-size", type=BATCH_SIZE.arg(int), help="default 32 on cuda, 8 on cpu"
     )
-    parser.add_argument("--lr", type=float, default=TrainOptions.lr)
-    parser.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
-    parser.add_argument("--val-every", type=int, default=TrainOptions.val_every)
-    parser.add_argument("--hidden-size", type=int, help="override the decoder width")
+    parser.add_argument(
+        "--seconds",
+        type=EXCERPT_SECONDS.arg(),
+        help="excerpt length (default 2 on cuda, 1 on cpu)",
+    )
+    parser.add_argument(
+        "--lr", type=LEARNING_RATE.arg(), default=TrainOptions.lr, help=LEARNING_RATE.describe()
+    )
+    parser.add_argument(
+        "--time-limit", type=MINUTES.arg(), help="stop (and save) after this many minutes"
+    )
+    parser.add_argument("--val-every", type=STEPS.arg(int), default=TrainOptions.val_every)
+    parser.add_argument(
+        "--hidden-size", type=HIDDEN_SIZE.arg(int), help="override the decoder width"
+    )
     parser.add_argument("--amp", action="store_true", help="bf16 autocast for the network (CUDA)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=THREADS.arg(int), help="CPU threads (default: torch's choice)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--init",
@@ -508,7 +530,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
 def _run(args: argparse.Namespace) -> int:
     from ensemble.instrument import CHECKPOINT_ROOT
 
-    out = args.out or CHECKPOINT_ROOT / args.instrument
+    out = check_writable(args.out or CHECKPOINT_ROOT / args.instrument)
     train_instrument(args.data, args.instrument, out, options_from_args(args), args.hidden_size)
     print(f"wrote {out}")
     return 0
