@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import median_filter
 
 from ensemble.config import FRAME_RATE
 
@@ -61,7 +60,10 @@ def segment_notes(
     midi = np.asarray(midi, np.float64)
     # -1 marks rests; a median over 50 ms removes single-frame tracker flips between notes.
     rounded = np.where(voiced, np.round(midi), -1).astype(np.int64)
-    rounded = median_filter(rounded, size=5, mode="nearest")
+    padded = np.pad(rounded, 2, mode="edge")
+    rounded = np.median(np.lib.stride_tricks.sliding_window_view(padded, 5), axis=1).astype(
+        np.int64
+    )
     # Absorb runs shorter than a note into their longer neighbour (ornaments, glides).
     runs = _runs(rounded)
     for i, (a, b) in enumerate(runs):

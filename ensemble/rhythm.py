@@ -22,7 +22,6 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from ensemble.config import FRAME_RATE
 from ensemble.features import FeatureFrame, hz_to_midi
@@ -97,6 +96,19 @@ class BeatGrid:
         }
 
 
+def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """(T,) ``x`` convolved with a Gaussian of ``sigma`` frames (truncated at 4 sigma, edges
+    mirrored): scipy.ndimage.gaussian_filter1d's result on clips longer than 4 sigma, without
+    importing scipy at start-up."""
+    x = np.asarray(x, np.float64)
+    radius = min(int(4.0 * sigma + 0.5), len(x) - 1)
+    if sigma <= 0 or radius < 1:
+        return x.copy()
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    padded = np.pad(x, radius, mode="symmetric")
+    return np.convolve(padded, taps / taps.sum(), mode="valid")
+
+
 def onset_novelty(features: FeatureFrame, notes: list[NoteEvent] | None = None) -> np.ndarray:
     """(T,) onset novelty: loudness rises plus the starts of segmented notes, unit variance."""
     loud = np.maximum(np.asarray(features.loudness_db, np.float64), -80.0)
@@ -106,7 +118,7 @@ def onset_novelty(features: FeatureFrame, notes: list[NoteEvent] | None = None) 
     starts = np.zeros(features.n_frames)
     for n in notes:
         starts[n.start] += 1.0
-    starts = gaussian_filter1d(starts, 1.5)
+    starts = smooth(starts, 1.5)
     parts = [rise, starts]
     novelty = sum(p / (p.std() + 1e-9) for p in parts)
     return np.asarray(novelty, np.float64)
@@ -120,7 +132,7 @@ def leader_notes(features: FeatureFrame) -> list[NoteEvent]:
 def estimate_period(novelty: np.ndarray) -> float:
     """Beat period in frames: the autocorrelation peak (with its double for metrical support)
     weighted by the log-normal tempo prior, refined between lags by a parabola."""
-    x = novelty - gaussian_filter1d(novelty, FRAME_RATE)  # remove slow loudness swells
+    x = novelty - smooth(novelty, FRAME_RATE)  # remove slow loudness swells
     n = len(x)
     spectrum = np.fft.rfft(x, 2 * n)
     ac = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
@@ -145,7 +157,7 @@ def estimate_period(novelty: np.ndarray) -> float:
 def dp_beats(novelty: np.ndarray, period: float, tightness: float = TIGHTNESS) -> np.ndarray:
     """Frames of the beat sequence maximising novelty at beats minus tempo-deviation cost."""
     n = len(novelty)
-    local = gaussian_filter1d(novelty, period / 32.0)
+    local = smooth(novelty, period / 32.0)
     score = local.copy()
     back = np.full(n, -1, dtype=np.int64)
     lo_off, hi_off = round(2 * period), max(1, round(period / 2))
@@ -176,12 +188,19 @@ def steady(beats: np.ndarray, span: int = STEADY_BEATS) -> np.ndarray:
     keep a steady pulse over a few beats, so a local linear fit places each beat (and the grid's
     phase at a clip's end, where a continuation joins) more precisely than any one onset.
     """
-    from scipy.signal import savgol_filter
-
+    beats = np.asarray(beats, np.float64)
     window = min(span, len(beats) - (1 - len(beats) % 2))  # odd, at most the beats there are
     if window < 3:
         return beats
-    return savgol_filter(beats, window, 1, mode="interp")
+    # A straight line fitted to a centred window passes through the window's mean at its
+    # centre; the first and last half-windows take the line fitted to the whole edge window.
+    half = window // 2
+    out = np.convolve(beats, np.ones(window) / window, mode="same")
+    index = np.arange(len(beats))
+    for fit, ends in ((index[:window], index[:half]), (index[-window:], index[-half:])):
+        slope, intercept = np.polyfit(fit, beats[fit], 1)
+        out[ends] = slope * ends + intercept
+    return out
 
 
 def _extend(beats: np.ndarray, period: float, n_frames: int) -> np.ndarray:
@@ -266,13 +285,13 @@ def _subdivisions(novelty: np.ndarray, beats: np.ndarray) -> int:
     if len(beats) < 3:
         return 2
 
-    smooth = gaussian_filter1d(novelty, 1.0)
+    smoothed = smooth(novelty, 1.0)
 
     def mean_at(fractions: tuple[float, ...]) -> float:
         points = [a + f * (b - a) for a, b in itertools.pairwise(beats)
                   for f in fractions]  # fmt: skip
-        idx = np.clip(np.round(points).astype(int), 0, len(smooth) - 1)
-        return float(smooth[idx].mean())
+        idx = np.clip(np.round(points).astype(int), 0, len(smoothed) - 1)
+        return float(smoothed[idx].mean())
 
     thirds = mean_at((1 / 3, 2 / 3))
     # Slow lines (chorales) have little between beats: thirds must also be busy in absolute terms.

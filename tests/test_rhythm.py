@@ -133,3 +133,16 @@ def test_a_silent_clip_still_has_a_grid() -> None:
                          np.zeros((12, n)))  # fmt: skip
     grid = track_beats(frame)
     assert grid.tempo_bpm > 0 and len(grid.beats) >= 4 and grid.meter == "4/4"
+
+
+def test_steady_is_a_local_straight_line_fit() -> None:
+    from scipy.signal import savgol_filter
+
+    from ensemble.rhythm import steady
+
+    rng = np.random.default_rng(0)
+    for n in (3, 4, 9, 10, 30):
+        beats = np.cumsum(0.5 + 0.02 * rng.standard_normal(n))
+        window = min(9, n - (1 - n % 2))
+        np.testing.assert_allclose(steady(beats), savgol_filter(beats, window, 1, mode="interp"))
+    assert steady(np.array([1.0, 2.0])).tolist() == [1.0, 2.0]
