@@ -148,7 +148,10 @@ def reveal(judgement: Judgement, letters: list[str], metrics: list[dict[str, Any
         lines.append(f"It is kept aside from training the ranker ({why}).")
     if utility is not None:
         lines += _agreement(judgement, letter_of)
-    return Reveal(int(judgement.id or 0), "\n".join(lines), rows, details)
+    # Paragraphs apart, the list of disagreements as one Markdown list.
+    text = "\n\n".join(line for line in lines if not line.startswith("- "))
+    items = "\n".join(line for line in lines if line.startswith("- "))
+    return Reveal(int(judgement.id or 0), f"{text}\n{items}" if items else text, rows, details)
 
 
 def _agreement(judgement: Judgement, letter_of: dict[int, str]) -> list[str]:
