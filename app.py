@@ -402,13 +402,14 @@ def launch(demo: gr.Blocks, room: Room, **kwargs: Any) -> Any:
 
 
 def _sweeper(room: Room) -> Any:
-    """Every minute, end sessions idle past the time limit (API clients never close a page)."""
+    """Every minute (or half the time limit), end sessions idle past the time limit (API
+    clients never close a page)."""
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         async def sweep_forever() -> None:
             while True:
-                await asyncio.sleep(SWEEP_EVERY_S)
+                await asyncio.sleep(min(SWEEP_EVERY_S, room.config.session_ttl_s / 2))
                 await asyncio.to_thread(room.sweep)
 
         task = asyncio.create_task(sweep_forever())

@@ -90,6 +90,7 @@ ENV_INDEX = "ENSEMBLE_INDEX"
 ENV_DB = "ENSEMBLE_RATINGS_DB"
 ENV_WEIGHTS = "ENSEMBLE_WEIGHTS"
 ENV_LISTEN = "ENSEMBLE_LISTEN_SECONDS"
+ENV_SESSION_TTL = "ENSEMBLE_SESSION_TTL_S"
 
 APP_MAX_SECONDS = 30.0  # longer uploads are refused (or trimmed on request): rounds stay short
 LISTEN_SECONDS = 3.0  # each candidate must be heard this long (capped at half its length)
@@ -123,20 +124,25 @@ class RoomConfig:
     @classmethod
     def from_env(cls) -> RoomConfig:
         env = os.environ
-        listen = env.get(ENV_LISTEN, str(LISTEN_SECONDS))
-        try:
-            listen_seconds = float(listen)
-        except ValueError:
-            listen_seconds = -1.0
-        if not 0.0 <= listen_seconds < float("inf"):
-            raise EnsembleError(f"{ENV_LISTEN} must be a number of seconds >= 0, not {listen!r}.")
         return cls(
             checkpoints=env.get(ENV_CHECKPOINTS) or None,
             index=Path(env.get(ENV_INDEX) or cls.index),
             ratings_db=Path(env.get(ENV_DB) or cls.ratings_db),
             weights=Path(env.get(ENV_WEIGHTS) or cls.weights),
-            listen_seconds=listen_seconds,
+            listen_seconds=_seconds(env, ENV_LISTEN, LISTEN_SECONDS, 0.0),
+            session_ttl_s=_seconds(env, ENV_SESSION_TTL, SESSION_TTL_S, 1.0),
         )
+
+
+def _seconds(env: Any, name: str, default: float, least: float) -> float:
+    text = env.get(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not least <= value < float("inf"):
+        raise EnsembleError(f"{name} must be a number of seconds >= {least:g}, not {text!r}.")
+    return value
 
 
 @dataclass
