@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,25 +204,30 @@ def _wire(demo: gr.Blocks, room: Room, session: gr.State, local_id: gr.Textbox,
                      *judge, session, *o["ranks"], *o["slots_plots"]]
 
     def on_run(state: Session | None, *values: Any,
-               progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
-        return _run(room, state, values, progress)
+               progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
+        # Rounds run one at a time (the room's line): while waiting, the listener sees their
+        # place and the estimated wait, refreshed every second.
+        ticket, wait = room.queue.join(), 0.0  # the first look says at once who is ahead
+        try:
+            while not room.queue.wait_turn(ticket, timeout=wait):
+                yield [_queue_text(room, ticket), *[gr.skip()] * (ROUND_OUTPUTS - 1)]
+                wait = 1.0
+            yield _run(room, state, values, progress, ticket)
+        finally:
+            room.queue.leave(ticket)  # also when the page went away while waiting
 
     def on_analyse(state: Session | None,
                    progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
         return _analyse(room, state, progress)
 
-    # Rounds run one at a time; the first step (not queued behind them) tells a waiting
-    # listener their place in line. The song metrics follow as a last step, so the candidates
-    # can be heard without waiting for five more pYIN passes.
+    # The song metrics follow as a second step, so the candidates can be heard without
+    # waiting for five more pYIN passes.
     i["run"].click(
-        lambda: _queued(room), None, o["queue"], api_name=False, concurrency_limit=None,
-        show_progress="hidden", queue=False,
-    ).then(
         on_run, [session, *controls], round_outputs, api_name="perform",
-        concurrency_limit=1, concurrency_id="rounds", show_progress_on=[o["status"]],
+        concurrency_limit=None, show_progress_on=[o["status"]],
     ).then(
         on_analyse, session, [o["perf_plot"], o["perf_table"], o["files"]], api_name="analyse",
-        concurrency_id="rounds",
+        concurrency_limit=1, concurrency_id="analyse",
     )
     gate_outputs = [o["gate"], o["submit"], o["skip"]]
 
@@ -281,16 +286,16 @@ def _band_update(room: Room, leader: str | None, band: list[str] | None) -> dict
     return gr.update(choices=offered, value=[n for n in band or [] if n in offered])
 
 
-def _queued(room: Room) -> str:
-    ahead, wait_s = room.queue.join()
+def _queue_text(room: Room, ticket: int) -> str:
+    ahead, wait_s = room.queue.place(ticket)
     if ahead == 0:
-        return f"Your round is being prepared (about {wait_s:.0f} s)."
-    return (f"In line: {ahead} round{'s' if ahead > 1 else ''} ahead of yours; estimated wait "
-            f"about {wait_s:.0f} s.")
+        return f"Your round is next (about {wait_s:.0f} s)."
+    return (f"⏳ In line: {ahead} round{'s' if ahead > 1 else ''} ahead of yours; estimated "
+            f"wait about {wait_s:.0f} s.")
 
 
-def _run(room: Room, state: Session | None, values: tuple[Any, ...],
-         progress: gr.Progress) -> list[Any]:
+def _run(room: Room, state: Session | None, values: tuple[Any, ...], progress: gr.Progress,
+         ticket: int) -> list[Any]:
     (path, band, leader, top_k, hops, w_rel, w_pitch, w_chroma, w_loud, auto, octave,
      semitone, autotune, quiet, trim) = values
     session = state or Session()
@@ -305,7 +310,8 @@ def _run(room: Room, state: Session | None, values: tuple[Any, ...],
     )
     try:
         result = room.run_round(session, path, options,
-                                lambda fraction, text: progress(fraction, desc=text))
+                                lambda fraction, text: progress(fraction, desc=text),
+                                ticket=ticket)
     except EnsembleError as exc:
         # One message, in the status line (no toast on top of it); the previous round stays
         # playable and is labelled as such.

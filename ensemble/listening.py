@@ -47,6 +47,7 @@ from ensemble.ratings import Candidate, HubSync, Judgement, RatingsStore
 from ensemble.room_files import claim, remove_orphans, sweep
 from ensemble.room_gate import ListenLedger, parse_reports
 from ensemble.room_media import MediaRegistry
+from ensemble.room_queue import RoundQueue
 from ensemble.room_round import (
     PERFORMANCE_COLUMNS,
     candidate_figure,
@@ -277,21 +278,25 @@ class Room:
         progress: Progress | None = None,
         *,
         audio: np.ndarray | None = None,
+        ticket: int | None = None,
     ) -> RoundResult:
-        """Perform the input and prepare its blind Top-K listening test.
+        """Perform the input and prepare its blind Top-K listening test, when its turn in the
+        room's line comes (``ticket`` from `queue.join`, else a place is taken now).
 
         ``audio`` (already loaded, (N,) float32 16 kHz) replaces ``audio_path`` when given.
 
         Raises:
             EnsembleError: unusable input or choices; the message is for the listener.
         """
-        started = time.perf_counter()
+        ticket = self.queue.join() if ticket is None else ticket
+        seconds = None
         try:
+            self.queue.wait_turn(ticket)
+            started = time.perf_counter()
             result = self._run_round(session, audio_path, options, progress, audio)
-        except BaseException:
-            self.queue.finished(None)
-            raise
-        self.queue.finished(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+        finally:
+            self.queue.leave(ticket, seconds)
         return result
 
     def _run_round(self, session: Session, audio_path: str | Path | None,
@@ -674,35 +679,6 @@ class Room:
             "input_seconds": round(len(audio) / SAMPLE_RATE, 3),
             "trim": options.trim,
         }
-
-
-class RoundQueue:
-    """Rounds asked for and not yet finished, so a waiting listener sees their place in line
-    and an estimate of the wait (rounds run one at a time)."""
-
-    def __init__(self, typical_s: float = 10.0) -> None:
-        self._lock = threading.Lock()
-        self._waiting = 0
-        self._typical_s = typical_s  # moving average of recent round times
-
-    def join(self) -> tuple[int, float]:
-        """Take a place; returns (rounds ahead, estimated seconds until this one is ready)."""
-        with self._lock:
-            ahead = self._waiting
-            self._waiting += 1
-            return ahead, (ahead + 1) * self._typical_s
-
-    def finished(self, seconds: float | None = None) -> None:
-        """A round ended (``seconds``: how long it took; None when it failed)."""
-        with self._lock:
-            self._waiting = max(0, self._waiting - 1)
-            if seconds is not None:
-                self._typical_s = 0.7 * self._typical_s + 0.3 * seconds
-
-    @property
-    def waiting(self) -> int:
-        with self._lock:
-            return self._waiting
 
 
 # -- per-session state -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from ensemble.listening import (
     Submission,
 )
 from ensemble.rag import build_index
+from ensemble.room_queue import RoundQueue
 from ensemble.room_verdict import ranking_from_slots
 
 STATS = {"pitch_midi_mean": 70.0, "loudness_quantiles": list(np.linspace(-70.0, -15.0, 21))}
@@ -506,3 +507,17 @@ def test_multi_hop_candidates_chain_chunks(room: Room) -> None:
                                                                 "│ seam"]
     # The last 4 s of the input, then two 4 s chunks.
     assert result.candidates[0].duration_s == pytest.approx(4.0 + 2 * 4.0, abs=0.05)
+
+
+def test_rounds_wait_their_turn_in_order() -> None:
+    line = RoundQueue(typical_s=2.0)
+    a, b, c = line.join(), line.join(), line.join()
+    assert line.place(c) == (2, 6.0)  # two ahead, each about 2 s, then its own
+    assert line.wait_turn(a, timeout=0) and not line.wait_turn(b, timeout=0.05)
+    line.leave(a, seconds=4.0)  # a took 4 s: the estimate moves towards it
+    assert line.wait_turn(b, timeout=0)
+    ahead, wait = line.place(c)
+    assert ahead == 1 and wait == pytest.approx(2 * (0.7 * 2.0 + 0.3 * 4.0))
+    line.leave(b)
+    line.leave(b)  # twice: harmless
+    assert line.wait_turn(c, timeout=0) and line.waiting == 1
