@@ -155,7 +155,7 @@ def _output_column(room: Room) -> dict[str, Any]:
         c["perf_table"] = gr.Dataframe(headers=PERFORMANCE_COLUMNS, interactive=False)
     gr.Markdown("## Continuations — listen blind, then judge")
     c["players"] = gr.HTML("", js_on_load=PLAYERS_JS, elem_id="players")
-    with gr.Accordion("Overview: all candidates on one plot", open=False):
+    with gr.Accordion("Overview: all candidates on one plot", open=True):
         c["overview"] = gr.Plot(show_label=False, elem_id="overview")
     with gr.Accordion("Each candidate's waveform, melody and loudness", open=False):
         c["slots_plots"] = [gr.Plot(show_label=False, visible=False) for _ in range(MAX_CANDIDATES)]

@@ -44,6 +44,7 @@ from ensemble.perform import Ensemble, Performance, PerformSettings
 from ensemble.rag import DEFAULT_WEIGHTS, PART_NAMES, Continuation, continue_audio, parse_weights
 from ensemble.rag.continuation import TAIL_SECONDS
 from ensemble.ratings import Candidate, HubSync, Judgement, RatingsStore
+from ensemble.ratings.judgement import RATE_LIMIT_PER_HOUR
 from ensemble.room_files import claim, remove_orphans, sweep
 from ensemble.room_gate import ListenLedger, parse_reports
 from ensemble.room_media import MediaRegistry
@@ -100,7 +101,6 @@ DEFAULT_TOP_K = 5
 MAX_HOPS = 4
 PREFERRED_BAND = ("cello", "bass", "drums", "viola", "piano", "flute")
 SESSION_TTL_S = 1800.0  # a session idle this long is ended (its files and state removed)
-RATE_LIMIT_PER_HOUR = 30  # judgements per listener per hour before they are flagged
 WORK_PREFIX = "ensemble-room-"
 
 Progress = Callable[[float, str], None]

@@ -521,3 +521,17 @@ def test_rounds_wait_their_turn_in_order() -> None:
     line.leave(b)
     line.leave(b)  # twice: harmless
     assert line.wait_turn(c, timeout=0) and line.waiting == 1
+
+
+def test_many_judgements_from_one_listener_are_flagged(
+    room: Room, first: tuple[Session, RoundResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(room.config, "rate_limit_per_hour", 1)
+    flags = []
+    for _ in range(2):
+        session = room.start_session(None, "busy-browser")
+        session.round = replace(copy.deepcopy(first[0].round), uid=uuid.uuid4().hex)
+        listen_all(room, session)
+        room.submit(session, Submission([1, 2, 3]))
+        flags.append(room.store.judgements(session.session_id)[0].flags)
+    assert "rate_limited" not in flags[0] and "rate_limited" in flags[1]

@@ -129,6 +129,7 @@ def _fit_report(m: dict[str, Any]) -> str:
 
 def _stats(args: argparse.Namespace) -> int:
     from ensemble.ratings import RatingsStore
+    from ensemble.ratings.judgement import RATE_LIMIT_PER_HOUR
 
     s = RatingsStore(args.db, create=False).stats()
     print(f"judgements     {s['judgements']} ({s['with_ranking']} ranked, {s['with_ratings']} "
@@ -140,8 +141,10 @@ def _stats(args: argparse.Namespace) -> int:
     b = s["by_flag"]
     print(f"  gate failed  {s['gate_failed']} (audio not fetched {b['not_fetched']}, candidates "
           f"overlapping {b['overlap']})")
-    for flag in ("heard_before", "too_fast", "duplicate", "rate_limited"):
+    for flag in ("heard_before", "too_fast", "duplicate"):
         print(f"  {flag.replace('_', ' '):<12} {b[flag]}")
+    print(f"  rate limited {b['rate_limited']} (beyond {RATE_LIMIT_PER_HOUR} judgements per "
+          "listener per hour)")
     print(f"sessions       {s['sessions']}")
     print(f"listeners      {s['listeners']} (most judgements by one listener: "
           f"{s['max_per_listener']})")

@@ -25,6 +25,7 @@ VERDICTS = ("ranking", "tie", "all_bad", "skip")
 # than the room allows per listener.
 FLAGS = ("not_fetched", "overlap", "too_fast", "heard_before", "duplicate", "rate_limited")
 GATE_FLAGS = ("not_fetched", "overlap")
+RATE_LIMIT_PER_HOUR = 30  # judgements per listener per hour before they are flagged
 MAX_REASON_CHARS = 2000
 
 
