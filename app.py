@@ -290,7 +290,7 @@ def _queue_text(room: Room, ticket: int) -> str:
     ahead, wait_s = room.queue.place(ticket)
     if ahead == 0:
         return f"Your round is next (about {wait_s:.0f} s)."
-    return (f"⏳ In line: {ahead} round{'s' if ahead > 1 else ''} ahead of yours; estimated "
+    return (f"In line: {ahead} round{'s' if ahead > 1 else ''} ahead of yours; estimated "
             f"wait about {wait_s:.0f} s.")
 
 

@@ -454,8 +454,7 @@ class Room:
                     "Listen to every candidate first: " + gate.text.split(". ")[0] + "."
                 )
             existing = current.judgement
-            flags = current.ledger.flags(
-                [self.media.fetched(token) for token in current.tokens], time.monotonic())
+            flags = current.ledger.flags([self.media.fetched(token) for token in current.tokens])
         if existing is not None:
             if (existing.ranking, existing.verdict) != (verdict.ranking, verdict.verdict):
                 raise EnsembleError("This round was already submitted; perform a new input.")

@@ -6,7 +6,7 @@ position (``pos``, seconds into the clip) and the page's clock (``t``, seconds).
 heard is media time, never clock time: between two reports of one play the credit is the
 position's advance, capped at the page clock's advance, so 0.5× playback needs twice the wall
 time and 2× playback earns no more than real time. Reports are weighed against the server's own
-receipt times, so a client cannot claim more time than really passed.
+receipt times over the round, so a client cannot claim more time than really passed.
 
 `ListenLedger.flags` then says whether the round's listening was consistent: every candidate's
 audio was fetched by the session (`not_fetched`), no two candidates played at once (`overlap`),
@@ -24,9 +24,11 @@ from typing import Any
 from ensemble.errors import EnsembleError
 
 KINDS = ("play", "progress", "pause")
-LATENCY_SLACK_S = 0.75  # reports reach the server late and unevenly (the first one of a page most)
+# Reports reach the server late and unevenly (seconds apart while rounds are rendering).
+LATENCY_SLACK_S = 5.0  # per span: credit never exceeds the server's time by more than this
+CLOCK_SLACK_S = 3.0  # per round: the page's clock may run this far ahead of the server's
 PACE_TOLERANCE = 1.1  # positions may run this much faster than the page clock (timer jitter)
-OVERLAP_TOLERANCE_S = 1.0  # pausing A and playing B are two reports that may cross in flight
+OVERLAP_TOLERANCE_S = 1.0  # one player's pause and the next one's play are a moment apart
 MAX_REPORTS = 32  # per call: a page sends one or two
 
 
@@ -42,7 +44,7 @@ class Report:
 class _Open:
     """A candidate that is playing: where and when its last report was."""
 
-    server_start: float
+    page_start: float
     server_last: float
     page_last: float
     pos_last: float
@@ -50,13 +52,19 @@ class _Open:
 
 @dataclass
 class ListenLedger:
-    """Listening in one round, per candidate index (the model's order)."""
+    """Listening in one round, per candidate index (the model's order).
+
+    Spans are kept on the page's clock: all reports of one page share it, so a pause and the
+    next play stay in order however late the server handles them. The page's clock is then
+    held against the server's over the whole round (`clock_ahead`).
+    """
 
     durations: list[float]
     heard: list[float] = field(default_factory=list)
     spans: list[tuple[int, float, float]] = field(default_factory=list)  # (index, start, end)
-    too_fast: int = 0  # reports whose positions ran ahead of real time
+    too_fast: int = 0  # spans whose positions ran ahead of the page's clock
     playing: dict[int, _Open] = field(default_factory=dict)
+    clocks: list[float] = field(default_factory=list)  # first page t, first server time, last…
 
     def __post_init__(self) -> None:
         if not self.heard:
@@ -65,9 +73,10 @@ class ListenLedger:
     def report(self, index: int, report: Report, now: float) -> float:
         """Apply one report for candidate ``index`` at server time ``now``; returns the seconds
         credited (0 for a play, or a pause without a play)."""
+        self.clocks = (self.clocks[:2] or [report.t, now]) + [report.t, now]
         opened = self.playing.get(index)
         if report.kind == "play" and opened is None:
-            self.playing[index] = _Open(now, now, report.t, report.pos)
+            self.playing[index] = _Open(report.t, now, report.t, report.pos)
             return 0.0
         if opened is None:
             return 0.0  # e.g. the player's pause at the end, after its "ended" pause
@@ -75,23 +84,32 @@ class ListenLedger:
         self.heard[index] += credit
         if report.kind == "pause":
             del self.playing[index]
-            self.spans.append((index, opened.server_start, now))
+            self.spans.append((index, opened.page_start, report.t))
         return credit
 
     def _advance(self, opened: _Open, report: Report, now: float) -> float:
         moved = report.pos - opened.pos_last  # negative after a loop or a seek back
         page_dt = report.t - opened.page_last
         server_dt = now - opened.server_last
-        if page_dt > server_dt + LATENCY_SLACK_S or page_dt < 0:
-            self.too_fast += 1  # the page claims more time than passed on the server
-        if moved > page_dt * PACE_TOLERANCE + 0.25:
+        if moved > max(page_dt, 0.0) * PACE_TOLERANCE + 0.25:
             self.too_fast += 1  # positions ran ahead of the page's clock: sped up or made up
         opened.server_last, opened.page_last, opened.pos_last = now, report.t, report.pos
+        # Never more than the server saw pass (with room for reports handled late).
         return max(0.0, min(moved, page_dt, server_dt + LATENCY_SLACK_S))
 
-    def overlap_seconds(self, now: float) -> float:
-        """Seconds during which two different candidates were playing at once."""
-        spans = self.spans + [(i, o.server_start, now) for i, o in self.playing.items()]
+    def clock_ahead(self) -> float:
+        """Seconds the page's clock ran ahead of the server's over the round (beyond what
+        uneven handling delays explain): a page claiming time that did not pass."""
+        if len(self.clocks) < 4:
+            return 0.0
+        page_first, server_first, page_last, server_last = self.clocks
+        server = server_last - server_first
+        return max(0.0, (page_last - page_first) - server * PACE_TOLERANCE - CLOCK_SLACK_S)
+
+    def overlap_seconds(self) -> float:
+        """Seconds (page clock) during which two different candidates were playing at once."""
+        end = self.clocks[2] if self.clocks else 0.0
+        spans = self.spans + [(i, o.page_start, end) for i, o in self.playing.items()]
         total = 0.0
         for n, (a, a0, a1) in enumerate(spans):
             for b, b0, b1 in spans[n + 1:]:
@@ -99,14 +117,14 @@ class ListenLedger:
                     total += max(0.0, min(a1, b1) - max(a0, b0))
         return total
 
-    def flags(self, fetched: list[bool], now: float) -> list[str]:
+    def flags(self, fetched: list[bool]) -> list[str]:
         """Consistency problems of this round's listening (empty when it looks honest)."""
         found = []
         if not all(fetched):
             found.append("not_fetched")
-        if self.overlap_seconds(now) > OVERLAP_TOLERANCE_S:
+        if self.overlap_seconds() > OVERLAP_TOLERANCE_S:
             found.append("overlap")
-        if self.too_fast:
+        if self.too_fast or self.clock_ahead() > 0:
             found.append("too_fast")
         return found
 

@@ -35,6 +35,7 @@ from ensemble.listening import (
     Submission,
 )
 from ensemble.rag import build_index
+from ensemble.room_gate import LATENCY_SLACK_S
 from ensemble.room_queue import RoundQueue
 from ensemble.room_verdict import ranking_from_slots
 
@@ -203,22 +204,35 @@ def test_listen_gate_counts_media_time_heard(room: Room, played: Session) -> Non
     assert events[played.round.candidates[index_a].chunk_id] == pytest.approx(0.6)  # type: ignore[union-attr]
 
 
-def test_made_up_reports_earn_no_more_than_real_time(room: Room, played: Session) -> None:
-    # Claiming 30 s heard after 1 s: the credit is capped at the time that passed, and flagged.
+def test_made_up_reports_are_capped_and_flagged(room: Room, played: Session) -> None:
+    # Claiming 30 s heard after 1 s of server time: the credit is capped near what passed, and
+    # the page's clock running ahead of the server's flags the round.
     room.listen(played, [{"slot": 0, "kind": "play", "pos": 0.0, "t": 0.0}], now=10.0)
     room.listen(played, [{"slot": 0, "kind": "pause", "pos": 30.0, "t": 30.0}], now=11.0)
     ledger = played.round.ledger  # type: ignore[union-attr]
-    assert ledger.heard[played.round.shown_order[0]] <= 1.0 + 0.75  # type: ignore[union-attr]
-    assert ledger.too_fast == 1  # the page's clock ran ahead of the server's
-    assert ledger.flags([True, True, True], now=12.0) == ["too_fast"]
-    # Positions running ahead of the page's own clock (2x playback) are flagged too.
-    room.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 20.0}], now=20.0)
-    room.listen(played, [{"slot": 1, "kind": "pause", "pos": 4.0, "t": 22.0}], now=22.0)
-    assert ledger.too_fast == 2 and ledger.heard[played.round.shown_order[1]] == 2.0  # type: ignore[union-attr]
+    assert ledger.heard[played.round.shown_order[0]] == 1.0 + LATENCY_SLACK_S  # type: ignore[union-attr]
+    assert ledger.flags([True, True, True]) == ["too_fast"] and ledger.too_fast == 0
+    # Positions running ahead of the page's own clock (2x playback) are counted as well.
+    room.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 40.0}], now=40.0)
+    room.listen(played, [{"slot": 1, "kind": "pause", "pos": 4.0, "t": 42.0}], now=42.0)
+    assert ledger.too_fast == 1 and ledger.heard[played.round.shown_order[1]] == 2.0  # type: ignore[union-attr]
     with pytest.raises(EnsembleError, match="kind is one of"):
         room.listen(played, [{"slot": 0, "kind": "rewind", "pos": 0, "t": 0}])
     with pytest.raises(EnsembleError, match="needs slot, kind, pos and t"):
         room.listen(played, '[{"slot": 0}]')
+
+
+def test_late_handling_is_not_mistaken_for_cheating(room: Room, played: Session) -> None:
+    """Under load the server may handle a play seconds late and the pause at once; an honest
+    page's own clock keeps the spans apart and in time."""
+    for slot, page_t in enumerate((0.0, 3.0, 6.0)):
+        # Each play handled 2.5 s late, each pause on time: spans overlap in server time.
+        room.listen(played, [{"slot": slot, "kind": "play", "pos": 0.0, "t": page_t}],
+                    now=100.0 + page_t + 2.5)
+        room.listen(played, [{"slot": slot, "kind": "pause", "pos": 3.0, "t": page_t + 3.0}],
+                    now=100.0 + page_t + 3.0)
+    ledger = played.round.ledger  # type: ignore[union-attr]
+    assert ledger.flags([True, True, True]) == [] and ledger.heard == [3.0, 3.0, 3.0]
 
 
 def test_listen_events_without_a_round_are_harmless(room: Room) -> None:
