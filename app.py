@@ -33,6 +33,7 @@ from ensemble.listening import (
     PERFORMANCE_COLUMNS,
     REVEAL_COLUMNS,
     WORK_PREFIX,
+    Input,
     Room,
     RoomConfig,
     RoundOptions,
@@ -205,14 +206,21 @@ def _wire(demo: gr.Blocks, room: Room, session: gr.State, local_id: gr.Textbox,
 
     def on_run(state: Session | None, *values: Any,
                progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
-        # Rounds run one at a time (the room's line): while waiting, the listener sees their
-        # place and the estimated wait, refreshed every second.
+        # The audio is read first (a broken file is named at once, not after the wait). Rounds
+        # run one at a time (the room's line): while waiting, the listener sees their place and
+        # the estimated wait, refreshed every second.
+        try:
+            given = room.read_input(values[0], bool(values[-1]))
+        except EnsembleError as exc:
+            yield _failed(state, exc)
+            return
         ticket, wait = room.queue.join(), 0.0  # the first look says at once who is ahead
         try:
             while not room.queue.wait_turn(ticket, timeout=wait):
                 yield [_queue_text(room, ticket), *[gr.skip()] * (ROUND_OUTPUTS - 1)]
                 wait = 1.0
-            yield _run(room, state, values, progress, ticket)
+            yield ["Your round is being prepared.", *[gr.skip()] * (ROUND_OUTPUTS - 1)]
+            yield _run(room, state, given, values, progress, ticket)
         finally:
             room.queue.leave(ticket)  # also when the page went away while waiting
 
@@ -294,9 +302,9 @@ def _queue_text(room: Room, ticket: int) -> str:
             f"wait about {wait_s:.0f} s.")
 
 
-def _run(room: Room, state: Session | None, values: tuple[Any, ...], progress: gr.Progress,
-         ticket: int) -> list[Any]:
-    (path, band, leader, top_k, hops, w_rel, w_pitch, w_chroma, w_loud, auto, octave,
+def _run(room: Room, state: Session | None, given: Input, values: tuple[Any, ...],
+         progress: gr.Progress, ticket: int) -> list[Any]:
+    (_, band, leader, top_k, hops, w_rel, w_pitch, w_chroma, w_loud, auto, octave,
      semitone, autotune, quiet, trim) = values
     session = state or Session()
     options = RoundOptions(
@@ -309,16 +317,20 @@ def _run(room: Room, state: Session | None, values: tuple[Any, ...], progress: g
         trim=bool(trim),
     )
     try:
-        result = room.run_round(session, path, options,
+        result = room.run_round(session, given, options,
                                 lambda fraction, text: progress(fraction, desc=text),
                                 ticket=ticket)
     except EnsembleError as exc:
-        # One message, in the status line (no toast on top of it); the previous round stays
-        # playable and is labelled as such.
-        earlier = (" The results below are from your previous input."
-                   if session.round_folder is not None else "")
-        return ["", f"⚠️ **{exc}**{earlier}", *[gr.skip()] * (ROUND_OUTPUTS - 2)]
+        return _failed(session, exc)
     return _round_outputs(session, result)
+
+
+def _failed(session: Session | None, exc: EnsembleError) -> list[Any]:
+    # One message, in the status line (no toast on top of it); the previous round stays
+    # playable and is labelled as such.
+    earlier = (" The results below are from your previous input."
+               if session is not None and session.round_folder is not None else "")
+    return ["", f"⚠️ **{exc}**{earlier}", *[gr.skip()] * (ROUND_OUTPUTS - 2)]
 
 
 def _round_outputs(session: Session, result: Any) -> list[Any]:

@@ -81,8 +81,17 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 __all__ = [
-    "DETAIL_COLUMNS", "LETTERS", "PERFORMANCE_COLUMNS", "REVEAL_COLUMNS", "Reveal", "Room",
-    "RoomConfig", "RoundOptions", "Session", "Submission",
+    "DETAIL_COLUMNS",
+    "LETTERS",
+    "PERFORMANCE_COLUMNS",
+    "REVEAL_COLUMNS",
+    "Input",
+    "Reveal",
+    "Room",
+    "RoomConfig",
+    "RoundOptions",
+    "Session",
+    "Submission",
 ]
 
 log = logging.getLogger(__name__)
@@ -249,7 +258,7 @@ class Room:
         leader = self.default_leader()
         options = RoundOptions(instruments=self.default_band(leader), leader=leader, top_k=1)
         try:
-            self.run_round(session, None, options, audio=tone)
+            self.run_round(session, Input(tone, []), options)
             self.analyse_performance(session)
         except EnsembleError as exc:  # e.g. a missing conductor: the page will say so
             log.warning("warm-up round failed: %s", exc)
@@ -262,28 +271,42 @@ class Room:
         """A sentence about an upload, checked on arrival (empty when there is none)."""
         if path is None or str(path).strip() == "":
             return ""
-        messages: list[str] = []
         try:
-            audio = self._load(path, trim, messages)
+            given = self.read_input(path, trim)
         except EnsembleError as exc:
             return f"⚠️ {exc}"
-        note = " ".join(messages)
-        return f"✓ {len(audio) / SAMPLE_RATE:.1f} s of audio, ready to perform. {note}".strip()
+        seconds = len(given.audio) / SAMPLE_RATE
+        return f"✓ {seconds:.1f} s of audio, ready to perform. {' '.join(given.notes)}".strip()
+
+    def read_input(self, path: str | Path | None, trim: bool = False) -> Input:
+        """The listener's audio, decoded (done before a round waits its turn: a broken file is
+        named at once, and the upload may age out of Gradio's cache during a long wait).
+
+        Raises:
+            EnsembleError: no audio, or audio Ensemble cannot use; the message is for the user.
+        """
+        if path is None or str(path).strip() == "":
+            raise EnsembleError("Upload or record some audio, or pick an example, first.")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ClippingWarning)
+            audio = load_audio(path, max_seconds=APP_MAX_SECONDS, trim=trim)
+        notes = [str(w.message) for w in caught if issubclass(w.category, ClippingWarning)]
+        if trim and len(audio) >= int(APP_MAX_SECONDS * SAMPLE_RATE):
+            notes.append(f"Only the first {APP_MAX_SECONDS:g} s were used.")
+        return Input(audio, notes)
 
     def run_round(
         self,
         session: Session,
-        audio_path: str | Path | None,
+        source: str | Path | Input | None,
         options: RoundOptions,
         progress: Progress | None = None,
         *,
-        audio: np.ndarray | None = None,
         ticket: int | None = None,
     ) -> RoundResult:
-        """Perform the input and prepare its blind Top-K listening test, when its turn in the
-        room's line comes (``ticket`` from `queue.join`, else a place is taken now).
-
-        ``audio`` (already loaded, (N,) float32 16 kHz) replaces ``audio_path`` when given.
+        """Perform the input (a path, or an `Input` already read) and prepare its blind Top-K
+        listening test, when its turn in the room's line comes (``ticket`` from `queue.join`,
+        else a place is taken now).
 
         Raises:
             EnsembleError: unusable input or choices; the message is for the listener.
@@ -293,21 +316,18 @@ class Room:
         try:
             self.queue.wait_turn(ticket)
             started = time.perf_counter()
-            result = self._run_round(session, audio_path, options, progress, audio)
+            given = source if isinstance(source, Input) else self.read_input(source, options.trim)
+            result = self._run_round(session, given, options, progress)
             seconds = time.perf_counter() - started
         finally:
             self.queue.leave(ticket, seconds)
         return result
 
-    def _run_round(self, session: Session, audio_path: str | Path | None,
-                   options: RoundOptions, progress: Progress | None,
-                   audio: np.ndarray | None) -> RoundResult:
+    def _run_round(self, session: Session, given: Input, options: RoundOptions,
+                   progress: Progress | None) -> RoundResult:
         report = progress or (lambda _fraction, _text: None)
         started = time.perf_counter()
-        messages: list[str] = []
-        report(0.02, "Reading the audio")
-        if audio is None:
-            audio = self._load(audio_path, options.trim, messages)
+        messages, audio = list(given.notes), given.audio
         options = self._validate(options)
         round_uid = uuid.uuid4().hex
         folder = self._round_folder(session, round_uid)
@@ -527,17 +547,6 @@ class Room:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _load(self, path: str | Path | None, trim: bool, messages: list[str]) -> np.ndarray:
-        if path is None or str(path).strip() == "":
-            raise EnsembleError("Upload or record some audio, or pick an example, first.")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ClippingWarning)
-            audio = load_audio(path, max_seconds=APP_MAX_SECONDS, trim=trim)
-        messages += [str(w.message) for w in caught if issubclass(w.category, ClippingWarning)]
-        if trim and len(audio) >= int(APP_MAX_SECONDS * SAMPLE_RATE):
-            messages.append(f"Only the first {APP_MAX_SECONDS:g} s were used.")
-        return audio
-
     def _validate(self, options: RoundOptions) -> RoundOptions:
         leader = options.leader or self.default_leader()
         band = [n for n in options.instruments if n and n != leader]
@@ -720,6 +729,14 @@ class Session:
 
 
 # -- what handlers return ----------------------------------------------------------------------
+
+
+@dataclass
+class Input:
+    """The listener's audio, read and checked: (N,) float32 at 16 kHz, and notes about it."""
+
+    audio: np.ndarray
+    notes: list[str]
 
 
 @dataclass
