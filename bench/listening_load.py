@@ -56,33 +56,44 @@ def listener(client: Any, url: str, listen_s: float) -> float:
     return waited
 
 
-def browser(url: str, shot: Path) -> tuple[float, list[str]]:
-    """A page that presses Perform while the others wait; returns its wait and what its queue
-    line said meanwhile."""
-    from playwright.sync_api import sync_playwright
+def browser(url: str, shot: Path) -> tuple[float, list[str], float]:
+    """A page that presses Perform while the others wait, then hears every candidate in turn
+    and submits a ranking; returns its wait, what its queue line said meanwhile, and the
+    seconds from its candidates' arrival to its saved rating."""
+    from playwright.sync_api import expect, sync_playwright
 
     seen: list[str] = []
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--autoplay-policy=no-user-gesture-required"])
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        expect.set_options(timeout=600_000)
         page.goto(url)
         page.locator("#audio-in input[type=file]").set_input_files(str(INPUT))
-        page.wait_for_selector("#upload-note :text('ready to perform')", timeout=120_000)
+        expect(page.locator("#upload-note")).to_contain_text("ready to perform")
         asked = time.monotonic()
         page.click("#run")
-        while time.monotonic() - asked < 600:
+        while "candidates to judge" not in page.inner_text("#status"):
             text = page.inner_text("#queue").strip()
             if text and text not in seen:
                 seen.append(text)
                 if len(seen) == 1:
                     page.screenshot(path=str(shot), full_page=False)
-            if "candidates to judge" in page.inner_text("#status"):
-                break
             time.sleep(0.5)
-        waited = time.monotonic() - asked
+        waited, arrived = time.monotonic() - asked, time.monotonic()
+        for letter in "ABCDE":
+            page.evaluate(f"document.querySelector('#listen-{letter} audio').play()")
+            expect(page.locator("#gate")).to_contain_text(f"{letter} ✓")
+        for rank, letter in enumerate("ABCDE", start=1):
+            page.locator(f"#rank-{letter} input").click()
+            page.locator(f'#rank-{letter} li[data-testid="dropdown-option"]').first.click()
+            expect(page.locator(f"#rank-{letter} input")).to_have_value(re.compile(f"^{rank}"))
+        page.click("#submit")
+        expect(page.locator("#reveal")).to_contain_text("Saved as rating #")
+        judged = time.monotonic() - arrived
         chromium.close()
-    return waited, seen
+    return waited, seen, judged
 
 
 def main() -> None:
@@ -128,14 +139,15 @@ def run(url: str, tmp: Path, args: argparse.Namespace) -> None:
     with ThreadPoolExecutor(args.listeners) as pool:
         api = [pool.submit(listener, client, url, args.listen) for client in clients]
         time.sleep(2.0)  # the page arrives when the line has formed
-        page_wait, seen = browser(url, shot)
+        page_wait, seen, page_judged = browser(url, shot)
         waits = [f.result() for f in api]
     total = time.monotonic() - started
     during = disk_usage(tmp / "tmp")
     judgements = RatingsStore(tmp / "ratings.sqlite", create=False).judgements()
     print(f"{args.listeners} listeners: all {len(waits) + 1} rounds arrived in {total:.0f} s; "
           f"API waits median {statistics.median(waits):.1f} s, worst {max(waits):.1f} s; "
-          f"the page waited {page_wait:.1f} s")
+          f"the page waited {page_wait:.1f} s, then heard all and submitted in "
+          f"{page_judged:.1f} s")
     print("the page's queue line said:", " | ".join(seen[:3]), f"(screenshot {shot})")
     print(f"judgements stored: {len(judgements)}; flagged: "
           f"{sum(1 for j in judgements if j.flags)} ({[j.flags for j in judgements if j.flags]})")

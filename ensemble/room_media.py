@@ -75,10 +75,6 @@ class MediaRegistry:
             for token in [t for t, s in self._files.items() if s.owner == owner]:
                 del self._files[token]
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._files)
-
 
 class MediaRoute:
     """ASGI middleware: answers ``GET/HEAD /room-audio/<token>.wav`` (with byte ranges, which

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -474,12 +475,29 @@ def test_new_round_and_end_session_remove_old_files(room: Room, tmp_path: Path) 
     session = Session()
     short = write_audio(tmp_path / "short.wav", melody(3.0, 330.0, seed=5))
     room.run_round(session, short, RoundOptions(instruments=["violin"], top_k=1))
-    old = session.round_folder
+    old, old_tokens = session.round_folder, session.round.tokens  # type: ignore[union-attr]
     room.run_round(session, short, RoundOptions(instruments=["violin"], top_k=1))
     assert old is not None and not old.exists()
+    assert all(room.media.open(t) is None for t in old_tokens)  # old clips are not served
     assert session.round_folder is not None and session.round_folder.is_dir()
+    tokens = session.round.tokens  # type: ignore[union-attr]
+    assert all(room.media.open(t) is not None for t in tokens)
     room.end_session(session)
     assert not session.round_folder.exists()
+    assert all(room.media.open(t) is None for t in tokens)
+
+
+def test_idle_sessions_are_swept(room: Room, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                 ) -> None:
+    session = Session()
+    room.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=1))
+    token = session.round.tokens[0]  # type: ignore[union-attr]
+    assert session.session_id not in room.sweep()  # fresh: kept
+    monkeypatch.setattr(room.config, "session_ttl_s", 0.0)
+    time.sleep(0.05)
+    assert session.session_id in room.sweep()  # idle past the limit (an API client that left)
+    assert not (room.work_dir / session.session_id).exists()
+    assert room.media.open(token) is None
 
 
 def test_without_an_index_the_performance_still_plays(room: Room) -> None:
