@@ -80,10 +80,11 @@ class Slot:
 
 def build_demo(room: Room) -> gr.Blocks:
     """The page; ``room`` supplies models, index, store and defaults."""
-    ttl = room.config.session_ttl_s
-    with gr.Blocks(title="Ensemble — listening room",
-                   delete_cache=(int(min(300, ttl / 2)), int(ttl))) as demo:
-        session = gr.State(None, time_to_live=ttl, delete_callback=room.end_session)
+    # No `delete_cache`: it ages out the examples' cached files too; the room removes each
+    # session's uploads and copies itself when the session ends.
+    with gr.Blocks(title="Ensemble — listening room") as demo:
+        session = gr.State(None, time_to_live=room.config.session_ttl_s,
+                           delete_callback=room.end_session)
         local_id = gr.Textbox(visible=False)
         reports = gr.Textbox(visible=False)  # the /listen API's input (the page uses events)
         gr.Markdown(INTRO)
@@ -95,6 +96,7 @@ def build_demo(room: Room) -> gr.Blocks:
                 out = _output_column(room)
         _wire(demo, room, session, local_id, reports, room_info, inputs, out)
     demo.queue(max_size=64)
+    room.keep_copies_in(Path(demo.GRADIO_CACHE))  # a session's uploads and copies go with it
     return demo
 
 
@@ -282,7 +284,7 @@ def _page_weights(room: Room) -> list[Any]:
 
 def _arrived(room: Room, state: Session | None, path: str | None, trim: bool) -> list[Any]:
     """An upload is checked as it arrives; results of an earlier input are labelled as such."""
-    note = room.check_upload(path, bool(trim))
+    note = room.check_upload(path, bool(trim), state)
     if state is None or state.round_folder is None or not path:
         return [note, gr.skip()]
     return [note, "The results below are for your **previous** input; press Perform for the "

@@ -45,7 +45,7 @@ from ensemble.rag import DEFAULT_WEIGHTS, PART_NAMES, Continuation, continue_aud
 from ensemble.rag.continuation import TAIL_SECONDS
 from ensemble.ratings import Candidate, HubSync, Judgement, RatingsStore
 from ensemble.ratings.judgement import RATE_LIMIT_PER_HOUR
-from ensemble.room_files import claim, remove_orphans, sweep
+from ensemble.room_files import claim, remove, remove_orphans, sweep
 from ensemble.room_gate import ListenLedger, parse_reports
 from ensemble.room_media import MediaRegistry
 from ensemble.room_queue import RoundQueue
@@ -206,6 +206,11 @@ class Room:
         self.work_dir = work_folder(config)
         self.listen_seconds = config.listen_seconds
         self.media = MediaRegistry()
+        # Where the web layer keeps uploads and copies of the files it serves (Gradio's cache):
+        # a session's go with it. Set by the app with `keep_copies_in`.
+        self.copies_dir: Path | None = None
+        self._shared_copies: frozenset[Path] = frozenset()
+        self._uploads: dict[str, set[Path]] = {}  # session id -> the uploads it used
         self.queue = RoundQueue()
         # Guards in-place session updates: a player's pause and another's play may be handled
         # on two worker threads at once for the same session.
@@ -267,10 +272,14 @@ class Room:
 
     # -- handlers ------------------------------------------------------------------------------
 
-    def check_upload(self, path: str | Path | None, trim: bool = False) -> str:
-        """A sentence about an upload, checked on arrival (empty when there is none)."""
+    def check_upload(self, path: str | Path | None, trim: bool = False,
+                     session: Session | None = None) -> str:
+        """A sentence about an upload, checked on arrival (empty when there is none); the
+        upload is then ``session``'s, removed with it."""
         if path is None or str(path).strip() == "":
             return ""
+        if session is not None:
+            self._claim_upload(session, Path(path).resolve())
         try:
             given = self.read_input(path, trim)
         except EnsembleError as exc:
@@ -293,7 +302,7 @@ class Room:
         notes = [str(w.message) for w in caught if issubclass(w.category, ClippingWarning)]
         if trim and len(audio) >= int(APP_MAX_SECONDS * SAMPLE_RATE):
             notes.append(f"Only the first {APP_MAX_SECONDS:g} s were used.")
-        return Input(audio, notes)
+        return Input(audio, notes, Path(path).resolve())
 
     def run_round(
         self,
@@ -328,6 +337,8 @@ class Room:
         report = progress or (lambda _fraction, _text: None)
         started = time.perf_counter()
         messages, audio = list(given.notes), given.audio
+        if given.path is not None:
+            self._claim_upload(session, given.path)
         options = self._validate(options)
         round_uid = uuid.uuid4().hex
         folder = self._round_folder(session, round_uid)
@@ -531,18 +542,41 @@ class Room:
             session.local_id = text
         return session
 
+    def keep_copies_in(self, folder: Path) -> None:
+        """The web layer's cache; what is there already (the examples) is shared by every
+        session and never removed with one."""
+        self.copies_dir = Path(folder)
+        self._shared_copies = frozenset(p for p in self.copies_dir.rglob("*") if p.is_file())
+
     def end_session(self, session: Session | None) -> None:
-        """Delete a session's files and stop serving its clips (page closed, state expired)."""
+        """Delete a session's files, uploads and copies, and stop serving its clips (page
+        closed, state expired)."""
         if session is None:
             return
         self.media.drop_owner(session.session_id)
-        shutil.rmtree(self.work_dir / session.session_id, ignore_errors=True)
+        remove(self.work_dir / session.session_id, self.copies_dir)
+        self._release_uploads(session.session_id)
+
+    def _claim_upload(self, session: Session, path: Path) -> None:
+        """``path`` is used by ``session`` (identical uploads share one cached file, so it is
+        removed with the last session using it)."""
+        with self._lock:
+            self._uploads.setdefault(session.session_id, set()).add(path)
+
+    def _release_uploads(self, session_id: str) -> None:
+        with self._lock:
+            mine = self._uploads.pop(session_id, set())
+            used = set().union(*self._uploads.values())
+        for upload in mine - used:
+            if self.copies_dir in upload.parents and upload not in self._shared_copies:
+                upload.unlink(missing_ok=True)
 
     def sweep(self) -> list[str]:
         """Remove sessions idle past the time limit (API clients never close a page)."""
-        gone = sweep(self.work_dir, self.config.session_ttl_s)
+        gone = sweep(self.work_dir, self.config.session_ttl_s, self.copies_dir)
         for session_id in gone:
             self.media.drop_owner(session_id)
+            self._release_uploads(session_id)
         return gone
 
     # -- helpers -------------------------------------------------------------------------------
@@ -618,9 +652,9 @@ class Room:
         return folder
 
     def _drop_round_files(self, session: Session) -> None:
-        # Gradio has copied the previous round's mix and stems into its cache when it sent them.
+        # The previous round's files, and the copies Gradio made when it sent them.
         if session.round_folder is not None:
-            shutil.rmtree(session.round_folder, ignore_errors=True)
+            remove(session.round_folder, self.copies_dir)
 
     def _prepare_round(
         self,
@@ -737,6 +771,7 @@ class Input:
 
     audio: np.ndarray
     notes: list[str]
+    path: Path | None = None  # the upload it came from
 
 
 @dataclass

@@ -8,6 +8,7 @@ longer than the session time limit (API clients never close a page).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -58,9 +59,24 @@ def claim(folder: Path) -> Path:
     return folder
 
 
-def sweep(folder: Path, max_idle_s: float, now: float | None = None) -> list[str]:
-    """Remove session folders under ``folder`` untouched for ``max_idle_s``; returns their
-    names (the session ids)."""
+def remove(folder: Path, copies: Path | None) -> None:
+    """Remove ``folder`` and, under ``copies`` (where the web layer copied the files it served:
+    ``copies/<hash>/<name>``), the copies of its files. Their names are random per round, so a
+    name matches only copies of these files."""
+    folder = Path(folder)
+    if copies is not None:
+        for name in {p.name for p in folder.rglob("*") if p.is_file()}:
+            for copy in Path(copies).glob(f"*/{name}"):
+                copy.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # not empty: other files share the hash
+                    copy.parent.rmdir()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep(folder: Path, max_idle_s: float, copies: Path | None = None,
+          now: float | None = None) -> list[str]:
+    """Remove session folders under ``folder`` (and their copies) untouched for
+    ``max_idle_s``; returns their names (the session ids)."""
     now = time.time() if now is None else now
     gone = []
     for session in Path(folder).iterdir():
@@ -69,7 +85,7 @@ def sweep(folder: Path, max_idle_s: float, now: float | None = None) -> list[str
         except (OSError, ValueError):
             continue  # removed meanwhile
         if session.is_dir() and idle > max_idle_s:
-            shutil.rmtree(session, ignore_errors=True)
+            remove(session, copies)
             gone.append(session.name)
     return gone
 

@@ -567,3 +567,22 @@ def test_many_judgements_from_one_listener_are_flagged(
         room.submit(session, Submission([1, 2, 3]))
         flags.append(room.store.judgements(session.session_id)[0].flags)
     assert "rate_limited" not in flags[0] and "rate_limited" in flags[1]
+
+
+def test_uploads_go_with_the_last_session_using_them(
+    room: Room, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(room, "copies_dir", room.copies_dir)  # restored afterwards
+    monkeypatch.setattr(room, "_shared_copies", room._shared_copies)
+    cache = tmp_path / "cache"
+    shipped = write_audio(cache / "h1" / "example.wav", melody(2.0, 330.0, seed=1))
+    room.keep_copies_in(cache)  # what is cached at start (the examples) is everyone's
+    upload = write_audio(cache / "h2" / "mine.wav", melody(2.0, 330.0, seed=2))
+    first, second = Session(), Session()
+    for session in (first, second):  # identical uploads share one cached file
+        assert room.check_upload(upload, session=session).startswith("✓ 2.0 s")
+    room.check_upload(shipped, session=first)
+    room.end_session(first)
+    assert upload.exists()  # still the second session's
+    room.end_session(second)
+    assert not upload.exists() and shipped.exists()
