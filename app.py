@@ -50,8 +50,16 @@ MAX_FILE_SIZE = "25mb"  # an upload larger than this is refused by the server be
 SWEEP_EVERY_S = 60.0
 TIE, ALL_BAD = "tie: candidates given the same rank are equal", "all bad"
 CSS = PLAYERS_CSS + """
-#judge {position: sticky; bottom: 0; z-index: 20; background: var(--background-fill-primary);
-  border: 2px solid var(--color-accent); border-radius: 10px; padding: 8px;}
+#judge {border: 2px solid var(--color-accent); border-radius: 10px; padding: 8px;
+  background: var(--background-fill-primary);}
+#judge #judge {border: none; padding: 0;}  /* Gradio repeats a group's id inside it */
+/* On a wide screen the judge panel stays in view at the bottom while the players scroll by
+   (the container must clip, not hide, its overflow for that); a phone scrolls to it. */
+.gradio-container {overflow: visible clip !important;}
+@media (min-width: 900px) {
+  #judge {position: sticky; bottom: 0; z-index: 20;}
+  #judge #judge {position: static;}
+}
 #judge .rank {min-width: 90px !important;}
 #gate {font-size: 0.95em;}
 .js-plotly-plot, .js-plotly-plot .plotly {touch-action: pan-y !important;}
