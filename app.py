@@ -48,7 +48,7 @@ from ensemble.room_page import LOCAL_ID_JS, PLAYERS_CSS, PLAYERS_JS, players_htm
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MAX_FILE_SIZE = "25mb"  # an upload larger than this is refused by the server before it is stored
 SWEEP_EVERY_S = 60.0
-TIE, ALL_BAD = "tie: candidates given the same rank are equal", "all bad"
+TIE, ALL_BAD = "tie (equal ranks are equal)", "all bad"
 CSS = PLAYERS_CSS + """
 #judge {border: 2px solid var(--color-accent); border-radius: 10px; padding: 8px;
   background: var(--background-fill-primary);}
