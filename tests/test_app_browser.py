@@ -156,6 +156,10 @@ def test_listen_judge_with_a_tie_and_a_reason(served: tuple[str, object, Path],
     expect(page.locator("#submit")).to_be_disabled()  # type: ignore[attr-defined]
     expect(page.locator("#reveal")).to_have_text("")  # type: ignore[attr-defined]
     _shot(page, "app_candidates.png")
+    # The overview plot lets a finger scroll the page: no drag-to-zoom or pan.
+    plot = "document.querySelector('#overview .js-plotly-plot')"
+    page.wait_for_function(f"{plot} && {plot}._fullLayout")  # type: ignore[attr-defined]
+    assert page.evaluate(f"{plot}._fullLayout.dragmode") is False  # type: ignore[attr-defined]
 
     # Playing B pauses A.
     page.evaluate(f"{_audio('A')}.play()")  # type: ignore[attr-defined]
