@@ -247,6 +247,11 @@ def _wire(demo: gr.Blocks, room: Room, session: gr.State, local_id: gr.Textbox,
         on_analyse, session, [o["perf_plot"], o["perf_table"], o["files"]], api_name="analyse",
         concurrency_limit=1, concurrency_id="analyse",
     )
+    _wire_judging(room, session, reports, o)
+
+
+def _wire_judging(room: Room, session: gr.State, reports: gr.Textbox, o: dict[str, Any]) -> None:
+    """The players' reports, the rank controls, Submit and Skip."""
     gate_outputs = [o["gate"], o["submit"], o["skip"]]
 
     def on_players(state: Session | None, evt: gr.EventData) -> list[Any]:

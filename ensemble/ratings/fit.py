@@ -314,12 +314,7 @@ def fit(
         "train": _compare(train, parts, w_old, w_train),
     }
     if test:
-        held = _compare(test, parts, w_old, w_train)
-        ci = _bootstrap(agreement(test, parts, w_old), agreement(test, parts, w_train), seed)
-        for side in ("old", "new", "gain"):
-            for name, bounds in ci[side].items():
-                held[side][f"{name}_ci95"] = bounds
-        metrics["held_out"] = held
+        metrics["held_out"] = _held_out(test, parts, w_old, w_train, seed)
 
     w_all, nu = fit_davidson(usable, parts, l2=l2)
     total = np.abs(w_all).sum()
@@ -332,6 +327,17 @@ def fit(
     return FitResult(weights=weights, old_weights={p: float(old.get(p, 0.0)) for p in parts},
                      fitted_on=len(usable), bt_scale=float(total / target), metrics=metrics,
                      intervals=intervals, tie_strength=nu, excluded=excluded)
+
+
+def _held_out(test: list[Judgement], parts: list[str], w_old: np.ndarray, w_new: np.ndarray,
+              seed: int) -> dict[str, Any]:
+    """Old and new weights on held-out judgements, with bootstrap 95% intervals."""
+    held = _compare(test, parts, w_old, w_new)
+    ci = _bootstrap(agreement(test, parts, w_old), agreement(test, parts, w_new), seed)
+    for side in ("old", "new", "gain"):
+        for name, bounds in ci[side].items():
+            held[side][f"{name}_ci95"] = bounds
+    return held
 
 
 def _unflagged(judgements: list[Judgement], include_flagged: bool
