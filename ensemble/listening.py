@@ -1,93 +1,118 @@
 """The listening room's handlers: what `app.py` wires to Gradio, testable without a browser.
 
 One *round* is an input performed by the ensemble plus its Top-K retrieved continuations. The
-candidates are shown blind, as listening tests do: in a shuffled order, under neutral letters
-(files and plots included), with their scores and model ranks kept server-side in the session
-until the listener has submitted. Submitting unlocks only after each candidate has been played for
-a few seconds, measured between its player's play and pause events. The judgement (shown order,
-listen times, the human ranking, the scores, versions and settings) is committed to SQLite before
-the scores are revealed, so a crash after the reveal cannot lose it.
+candidates are shown blind, as listening tests do: in a shuffled order, under neutral letters,
+served under per-round random names (`ensemble.room_media`), with their scores and model ranks
+kept server-side until the listener has submitted. Submitting unlocks once each candidate has
+been *heard* for a few seconds: media time at no more than real-time pace, reported by the page
+and checked on the server (`ensemble.room_gate`). The judgement (verdict, ranking and ties,
+reason, listen times, the scores, versions, settings, and flags when the checks failed) is
+committed to SQLite before the scores are revealed, so a crash after the reveal cannot lose it.
 
-Shared, read-only resources (models, index, ratings store, weights) live in a `Room`; everything
-that belongs to one listener lives in their `Session` (a `gr.State` value).
+Parts with one job each: `room_setup` (what is loaded once), `room_round` (rendering the
+candidates), `room_gate` (the listen gate), `room_media` (serving the files), `room_verdict`
+(reading the form and the reveal), `room_files` (disk clean-up). The `Room` here holds what all
+sessions share; everything of one listener lives in their `Session` (a `gr.State` value).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ensemble import __version__
 from ensemble.audio import ClippingWarning, fingerprint, load_audio, write_audio
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import EnsembleError
 from ensemble.features import FeatureFrame
 from ensemble.limits import DEFAULT_TOP_K, HOPS, TOP_K, check_continue
-from ensemble.metrics import SongMetrics, metrics_json, song_metrics
-from ensemble.mix import downmix
+from ensemble.metrics import metrics_json
 from ensemble.perform import Ensemble, Performance, PerformSettings
-from ensemble.rag import (
-    DEFAULT_WEIGHTS,
-    PART_NAMES,
-    Continuation,
-    RagIndex,
-    continue_audio,
-    open_index,
-    parse_weights,
-)
+from ensemble.rag import DEFAULT_WEIGHTS, PART_NAMES, Continuation, continue_audio, parse_weights
 from ensemble.rag.continuation import TAIL_SECONDS
-from ensemble.ratings import Candidate, HubSync, Judgement, RatingsStore, disagreements
-from ensemble.ratings.fit import human_utility, kendall_tau
+from ensemble.ratings import Candidate, HubSync, Judgement, RatingsStore
+from ensemble.ratings.judgement import RATE_LIMIT_PER_HOUR
+from ensemble.room_files import claim, remove, remove_orphans, sweep
+from ensemble.room_gate import ListenLedger, parse_reports
+from ensemble.room_media import MediaRegistry
+from ensemble.room_queue import RoundQueue
+from ensemble.room_round import (
+    PERFORMANCE_COLUMNS,
+    candidate_figure,
+    overview_figure,
+    performance_figure,
+    performance_rows,
+    random_name,
+    render_candidates,
+)
+from ensemble.room_setup import (
+    REPO_ROOT,
+    app_version,
+    file_stamp,
+    initial_weights,
+    instrument_roles,
+    open_room_index,
+    tree_digest,
+)
+from ensemble.room_verdict import (
+    DETAIL_COLUMNS,
+    LETTERS,
+    REVEAL_COLUMNS,
+    Reveal,
+    Submission,
+    read_submission,
+    reveal,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+__all__ = [
+    "DETAIL_COLUMNS",
+    "LETTERS",
+    "PERFORMANCE_COLUMNS",
+    "REVEAL_COLUMNS",
+    "Input",
+    "Reveal",
+    "Room",
+    "RoomConfig",
+    "RoundOptions",
+    "Session",
+    "Submission",
+]
+
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_CHECKPOINTS = "ENSEMBLE_CHECKPOINTS"  # folder or Hugging Face repo id
 ENV_INDEX = "ENSEMBLE_INDEX"
 ENV_DB = "ENSEMBLE_RATINGS_DB"
 ENV_WEIGHTS = "ENSEMBLE_WEIGHTS"
 ENV_LISTEN = "ENSEMBLE_LISTEN_SECONDS"
+ENV_SESSION_TTL = "ENSEMBLE_SESSION_TTL_S"
 
 APP_MAX_SECONDS = 30.0  # longer uploads are refused (or trimmed on request): rounds stay short
-LISTEN_SECONDS = 3.0  # each candidate must be played this long (capped at half its length)
+LISTEN_SECONDS = 3.0  # each candidate must be heard this long (capped at half its length)
 MAX_CANDIDATES = int(TOP_K.high)  # UI slots: Top-K's limit, shared with the CLI
 MAX_HOPS = int(HOPS.high)
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-PREFERRED_LINEUP = ("violin", "cello", "bass", "drums", "flute", "viola", "piano")
-CANDIDATE_PLOT_HEIGHT = 380
-RENDER_WORKERS = 2  # candidates rendered at once: one per core of the 2-core target machine
+PREFERRED_BAND = ("cello", "bass", "drums", "viola", "piano", "flute")
+SESSION_TTL_S = 1800.0  # a session idle this long is ended (its files and state removed)
+WORK_PREFIX = "ensemble-room-"
 
 Progress = Callable[[float, str], None]
-
-PERFORMANCE_COLUMNS = [
-    "signal", "duration (s)", "peak", "average energy", "dynamic range (dB)",
-    "melodic complexity", "voiced share", "median f0 (Hz)",
-]
-REVEAL_COLUMNS = [
-    "candidate", "your rank", "model rank", "composite", "relevance", "coherence",
-    "pitch coh.", "chroma coh.", "loudness coh.", "source", "start (s)", "listened (s)",
-    "melodic complexity", "dynamic range (dB)", "mean RMS",
-]
 
 
 # -- configuration and shared resources --------------------------------------------------------
@@ -101,39 +126,55 @@ class RoomConfig:
     index: Path | None = REPO_ROOT / "examples" / "index"
     ratings_db: Path = REPO_ROOT / "data" / "ratings.sqlite"
     weights: Path | None = REPO_ROOT / "data" / "ratings_weights.json"
-    work_dir: Path | None = None  # rendered files; None: a fresh temporary folder
+    work_dir: Path | None = None  # rendered files; None: a fresh folder in the temp dir
     listen_seconds: float = LISTEN_SECONDS
+    session_ttl_s: float = SESSION_TTL_S
+    rate_limit_per_hour: int = RATE_LIMIT_PER_HOUR
 
     @classmethod
     def from_env(cls) -> RoomConfig:
         env = os.environ
-        listen = env.get(ENV_LISTEN, str(LISTEN_SECONDS))
-        try:
-            listen_seconds = float(listen)
-        except ValueError:
-            listen_seconds = -1.0
-        if not 0.0 <= listen_seconds < float("inf"):
-            raise EnsembleError(f"{ENV_LISTEN} must be a number of seconds >= 0, not {listen!r}.")
         return cls(
             checkpoints=env.get(ENV_CHECKPOINTS) or None,
             index=Path(env.get(ENV_INDEX) or cls.index),
             ratings_db=Path(env.get(ENV_DB) or cls.ratings_db),
             weights=Path(env.get(ENV_WEIGHTS) or cls.weights),
-            listen_seconds=listen_seconds,
+            listen_seconds=_seconds(env, ENV_LISTEN, LISTEN_SECONDS, 0.0),
+            session_ttl_s=_seconds(env, ENV_SESSION_TTL, SESSION_TTL_S, 1.0),
         )
+
+
+def _seconds(env: Any, name: str, default: float, least: float) -> float:
+    text = env.get(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not least <= value < float("inf"):
+        raise EnsembleError(f"{name} must be a number of seconds >= {least:g}, not {text!r}.")
+    return value
 
 
 @dataclass
 class RoundOptions:
     """What the listener chose for a round (the app's controls)."""
 
-    instruments: list[str]
+    instruments: list[str]  # the band; the leader is added when missing
     leader: str | None = None
     top_k: int = DEFAULT_TOP_K
     hops: int = 1
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     perform: PerformSettings = field(default_factory=PerformSettings)
     trim: bool = False  # keep the first APP_MAX_SECONDS of a longer upload instead of refusing it
+
+
+def work_folder(config: RoomConfig) -> Path:
+    """The room's own folder; folders left by crashed runs are removed first."""
+    if config.work_dir is not None:
+        return claim(Path(config.work_dir))
+    parent = Path(tempfile.gettempdir())
+    remove_orphans(parent, WORK_PREFIX)
+    return claim(parent / f"{WORK_PREFIX}{os.getpid()}")
 
 
 class Room:
@@ -143,7 +184,8 @@ class Room:
         self.config = config
         self.ensemble = Ensemble.from_pretrained(config.checkpoints)
         self.kinds = {name: self.ensemble.instrument(name).kind for name in self.ensemble.available}
-        self.index, self.index_note = _open_index(config.index)
+        self.leaders, self.followers = instrument_roles(self.ensemble)
+        self.index, self.index_note = open_room_index(config.index)
         self.embedder = (
             self.ensemble.instrument(self.index.config.embedder)
             if self.index is not None and self.index.config.embedder in self.kinds
@@ -151,52 +193,55 @@ class Room:
         )
         hub = HubSync.from_env(Path(config.ratings_db).parent / "hub-staging")
         self.store = RatingsStore(config.ratings_db, hub=hub)
-        self._weights_stamp = _file_stamp(config.weights)
-        self.weights, self.weights_learned, self.weights_note = _initial_weights(config.weights)
-        self.model_version = _tree_digest(self.ensemble.root, ("model.safetensors", "config.json"))
+        self._weights_stamp = file_stamp(config.weights)
+        self.weights, self.weights_learned, self.weights_note = initial_weights(config.weights)
+        self.model_version = tree_digest(self.ensemble.root, ("model.safetensors", "config.json"))
         self.index_version = (
             f"{self.index.version.name}:"
-            f"{_tree_digest(self.index.version, ('config.json', 'files.json'))}"
+            f"{tree_digest(self.index.version, ('config.json', 'files.json'))}"
             if self.index is not None
             else ""
         )
-        self.app_version = _app_version()
-        work = config.work_dir or Path(tempfile.mkdtemp(prefix="ensemble-room-"))
-        self.work_dir = Path(work)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.app_version = app_version()
+        self.work_dir = work_folder(config)
         self.listen_seconds = config.listen_seconds
+        self.media = MediaRegistry()
+        # Where the web layer keeps uploads and copies of the files it serves (Gradio's cache):
+        # a session's go with it. Set by the app with `keep_copies_in`.
+        self.copies_dir: Path | None = None
+        self._shared_copies: frozenset[Path] = frozenset()
+        self._uploads: dict[str, set[Path]] = {}  # session id -> the uploads it used
+        self.queue = RoundQueue()
         # Guards in-place session updates: a player's pause and another's play may be handled
         # on two worker threads at once for the same session.
         self._lock = threading.Lock()
 
     @property
     def instruments(self) -> list[str]:
-        return list(self.kinds)
+        """Every instrument the page may offer (it can lead or follow)."""
+        return [n for n in self.kinds if n in self.leaders or n in self.followers]
 
-    def default_lineup(self) -> list[str]:
-        """Up to four instruments, a pitched leader first, for the first page load."""
-        chosen = [n for n in PREFERRED_LINEUP if n in self.kinds][:4]
-        return chosen or self.instruments[:3]
+    def default_leader(self) -> str | None:
+        return "violin" if "violin" in self.leaders else next(iter(self.leaders), None)
 
-    def leader_choices(
-        self, instruments: Sequence[str], current: str | None = None
-    ) -> tuple[list[str], str | None]:
-        """Pitched instruments among ``instruments`` (a drum kit cannot play a melody) and the
-        leader to select: ``current`` while it is still chosen, else the first of them."""
-        pitched = [n for n in instruments if self.kinds.get(n) == "pitched"]
-        if current in pitched:
-            return pitched, current
-        return pitched, (pitched[0] if pitched else None)
+    def band_choices(self, leader: str | None) -> list[str]:
+        """Instruments that can follow ``leader`` (every follower but the leader itself)."""
+        return [n for n in self.followers if n != leader]
+
+    def default_band(self, leader: str | None) -> list[str]:
+        """Up to three followers for the first page load."""
+        offered = self.band_choices(leader)
+        return [n for n in PREFERRED_BAND if n in offered][:3] or offered[:2]
 
     def refresh_weights(self) -> dict[str, float]:
         """The room's ranking weights, re-read when the weights file changed since the last
         look (a `ratings fit` while the app runs), so a new page gets them without a restart."""
-        stamp = _file_stamp(self.config.weights)
+        stamp = file_stamp(self.config.weights)
         with self._lock:
             if stamp != self._weights_stamp:
                 self._weights_stamp = stamp
-                loaded = _initial_weights(self.config.weights)
-                self.weights, self.weights_learned, self.weights_note = loaded
+                self.weights, self.weights_learned, self.weights_note = initial_weights(
+                    self.config.weights)
                 log.info("ranking weights reloaded: %s", self.weights_note)
             return dict(self.weights)
 
@@ -215,9 +260,10 @@ class Room:
         t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
         tone = (0.3 * np.sin(2 * np.pi * 330.0 * t)).astype(np.float32)
         session = Session()
-        options = RoundOptions(instruments=self.default_lineup(), top_k=1)
+        leader = self.default_leader()
+        options = RoundOptions(instruments=self.default_band(leader), leader=leader, top_k=1)
         try:
-            self.run_round(session, None, options, audio=tone)
+            self.run_round(session, Input(tone, []), options)
             self.analyse_performance(session)
         except EnsembleError as exc:  # e.g. a missing conductor: the page will say so
             log.warning("warm-up round failed: %s", exc)
@@ -226,28 +272,73 @@ class Room:
 
     # -- handlers ------------------------------------------------------------------------------
 
+    def check_upload(self, path: str | Path | None, trim: bool = False,
+                     session: Session | None = None) -> str:
+        """A sentence about an upload, checked on arrival (empty when there is none); the
+        upload is then ``session``'s, removed with it."""
+        if path is None or str(path).strip() == "":
+            return ""
+        if session is not None:
+            self._claim_upload(session, Path(path).resolve())
+        try:
+            given = self.read_input(path, trim)
+        except EnsembleError as exc:
+            return f"⚠️ {exc}"
+        seconds = len(given.audio) / SAMPLE_RATE
+        return f"✓ {seconds:.1f} s of audio, ready to perform. {' '.join(given.notes)}".strip()
+
+    def read_input(self, path: str | Path | None, trim: bool = False) -> Input:
+        """The listener's audio, decoded (done before a round waits its turn: a broken file is
+        named at once, and the upload may age out of Gradio's cache during a long wait).
+
+        Raises:
+            EnsembleError: no audio, or audio Ensemble cannot use; the message is for the user.
+        """
+        if path is None or str(path).strip() == "":
+            raise EnsembleError("Upload or record some audio, or pick an example, first.")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ClippingWarning)
+            audio = load_audio(path, max_seconds=APP_MAX_SECONDS, trim=trim)
+        notes = [str(w.message) for w in caught if issubclass(w.category, ClippingWarning)]
+        if trim and len(audio) >= int(APP_MAX_SECONDS * SAMPLE_RATE):
+            notes.append(f"Only the first {APP_MAX_SECONDS:g} s were used.")
+        return Input(audio, notes, Path(path).resolve())
+
     def run_round(
         self,
         session: Session,
-        audio_path: str | Path | None,
+        source: str | Path | Input | None,
         options: RoundOptions,
         progress: Progress | None = None,
         *,
-        audio: np.ndarray | None = None,
+        ticket: int | None = None,
     ) -> RoundResult:
-        """Perform the input and prepare its blind Top-K listening test.
-
-        ``audio`` (already loaded, (N,) float32 16 kHz) replaces ``audio_path`` when given.
+        """Perform the input (a path, or an `Input` already read) and prepare its blind Top-K
+        listening test, when its turn in the room's line comes (``ticket`` from `queue.join`,
+        else a place is taken now).
 
         Raises:
             EnsembleError: unusable input or choices; the message is for the listener.
         """
+        ticket = self.queue.join() if ticket is None else ticket
+        seconds = None
+        try:
+            self.queue.wait_turn(ticket)
+            started = time.perf_counter()
+            given = source if isinstance(source, Input) else self.read_input(source, options.trim)
+            result = self._run_round(session, given, options, progress)
+            seconds = time.perf_counter() - started
+        finally:
+            self.queue.leave(ticket, seconds)
+        return result
+
+    def _run_round(self, session: Session, given: Input, options: RoundOptions,
+                   progress: Progress | None) -> RoundResult:
         report = progress or (lambda _fraction, _text: None)
         started = time.perf_counter()
-        messages: list[str] = []
-        report(0.02, "Reading the audio")
-        if audio is None:
-            audio = self._load(audio_path, options.trim, messages)
+        messages, audio = list(given.notes), given.audio
+        if given.path is not None:
+            self._claim_upload(session, given.path)
         options = self._validate(options)
         round_uid = uuid.uuid4().hex
         folder = self._round_folder(session, round_uid)
@@ -257,42 +348,37 @@ class Room:
                 audio, options.instruments, options.leader, options.perform
             )
             messages += performance.messages
-            mix_path = write_audio(folder / "mix.wav", performance.mix)
-            files = [mix_path] + [
-                write_audio(folder / "stems" / f"{name}.wav", stem)
-                for name, stem in performance.stems.items()
-            ]
+            files = _write_performance(folder, performance)
             report(0.3, "Searching the index for continuations")
             continuations = self._continuations(
-                audio, options, messages, performance.features
+                audio, options, messages, performance.features, session
             )
             new_round, shown = (
-                self._prepare_round(
-                    round_uid, audio, continuations, performance, options, folder, report
-                )
+                self._prepare_round(session, round_uid, audio, continuations, performance,
+                                    options, folder, report)
                 if continuations
-                else (None, [])
+                else (None, None)
             )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        self._replace_round(session, new_round, folder, performance)
+        elapsed = time.perf_counter() - started
+        log.info("round %s ready in %.2f s", round_uid, elapsed)
+        report(1.0, "Done")
+        return RoundResult(messages=messages, mix_path=files[0], files=files, shown=shown,
+                           gate=self.gate(session), seconds=elapsed)
 
+    def _replace_round(self, session: Session, new_round: Round | None, folder: Path,
+                       performance: Performance) -> None:
         with self._lock:
+            old = session.round
             self._drop_round_files(session)
             session.round = new_round
             session.round_folder = folder
             session.performance = performance
-        elapsed = time.perf_counter() - started
-        log.info("round %s ready in %.2f s", round_uid, elapsed)
-        report(1.0, "Done")
-        return RoundResult(
-            messages=messages,
-            mix_path=mix_path,
-            files=files,
-            candidates=shown,
-            gate=self.gate(session),
-            seconds=elapsed,
-        )
+        if old is not None:
+            self.media.drop(old.tokens)  # the previous round's clips are not served any more
 
     def analyse_performance(
         self, session: Session | None, progress: Progress | None = None
@@ -310,7 +396,7 @@ class Room:
             return None
         (progress or (lambda _fraction, _text: None))(0.1, "Measuring melody and dynamics")
         named = performance.metrics()
-        path = folder / "metrics.json"
+        path = folder / random_name("metrics", ".json")
         try:
             path.write_text(_json(metrics_json(named)))
         except OSError:  # a newer round replaced this one's folder meanwhile
@@ -318,42 +404,37 @@ class Room:
         with self._lock:
             if session is not None and session.performance is performance:
                 session.performance = None  # the arrays are not needed any more
-        files = [folder / "mix.wav", *sorted((folder / "stems").glob("*.wav")), path]
-        return PerformanceAnalysis(_performance_figure(named), _performance_rows(named), files)
+        files = [*sorted(folder.glob("mix-*.wav")), *sorted((folder / "stems").glob("*.wav")),
+                 path]
+        return PerformanceAnalysis(performance_figure(named), performance_rows(named), files)
 
-    def listen_start(self, session: Session | None, slot: int, now: float | None = None) -> Gate:
-        """A candidate's player started: remember when (server clock)."""
-        with self._lock:
-            current = session.round if session is not None else None
-            if current is not None and not current.submitted and 0 <= slot < len(current.shown):
-                current.playing[current.shown_order[slot]] = (
-                    time.monotonic() if now is None else now
-                )
-            return self._gate_locked(session)
+    def listen(self, session: Session | None, reports: Any, now: float | None = None) -> Gate:
+        """Apply the page's player reports (see `ensemble.room_gate`) and return the gate.
 
-    def listen_stop(self, session: Session | None, slot: int, now: float | None = None) -> Gate:
-        """A candidate's player paused or ended: add the time it played and log the event.
-
-        Idempotent: a pause without a preceding play (the player fires both "pause" and "stop"
-        at the end of a clip) adds nothing.
+        Raises:
+            EnsembleError: reports that are not well-formed.
         """
+        parsed = parse_reports(reports)
+        now = time.monotonic() if now is None else now
+        events: list[tuple[str, str, float, str]] = []
         with self._lock:
             current = session.round if session is not None else None
-            if current is None or not 0 <= slot < len(current.shown):
-                return self._gate_locked(session)
-            index = current.shown_order[slot]
-            began = current.playing.pop(index, None)
-            if began is None:
-                return self._gate_locked(session)
-            seconds = max(0.0, (time.monotonic() if now is None else now) - began)
-            current.listened[index] += seconds
-            session_id, fp = session.session_id, current.fingerprint  # type: ignore[union-attr]
-            chunk_id = current.candidates[index].chunk_id
+            if current is not None and not current.submitted:
+                for item in parsed:
+                    if not 0 <= item.slot < len(current.shown_order):
+                        continue
+                    index = current.shown_order[item.slot]
+                    credit = current.ledger.report(index, item, now)
+                    if item.kind == "pause" and credit > 0:
+                        events.append((session.session_id,  # type: ignore[union-attr]
+                                       current.candidates[index].chunk_id, credit,
+                                       current.fingerprint))
         # Outside the lock: an fsync'd write takes milliseconds and must not block other players.
-        try:
-            self.store.add_listen_event(session_id, chunk_id, seconds, input_fingerprint=fp)
-        except EnsembleError as exc:
-            log.warning("listen event not stored: %s", exc)
+        for session_id, chunk_id, seconds, fp in events:
+            try:
+                self.store.add_listen_event(session_id, chunk_id, seconds, input_fingerprint=fp)
+            except EnsembleError as exc:
+                log.warning("listen event not stored: %s", exc)
         return self.gate(session)
 
     def gate(self, session: Session | None) -> Gate:
@@ -365,11 +446,11 @@ class Room:
         if current is None:
             return Gate(False, "Perform an input first: its continuations will appear here.")
         if current.submitted:
-            return Gate(False, "Ranking submitted. Perform another input for a new round.")
+            return Gate(False, "Submitted. Perform another input for a new round.")
         parts, missing = [], 0
         for slot, index in enumerate(current.shown_order):
             need = current.required_seconds(index, self.listen_seconds)
-            heard = current.listened[index]
+            heard = current.ledger.heard[index]
             if heard >= need:
                 parts.append(f"{LETTERS[slot]} ✓")
             else:
@@ -378,129 +459,180 @@ class Room:
         if missing:
             return Gate(
                 False,
-                f"Listened: {' · '.join(parts)}. Play each candidate for at least "
-                f"{self.listen_seconds:g} s (pausing or reaching its end counts) to unlock "
+                f"Heard: {' · '.join(parts)}. Listen to each candidate for "
+                f"{self.listen_seconds:g} s, one at a time, at normal speed or slower, to unlock "
                 "Submit.",
             )
-        return Gate(True, f"Listened: {' · '.join(parts)}. Rank the candidates and submit.")
+        return Gate(True, f"Heard: {' · '.join(parts)}. Rank the candidates and submit.")
 
-    def submit(self, session: Session | None, ranks: Sequence[int | str | None]) -> Reveal:
-        """Store the listener's ranking (``ranks[slot]`` = rank given to the shown candidate at
-        that slot, 1 = best) and reveal the scores.
+    def submit(self, session: Session | None, form: Submission) -> Reveal:
+        """Store the listener's verdict on the current round and reveal the scores.
+
+        The judgement is stored even when the listening checks fail: it then carries flags
+        (see `ensemble.ratings.judgement.FLAGS`) and `ratings fit` leaves it out by default.
 
         Raises:
-            EnsembleError: nothing to rank, listening not finished, or ranks not a permutation.
+            EnsembleError: nothing to judge, listening not finished, or the form is incomplete.
         """
         with self._lock:
             current = session.round if session is not None else None
             if current is None or session is None:
                 raise EnsembleError("There is nothing to rank yet; perform an input first.")
+            verdict = read_submission(form, current.shown_order)
             gate = self._gate_locked(session)
-            if not current.submitted and not gate.ready:
+            if not current.submitted and not gate.ready and verdict.verdict != "skip":
                 raise EnsembleError(
                     "Listen to every candidate first: " + gate.text.split(". ")[0] + "."
                 )
-            k = len(current.shown_order)
-            ranking = _ranking_from_slots(ranks, current.shown_order)
-            judgement = current.judgement or Judgement(
-                session_id=session.session_id,
-                input_fingerprint=current.fingerprint,
-                candidates=current.candidates,
-                shown_order=list(current.shown_order),
-                listen_seconds=[round(s, 3) for s in current.listened],
-                ranking=ranking,
-                instruments=list(current.instruments),
-                settings=current.settings,
-                model_version=self.model_version,
-                index_version=self.index_version,
-                app_version=self.app_version,
-                uid=current.uid,
-            )
-            if current.judgement is not None and judgement.ranking != ranking:
+            existing = current.judgement
+            flags = current.ledger.flags([self.media.fetched(token) for token in current.tokens])
+        if existing is not None:
+            if (existing.ranking, existing.verdict) != (verdict.ranking, verdict.verdict):
                 raise EnsembleError("This round was already submitted; perform a new input.")
+            return reveal(existing, current.shown, current.metrics)
+        judgement = Judgement(
+            session_id=session.session_id,
+            input_fingerprint=current.fingerprint,
+            candidates=current.candidates,
+            shown_order=list(current.shown_order),
+            listen_seconds=[round(s, 3) for s in current.ledger.heard],
+            ranking=verdict.ranking,
+            verdict=verdict.verdict,
+            ties=verdict.ties,
+            reason=verdict.reason,
+            flags=flags + self._listener_flags(session, current),
+            local_id=session.local_id,
+            instruments=list(current.instruments),
+            settings=current.settings,
+            model_version=self.model_version,
+            index_version=self.index_version,
+            app_version=self.app_version,
+            uid=current.uid,
+        )
         # add_judgement is idempotent on the uid, so a double click stores one row.
         self.store.add_judgement(judgement)
         with self._lock:
             current.judgement = judgement
-        log.info("judgement %s stored (%d candidates)", judgement.id, k)
-        return _reveal(judgement, current)
+        log.info("judgement %s stored (%s, flags %s)", judgement.id, judgement.verdict,
+                 judgement.flags or "none")
+        return reveal(judgement, current.shown, current.metrics)
+
+    def _listener_flags(self, session: Session, current: Round) -> list[str]:
+        """heard_before / duplicate / rate_limited, from what this listener submitted before
+        (this session, or any session of the same browser)."""
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="milliseconds")
+        revealed, judged, recent = self.store.listener_history(
+            session.session_id, session.local_id, since)
+        chunks = sorted(c.chunk_id for c in current.candidates)
+        flags = []
+        if revealed & set(chunks):
+            flags.append("heard_before")
+        if (current.fingerprint, *chunks) in judged:
+            flags.append("duplicate")
+        if recent >= self.config.rate_limit_per_hour:
+            flags.append("rate_limited")
+        return flags
+
+    def start_session(self, session: Session | None, local_id: str | None) -> Session:
+        """The page's session, made on load, with the browser's own id (kept in localStorage,
+        no cookie) so a returning listener is recognised."""
+        session = session or Session()
+        text = (local_id or "").strip()
+        if text and len(text) <= 64 and text.replace("-", "").isalnum():
+            session.local_id = text
+        return session
+
+    def keep_copies_in(self, folder: Path) -> None:
+        """The web layer's cache; what is there already (the examples) is shared by every
+        session and never removed with one."""
+        self.copies_dir = Path(folder)
+        self._shared_copies = frozenset(p for p in self.copies_dir.rglob("*") if p.is_file())
 
     def end_session(self, session: Session | None) -> None:
-        """Delete a session's rendered files (the page was closed or the state expired)."""
+        """Delete a session's files, uploads and copies, and stop serving its clips (page
+        closed, state expired)."""
         if session is None:
             return
-        shutil.rmtree(self.work_dir / session.session_id, ignore_errors=True)
+        self.media.drop_owner(session.session_id)
+        remove(self.work_dir / session.session_id, self.copies_dir)
+        self._release_uploads(session.session_id)
+
+    def _claim_upload(self, session: Session, path: Path) -> None:
+        """``path`` is used by ``session`` (identical uploads share one cached file, so it is
+        removed with the last session using it)."""
+        with self._lock:
+            self._uploads.setdefault(session.session_id, set()).add(path)
+
+    def _release_uploads(self, session_id: str) -> None:
+        with self._lock:
+            mine = self._uploads.pop(session_id, set())
+            used = set().union(*self._uploads.values())
+        for upload in mine - used:
+            if self.copies_dir in upload.parents and upload not in self._shared_copies:
+                upload.unlink(missing_ok=True)
+
+    def sweep(self) -> list[str]:
+        """Remove sessions idle past the time limit (API clients never close a page)."""
+        gone = sweep(self.work_dir, self.config.session_ttl_s, self.copies_dir)
+        for session_id in gone:
+            self.media.drop_owner(session_id)
+            self._release_uploads(session_id)
+        return gone
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _load(self, path: str | Path | None, trim: bool, messages: list[str]) -> np.ndarray:
-        if path is None or str(path).strip() == "":
-            raise EnsembleError("Upload or record some audio, or pick an example, first.")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ClippingWarning)
-            audio = load_audio(path, max_seconds=APP_MAX_SECONDS, trim=trim)
-        messages += [str(w.message) for w in caught if issubclass(w.category, ClippingWarning)]
-        if trim and len(audio) >= int(APP_MAX_SECONDS * SAMPLE_RATE):
-            messages.append(f"Only the first {APP_MAX_SECONDS:g} s were used.")
-        return audio
-
     def _validate(self, options: RoundOptions) -> RoundOptions:
-        chosen = [n for n in options.instruments if n]
-        if not chosen:
-            raise EnsembleError(f"Choose at least one instrument: {', '.join(self.instruments)}.")
-        unknown = [n for n in chosen if n not in self.kinds]
-        if unknown:
+        leader = options.leader or self.default_leader()
+        band = [n for n in options.instruments if n and n != leader]
+        if leader is None or leader not in self.leaders:
+            raise EnsembleError(f"Choose a leader to play your melody: {', '.join(self.leaders)}.")
+        refused = [n for n in band if n not in self.followers]
+        if refused:
             raise EnsembleError(
-                f"Unknown instrument(s) {', '.join(unknown)}; choose from "
-                f"{', '.join(self.instruments)}."
+                f"{', '.join(refused)} cannot play along (yet); the band can be "
+                f"{', '.join(self.band_choices(leader))}."
             )
-        leader = options.leader if options.leader in chosen else None
-        if leader is None:
-            leader = self.leader_choices(chosen)[1]
-            if leader is None:
-                raise EnsembleError(
-                    "Add a pitched instrument to lead: it plays your melody (drums cannot)."
-                )
         weights = parse_weights({k: float(v) for k, v in options.weights.items()})
         check_continue(options.top_k, options.hops, weights)
+        chosen = options.instruments if leader in options.instruments else [leader, *band]
         return RoundOptions(
-            instruments=chosen,
-            leader=leader,
-            top_k=int(options.top_k),
-            hops=int(options.hops),
-            weights=weights,
-            perform=options.perform,
-            trim=options.trim,
+            instruments=[n for n in chosen if n], leader=leader, top_k=int(options.top_k),
+            hops=int(options.hops), weights=weights, perform=options.perform, trim=options.trim,
         )
 
-    def _continuations(
-        self,
-        audio: np.ndarray,
-        options: RoundOptions,
-        messages: list[str],
-        features: FeatureFrame,
-    ) -> list[Continuation]:
-        """Top-K continuations with raw audio; problems become messages, since the performance
-        is still worth hearing without them."""
+    def _continuations(self, audio: np.ndarray, options: RoundOptions, messages: list[str],
+                       features: FeatureFrame, session: Session) -> list[Continuation]:
+        """Top-K continuations with raw audio, leaving out any this listener has had revealed
+        (blind across rounds); problems become messages, since the performance is still worth
+        hearing without them."""
         if self.index is None:
             messages.append(f"No continuations: {self.index_note}")
             return []
+        revealed = self.store.listener_history(session.session_id, session.local_id)[0]
+        extra = min(len(revealed), 2 * MAX_CANDIDATES)  # room to replace what was heard
         try:
             found = continue_audio(
-                audio,
-                self.index,
-                top_k=options.top_k,
-                hops=options.hops,
-                weights=options.weights,
-                embedder=self.embedder,
-                render=True,
-                features=features,
+                audio, self.index, top_k=options.top_k + extra, hops=options.hops,
+                weights=options.weights, embedder=self.embedder, render=True, features=features,
             )
         except EnsembleError as exc:
             messages.append(f"No continuations: {exc}")
             return []
-        messages += found[0].notes if found else ["The index has no continuation for this input."]
-        return found
+        if not found:
+            messages.append("The index has no continuation for this input.")
+            return []
+        messages += found[0].notes
+        fresh, heard = [], []
+        for item in found:
+            (heard if "+".join(item.chunk_ids) in revealed else fresh).append(item)
+        if len(fresh) < options.top_k and heard:
+            messages.append("Some candidates were revealed to you in an earlier round; this "
+                            "round's rating is kept aside as heard before.")
+        kept = (fresh + heard)[: options.top_k]
+        kept.sort(key=lambda c: c.rank)
+        for rank, item in enumerate(kept, start=1):
+            item.rank = rank  # the model's order among what is shown
+        return kept
 
     def _weights_source(self, weights: dict[str, float]) -> str:
         """Which weights ranked a round: the room's learned ones, the defaults, or the
@@ -515,12 +647,13 @@ class Room:
         return folder
 
     def _drop_round_files(self, session: Session) -> None:
-        # Gradio has copied the previous round's files into its cache when it sent them.
+        # The previous round's files, and the copies Gradio made when it sent them.
         if session.round_folder is not None:
-            shutil.rmtree(session.round_folder, ignore_errors=True)
+            remove(session.round_folder, self.copies_dir)
 
     def _prepare_round(
         self,
+        session: Session,
         round_uid: str,
         audio: np.ndarray,
         continuations: list[Continuation],
@@ -528,69 +661,61 @@ class Room:
         options: RoundOptions,
         folder: Path,
         report: Progress,
-    ) -> tuple[Round, list[ShownCandidate]]:
+    ) -> tuple[Round, ShownRound]:
         k = len(continuations)
         shown_order = list(range(k))
         random.Random(uuid.uuid4().int).shuffle(shown_order)
         letter_of = {index: LETTERS[slot] for slot, index in enumerate(shown_order)}
+        lineup = (options.instruments, performance.leader, options.perform)
+        rendered = render_candidates(self.ensemble, continuations, lineup, folder, report)
+        tokens = [self.media.add(r.audio_path, session.session_id) for r in rendered]
         tail_s = min(TAIL_SECONDS, len(audio) / SAMPLE_RATE)
         chunk_s = self.index.config.chunk_seconds if self.index is not None else 0.0
-
-        def prepare(index: int) -> tuple[ShownCandidate, SongMetrics]:
-            """Render one candidate through the ensemble, measure it and draw it."""
-            item = continuations[index]
-            raw = item.audio if item.audio is not None else np.zeros(0, np.float32)
-            sound = self.ensemble.perform(
-                raw, options.instruments, performance.leader, options.perform
-            ).mix
-            metrics = song_metrics(downmix(sound))
-            letter = letter_of[index]
-            seams = [tail_s + h * chunk_s for h in range(len(item.chunk_ids))]
-            # Neutral names: the file name and the plot must not give the model rank away.
-            shown = ShownCandidate(
-                letter=letter,
-                audio_path=write_audio(folder / f"candidate-{letter}.wav", sound),
-                figure=_candidate_figure(metrics, f"Candidate {letter}", seams),
-                duration_s=len(sound) / SAMPLE_RATE,
-            )
-            return shown, metrics
-
-        # Decoders run batch-1 GRUs on one intra-op thread (see ensemble.threads) and release
-        # the GIL, so two candidates render at once on two cores.
-        report(0.35, f"Rendering {k} candidates through the ensemble")
-        with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool:
-            futures = {pool.submit(prepare, index): index for index in range(k)}
-            prepared: dict[int, tuple[ShownCandidate, SongMetrics]] = {}
-            for future in as_completed(futures):
-                prepared[futures[future]] = future.result()
-                report(0.35 + 0.6 * len(prepared) / k,
-                       f"Rendered, measured and drew {len(prepared)} of {k} candidates")
-
-        perform_settings = asdict(options.perform)
-        perform_settings["mute"] = list(perform_settings["mute"])
+        shown = ShownRound(
+            candidates=[
+                ShownCandidate(
+                    letter=letter_of[i],
+                    url=self.media.url(tokens[i]),
+                    figure=candidate_figure(
+                        rendered[i].metrics, f"Candidate {letter_of[i]}",
+                        [tail_s + h * chunk_s for h in range(len(continuations[i].chunk_ids))]),
+                    duration_s=rendered[i].duration_s,
+                    need_s=min(self.listen_seconds, 0.5 * rendered[i].duration_s),
+                )
+                for i in shown_order
+            ],
+            overview=overview_figure(
+                {f"Candidate {letter_of[i]}": rendered[i].metrics for i in shown_order}, tail_s),
+        )
         new_round = Round(
             uid=round_uid,
             fingerprint=fingerprint(audio),
             candidates=[Candidate.from_dict(item.to_json()) for item in continuations],
             shown_order=shown_order,
-            durations=[prepared[i][0].duration_s for i in range(k)],
-            listened=[0.0] * k,
+            ledger=ListenLedger([r.duration_s for r in rendered]),
+            tokens=tokens,
             instruments=options.instruments,
-            settings={
-                "top_k": options.top_k,
-                "hops": options.hops,
-                "weights": options.weights,
-                "weights_source": self._weights_source(options.weights),
-                "leader": performance.leader,
-                "perform": perform_settings,
-                "listen_seconds": self.listen_seconds,
-                "input_seconds": round(len(audio) / SAMPLE_RATE, 3),
-                "trim": options.trim,
-            },
-            metrics=[prepared[i][1].summary() for i in range(k)],
+            settings=self._settings(options, performance.leader, audio),
+            metrics=[r.metrics.summary() for r in rendered],
             shown=[letter_of[i] for i in shown_order],
         )
-        return new_round, [prepared[i][0] for i in shown_order]
+        return new_round, shown
+
+    def _settings(self, options: RoundOptions, leader: str, audio: np.ndarray) -> dict[str, Any]:
+        """What a judgement records about how its round was made."""
+        perform_settings = asdict(options.perform)
+        perform_settings["mute"] = list(perform_settings["mute"])
+        return {
+            "top_k": options.top_k,
+            "hops": options.hops,
+            "weights": options.weights,
+            "weights_source": self._weights_source(options.weights),
+            "leader": leader,
+            "perform": perform_settings,
+            "listen_seconds": self.listen_seconds,
+            "input_seconds": round(len(audio) / SAMPLE_RATE, 3),
+            "trim": options.trim,
+        }
 
 
 # -- per-session state -------------------------------------------------------------------------
@@ -604,13 +729,12 @@ class Round:
     fingerprint: str
     candidates: list[Candidate]
     shown_order: list[int]  # slot -> candidate index
-    durations: list[float]  # seconds, per candidate index
-    listened: list[float]  # seconds played, per candidate index
+    ledger: ListenLedger  # what was heard of each candidate, checked
+    tokens: list[str]  # served-file tokens, per candidate index
     instruments: list[str]
     settings: dict[str, Any]
     metrics: list[dict[str, float | None]]  # song-metric summary per candidate index
     shown: list[str]  # letters, per slot
-    playing: dict[int, float] = field(default_factory=dict)  # candidate index -> play start
     judgement: Judgement | None = None
 
     @property
@@ -619,20 +743,30 @@ class Round:
 
     def required_seconds(self, index: int, listen_seconds: float) -> float:
         # A clip shorter than twice the requirement only has to be heard halfway.
-        return min(listen_seconds, 0.5 * self.durations[index])
+        return min(listen_seconds, 0.5 * self.ledger.durations[index])
 
 
 @dataclass
 class Session:
-    """Everything of one listener (a browser tab): their id and their current round."""
+    """Everything of one listener (a browser tab): their ids and their current round."""
 
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    local_id: str = ""  # the browser's own id from localStorage; "" for API clients
     round: Round | None = None
     round_folder: Path | None = None
     performance: Performance | None = None  # until `analyse_performance` has measured it
 
 
 # -- what handlers return ----------------------------------------------------------------------
+
+
+@dataclass
+class Input:
+    """The listener's audio, read and checked: (N,) float32 at 16 kHz, and notes about it."""
+
+    audio: np.ndarray
+    notes: list[str]
+    path: Path | None = None  # the upload it came from
 
 
 @dataclass
@@ -644,9 +778,16 @@ class Gate:
 @dataclass
 class ShownCandidate:
     letter: str
-    audio_path: Path
+    url: str  # relative to the page, served by `ensemble.room_media`
     figure: go.Figure
     duration_s: float
+    need_s: float  # seconds to hear before Submit unlocks
+
+
+@dataclass
+class ShownRound:
+    candidates: list[ShownCandidate]  # in shown order
+    overview: go.Figure  # every candidate on one plot
 
 
 @dataclass
@@ -654,9 +795,13 @@ class RoundResult:
     messages: list[str]
     mix_path: Path
     files: list[Path]  # mix and stems
-    candidates: list[ShownCandidate]  # in shown order
+    shown: ShownRound | None  # None when there are no continuations
     gate: Gate
     seconds: float  # wall time of the round
+
+    @property
+    def candidates(self) -> list[ShownCandidate]:
+        return self.shown.candidates if self.shown is not None else []
 
 
 @dataclass
@@ -666,174 +811,12 @@ class PerformanceAnalysis:
     files: list[Path]  # mix, stems, metrics.json
 
 
-@dataclass
-class Reveal:
-    judgement_id: int
-    text: str  # Markdown: agreement and disagreements
-    rows: list[list[Any]]  # REVEAL_COLUMNS, in shown order
-
-
-# -- pure helpers ------------------------------------------------------------------------------
-
-
-def _ranking_from_slots(ranks: Sequence[int | str | None], shown_order: list[int]) -> list[int]:
-    """Slot ranks (1 = best) → candidate indices best first; readable errors otherwise."""
-    k = len(shown_order)
-    values: list[int] = []
-    for slot, rank in enumerate(list(ranks)[:k]):
-        try:
-            values.append(int(rank))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise EnsembleError(f"Give Candidate {LETTERS[slot]} a rank from 1 to {k}.") from None
-    if len(values) < k:
-        raise EnsembleError(f"Rank all {k} candidates, from 1 (best) to {k}.")
-    out_of_range = [LETTERS[s] for s, r in enumerate(values) if not 1 <= r <= k]
-    if out_of_range:
-        raise EnsembleError(f"Ranks go from 1 to {k}; check Candidate {', '.join(out_of_range)}.")
-    used = {r: [LETTERS[s] for s, v in enumerate(values) if v == r] for r in set(values)}
-    twice = [f"rank {r} ({' and '.join(slots)})" for r, slots in sorted(used.items())
-             if len(slots) > 1]
-    if twice:
-        missing = [str(r) for r in range(1, k + 1) if r not in used]
-        raise EnsembleError(
-            f"Give each candidate a different rank: {'; '.join(twice)} given twice, "
-            f"{', '.join(missing)} not at all."
-        )
-    return [shown_order[values.index(r)] for r in range(1, k + 1)]
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-def _reveal(judgement: Judgement, current: Round) -> Reveal:
-    k = len(judgement.candidates)
-    letter_of = {index: current.shown[slot] for slot, index in enumerate(current.shown_order)}
-    human_rank = {index: pos + 1 for pos, index in enumerate(judgement.ranking or [])}
-    rows = []
-    for index in current.shown_order:
-        c = judgement.candidates[index]
-        m = current.metrics[index]
-        s = c.scores
-        rows.append([
-            letter_of[index], human_rank.get(index), c.rank, _r(s.get("composite")),
-            _r(s.get("relevance")), _r(s.get("coherence")), _r(s.get("pitch_coherence")),
-            _r(s.get("chroma_coherence")), _r(s.get("loudness_coherence")), c.source,
-            round(c.start_s, 2), round(judgement.listen_seconds[index], 1),
-            m.get("melodic_complexity"), m.get("dynamic_range_db"), m.get("mean_rms"),
-        ])
-    model_utility = -np.array([c.rank for c in judgement.candidates], float)
-    tau = kendall_tau(human_utility(judgement), model_utility) if k > 1 else float("nan")
-    found = disagreements(judgement)
-    lines = [f"**Saved** as rating #{judgement.id}. Scores and model ranks are now revealed."]
-    if np.isfinite(tau):
-        lines.append(f"Agreement between your order and the score's: Kendall τ = {tau:+.2f} "
-                     "(+1 same order, −1 reversed).")
-    if found:
-        lines.append("Where you and the score disagreed:")
-        lines += [
-            f"- Candidate {letter_of[d.candidate]}: you ranked it {_ordinal(d.human_rank)}, the "
-            f"score {_ordinal(d.model_rank)} ("
-            + ("you liked it more" if d.shift > 0 else "you liked it less") + ")."
-            for d in found
-        ]
-    else:
-        lines.append("You and the score agree on every candidate.")
-    return Reveal(judgement_id=int(judgement.id or 0), text="\n".join(lines), rows=rows)
-
-
-def _r(x: float | None, digits: int = 3) -> float | None:
-    return None if x is None else round(float(x), digits)
-
-
-def _performance_rows(named: dict[str, SongMetrics]) -> list[list[Any]]:
-    keys = ["duration_s", "peak", "average_energy", "dynamic_range_db", "melodic_complexity",
-            "voiced_share", "median_f0_hz"]
-    return [[name, *(m.summary()[k] for k in keys)] for name, m in named.items()]
-
-
-def _performance_figure(named: dict[str, SongMetrics]) -> go.Figure:
-    from ensemble.plots import song_figure
-
-    return song_figure(named, "Input, mix and stems")
-
-
-def _candidate_figure(metrics: SongMetrics, title: str, seams: list[float]) -> go.Figure:
-    from ensemble.plots import song_figure
-
-    figure = song_figure({title: metrics}, title)
-    for i, seam in enumerate(seams):
-        figure.add_vline(x=seam, line={"dash": "dot", "color": "#555", "width": 1})
-        # At the bottom: the subplot titles sit at the top centre, where the first seam falls.
-        figure.add_annotation(
-            x=seam, y=0.0, yref="paper", yanchor="bottom", showarrow=False,
-            text="your input │ continuation" if i == 0 else "│ seam",
-            font={"size": 11, "color": "#444"}, bgcolor="rgba(255,255,255,0.8)",
-        )
-    figure.update_layout(height=CANDIDATE_PLOT_HEIGHT, showlegend=False)
-    return figure
+def _write_performance(folder: Path, performance: Performance) -> list[Path]:
+    """The mix and stems under per-round random names; the mix first."""
+    mix = write_audio(folder / random_name("mix"), performance.mix)
+    return [mix] + [write_audio(folder / "stems" / random_name(name), stem)
+                    for name, stem in performance.stems.items()]
 
 
 def _json(data: Any) -> str:
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
-
-
-def _open_index(path: Path | None) -> tuple[RagIndex | None, str]:
-    if path is None:
-        return None, "No continuation index is configured."
-    try:
-        index = open_index(path)
-    except EnsembleError as exc:
-        log.warning("no RAG index: %s", exc)
-        return None, str(exc)
-    return index, f"Continuation index: {len(index)} chunks from {len(index.files)} files."
-
-
-def _file_stamp(path: Path | None) -> tuple[int, int] | None:
-    """(mtime in ns, size) of ``path``, or None when it does not exist."""
-    try:
-        stat = Path(path).stat() if path is not None else None
-    except OSError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size) if stat is not None else None
-
-
-def _initial_weights(path: Path | None) -> tuple[dict[str, float], bool, str]:
-    """Learned weights when a `ratings fit` file exists, else the library defaults; returns
-    (weights, learned, a sentence for the page)."""
-    from ensemble.ratings import load_weights
-
-    if path is None or not Path(path).is_file():
-        return (dict(DEFAULT_WEIGHTS), False,
-                "Candidates are ranked with the default score weights.")
-    try:
-        weights = parse_weights(load_weights(path))
-    except EnsembleError as exc:
-        log.warning("ignoring weights file: %s", exc)
-        return dict(DEFAULT_WEIGHTS), False, f"Default score weights ({exc})"
-    return (weights, True,
-            f"Candidates are ranked with weights learned from ratings ({Path(path).name}).")
-
-
-def _tree_digest(root: Path, names: Sequence[str]) -> str:
-    """Short sha256 over the named files under ``root`` (relative path + content)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for name in names for p in Path(root).rglob(name)):
-        digest.update(str(path.relative_to(root)).encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:12]
-
-
-def _app_version() -> str:
-    """Package version plus the git commit when the app runs from a checkout."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-            text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{__version__}+{commit}" if commit else __version__

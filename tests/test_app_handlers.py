@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -33,9 +34,12 @@ from ensemble.listening import (
     RoundOptions,
     RoundResult,
     Session,
-    _ranking_from_slots,
+    Submission,
 )
 from ensemble.rag import PART_NAMES, build_index
+from ensemble.room_gate import LATENCY_SLACK_S
+from ensemble.room_queue import RoundQueue
+from ensemble.room_verdict import ranking_from_slots
 
 STATS = {"pitch_midi_mean": 70.0, "loudness_quantiles": list(np.linspace(-70.0, -15.0, 21))}
 LINEUP = ["violin", "cello", "drums"]
@@ -122,29 +126,38 @@ def played(first: tuple[Session, RoundResult]) -> Session:
     return session
 
 
+def play(room: Room, session: Session, slot: int, start: float, seconds: float) -> None:
+    """The page's reports for one play of ``seconds`` at normal speed, from ``start``."""
+    room.listen(session, [{"slot": slot, "kind": "play", "pos": 0.0, "t": start}], now=start)
+    room.listen(session, [{"slot": slot, "kind": "pause", "pos": seconds, "t": start + seconds}],
+                now=start + seconds)
+
+
 def listen_all(room: Room, session: Session, seconds: float = 1.0) -> None:
     for slot in range(len(session.round.shown_order)):  # type: ignore[union-attr]
-        room.listen_start(session, slot, now=100.0)
-        room.listen_stop(session, slot, now=100.0 + seconds)
+        play(room, session, slot, 100.0 + 2 * seconds * slot, seconds)
 
 
 def test_round_returns_performance_and_blind_candidates(
     room: Room, first: tuple[Session, RoundResult]
 ) -> None:
     session, result = first
-    assert result.mix_path.is_file()
-    assert {p.name for p in result.files} == {"mix.wav", "violin.wav", "cello.wav", "drums.wav"}
+    assert result.mix_path.is_file() and result.mix_path.name.startswith("mix-")
+    assert {p.name.split("-")[0] for p in result.files} == {"mix", "violin", "cello", "drums"}
     assert all(sf.info(p).channels == 2 for p in result.files)  # stereo, as mixed
     assert [c.letter for c in result.candidates] == ["A", "B", "C"]
     current = session.round
     assert current is not None and sorted(current.shown_order) == [0, 1, 2]
     assert [c.rank for c in current.candidates] == [1, 2, 3]
     for shown in result.candidates:
-        # Nothing the listener sees names the model rank or a score.
-        assert shown.audio_path.name == f"candidate-{shown.letter}.wav"
+        # Nothing the listener sees names the model rank or a score: the clip's URL is a random
+        # token, and the plot is titled with the letter only.
+        assert shown.url.startswith("room-audio/") and len(shown.url) > len("room-audio/.wav")
         assert shown.figure.layout.title.text == f"Candidate {shown.letter}"
-        assert shown.duration_s > 1.0
-        assert sf.info(shown.audio_path).channels == 2
+        assert shown.duration_s > 1.0 and shown.need_s == 0.5
+    assert len({c.url for c in result.candidates}) == 3
+    assert [t.name for t in result.shown.overview.data] == [  # type: ignore[union-attr]
+        f"Candidate {c.letter}" for c in result.candidates]
     assert not result.gate.ready
     assert current.settings["weights"] == room.weights
     assert current.settings["weights_source"] == "default"
@@ -157,38 +170,78 @@ def test_performance_analysis_follows(room: Room, first: tuple[Session, RoundRes
     assert analysis is not None
     assert [row[0] for row in analysis.table] == ["input", "mix", *LINEUP]
     assert analysis.table[4][5] is None  # drums have no melody
-    assert {p.name for p in analysis.files} >= {"mix.wav", "metrics.json"}
-    metrics = json.loads((session.round_folder / "metrics.json").read_text())  # type: ignore[operator]
+    assert {p.name.split("-")[0] for p in analysis.files} >= {"mix", "metrics"}
+    metrics = json.loads(analysis.files[-1].read_text())
     assert set(metrics) == {"input", "mix", *LINEUP}
+    # The mix and input are shown; stems wait one legend click away.
+    hidden = {t.name for t in analysis.figure.data if t.visible == "legendonly"}
+    assert hidden == set(LINEUP)
     assert room.analyse_performance(session) is None  # measured once per round
     assert room.analyse_performance(Session()) is None
 
 
-def test_listen_gate_counts_play_time_per_candidate(room: Room, played: Session) -> None:
+def test_listen_gate_counts_media_time_heard(room: Room, played: Session) -> None:
     assert not room.gate(played).ready
-    room.listen_start(played, 0, now=10.0)
-    gate = room.listen_stop(played, 0, now=10.3)
+    play(room, played, 0, 10.0, 0.3)
+    gate = room.gate(played)
     assert not gate.ready and "A 0.3/0.5 s" in gate.text
-    room.listen_start(played, 0, now=20.0)
-    gate = room.listen_stop(played, 0, now=20.3)
+    play(room, played, 0, 20.0, 0.3)
+    gate = room.gate(played)
     assert "A ✓" in gate.text  # 0.6 s over two plays
-    # A "stop" after the "pause" that ended the same play adds nothing.
-    assert room.listen_stop(played, 0, now=99.0).text == gate.text
-    room.listen_start(played, 1, now=30.0)
-    room.listen_stop(played, 1, now=31.0)
-    assert not room.gate(played).ready  # C not heard yet
+    # A pause without a play (the player's own pause at the end) adds nothing.
+    pause = [{"slot": 0, "kind": "pause", "pos": 9.0, "t": 99.0}]
+    assert room.listen(played, pause, now=99.0).text == gate.text
+    # Half speed: 0.8 s of wall time hear 0.4 s of the clip, and 0.4 s is what counts.
+    room.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 30.0}], now=30.0)
+    room.listen(played, [{"slot": 1, "kind": "progress", "pos": 0.2, "t": 30.4}], now=30.4)
+    assert "B 0.4/0.5 s" in room.listen(
+        played, [{"slot": 1, "kind": "pause", "pos": 0.4, "t": 30.8}], now=30.8).text
+    assert not room.gate(played).ready  # B and C not heard enough yet
     with pytest.raises(EnsembleError, match="Listen to every candidate"):
-        room.submit(played, [1, 2, 3])
-    room.listen_start(played, 2, now=40.0)
-    assert room.listen_stop(played, 2, now=41.0).ready
+        room.submit(played, Submission([1, 2, 3]))
+    play(room, played, 1, 40.0, 0.5)
+    play(room, played, 2, 50.0, 1.0)
+    assert room.gate(played).ready
     events = room.store.listened_seconds(played.session_id, played.round.fingerprint)  # type: ignore[union-attr]
     index_a = played.round.shown_order[0]  # type: ignore[union-attr]
     assert events[played.round.candidates[index_a].chunk_id] == pytest.approx(0.6)  # type: ignore[union-attr]
 
 
+def test_made_up_reports_are_capped_and_flagged(room: Room, played: Session) -> None:
+    # Claiming 30 s heard after 1 s of server time: the credit is capped near what passed, and
+    # the page's clock running ahead of the server's flags the round.
+    room.listen(played, [{"slot": 0, "kind": "play", "pos": 0.0, "t": 0.0}], now=10.0)
+    room.listen(played, [{"slot": 0, "kind": "pause", "pos": 30.0, "t": 30.0}], now=11.0)
+    ledger = played.round.ledger  # type: ignore[union-attr]
+    assert ledger.heard[played.round.shown_order[0]] == 1.0 + LATENCY_SLACK_S  # type: ignore[union-attr]
+    assert ledger.flags([True, True, True]) == ["too_fast"] and ledger.too_fast == 0
+    # Positions running ahead of the page's own clock (2x playback) are counted as well.
+    room.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 40.0}], now=40.0)
+    room.listen(played, [{"slot": 1, "kind": "pause", "pos": 4.0, "t": 42.0}], now=42.0)
+    assert ledger.too_fast == 1 and ledger.heard[played.round.shown_order[1]] == 2.0  # type: ignore[union-attr]
+    with pytest.raises(EnsembleError, match="kind is one of"):
+        room.listen(played, [{"slot": 0, "kind": "rewind", "pos": 0, "t": 0}])
+    with pytest.raises(EnsembleError, match="needs slot, kind, pos and t"):
+        room.listen(played, '[{"slot": 0}]')
+
+
+def test_late_handling_is_not_mistaken_for_cheating(room: Room, played: Session) -> None:
+    """Under load the server may handle a play seconds late and the pause at once; an honest
+    page's own clock keeps the spans apart and in time."""
+    for slot, page_t in enumerate((0.0, 3.0, 6.0)):
+        # Each play handled 2.5 s late, each pause on time: spans overlap in server time.
+        room.listen(played, [{"slot": slot, "kind": "play", "pos": 0.0, "t": page_t}],
+                    now=100.0 + page_t + 2.5)
+        room.listen(played, [{"slot": slot, "kind": "pause", "pos": 3.0, "t": page_t + 3.0}],
+                    now=100.0 + page_t + 3.0)
+    ledger = played.round.ledger  # type: ignore[union-attr]
+    assert ledger.flags([True, True, True]) == [] and ledger.heard == [3.0, 3.0, 3.0]
+
+
 def test_listen_events_without_a_round_are_harmless(room: Room) -> None:
-    assert not room.listen_start(None, 0).ready
-    assert not room.listen_stop(Session(), 3).ready
+    report = [{"slot": 3, "kind": "play", "pos": 0.0, "t": 0.0}]
+    assert not room.listen(None, report).ready
+    assert not room.listen(Session(), report).ready
 
 
 def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> None:
@@ -196,7 +249,7 @@ def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> Non
     current = played.round
     assert current is not None
     before = room.store.count()
-    reveal = room.submit(played, [3, 1, 2])
+    reveal = room.submit(played, Submission([3, 1, 2], reason="C first"))
     stored = room.store.judgements(played.session_id)
     assert room.store.count() == before + 1 and len(stored) == 1
     j = stored[0]
@@ -212,16 +265,19 @@ def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> Non
     assert j.model_version == room.model_version and j.index_version == room.index_version
     assert j.app_version == room.app_version
     assert reveal.judgement_id == j.id and f"#{j.id}" in reveal.text
-    assert [row[0] for row in reveal.rows] == ["A", "B", "C"]
-    assert [row[1] for row in reveal.rows] == [3, 1, 2]
-    assert sorted(row[2] for row in reveal.rows) == [1, 2, 3]
-    assert len(reveal.rows[0]) == len(REVEAL_COLUMNS)
+    assert (j.verdict, j.reason, j.ties) == ("ranking", "C first", None)
+    # Handler calls never download the clips, so the gate's fetch check flags the judgement.
+    assert j.flags == ["not_fetched"] and "kept aside" in reveal.text
+    assert [row[0] for row in reveal.rows] == ["A — your 3rd", "B — your 1st", "C — your 2nd"]
+    assert sorted(row[1] for row in reveal.rows) == [1, 2, 3]
+    assert len(reveal.rows[0]) == len(REVEAL_COLUMNS) == 5
+    assert [row[0] for row in reveal.details] == ["A", "B", "C"]
     # A double click stores nothing new; the round is closed.
-    assert room.submit(played, [3, 1, 2]).judgement_id == j.id
+    assert room.submit(played, Submission([3, 1, 2])).judgement_id == j.id
     assert room.store.count() == before + 1
     with pytest.raises(EnsembleError, match="already submitted"):
-        room.submit(played, [1, 2, 3])
-    assert "submitted" in room.gate(played).text
+        room.submit(played, Submission([1, 2, 3]))
+    assert "Submitted" in room.gate(played).text
 
 
 def test_reveal_names_disagreements(room: Room, played: Session) -> None:
@@ -230,7 +286,7 @@ def test_reveal_names_disagreements(room: Room, played: Session) -> None:
     assert current is not None
     # Rank exactly against the model: the model's best last, its worst first.
     model_rank = {slot: current.candidates[i].rank for slot, i in enumerate(current.shown_order)}
-    reveal = room.submit(played, [4 - model_rank[s] for s in range(3)])
+    reveal = room.submit(played, Submission([4 - model_rank[s] for s in range(3)]))
     assert "τ = -1.00" in reveal.text
     best_slot = next(s for s, r in model_rank.items() if r == 1)
     assert f"Candidate {LETTERS[best_slot]}: you ranked it 3rd, the score 1st" in reveal.text
@@ -247,17 +303,17 @@ def test_reveal_names_disagreements(room: Room, played: Session) -> None:
 )
 def test_bad_rankings_are_explained(ranks: list[int | None], message: str) -> None:
     with pytest.raises(EnsembleError, match=message):
-        _ranking_from_slots(ranks, [2, 0, 1])
+        ranking_from_slots(ranks, [2, 0, 1])
 
 
 def test_ranking_maps_slots_to_candidates() -> None:
     # Slot ranks [2, 3, 1] over shown order [2, 0, 1]: slot C (candidate 1) is best.
-    assert _ranking_from_slots(["2", "3", "1"], [2, 0, 1]) == [1, 2, 0]
+    assert ranking_from_slots(["2", "3", "1"], [2, 0, 1]) == [1, 2, 0]
 
 
 def test_submit_without_round(room: Room) -> None:
     with pytest.raises(EnsembleError, match="nothing to rank"):
-        room.submit(Session(), [1])
+        room.submit(Session(), Submission([1]))
 
 
 @pytest.mark.parametrize(
@@ -303,9 +359,8 @@ def test_trim_keeps_the_first_30_seconds(room: Room, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (RoundOptions(instruments=[]), "Choose at least one instrument"),
-        (RoundOptions(instruments=["drums"]), "pitched instrument to lead"),
-        (RoundOptions(instruments=["violin", "tuba"]), "Unknown instrument"),
+        (RoundOptions(instruments=[], leader="drums"), "Choose a leader"),
+        (RoundOptions(instruments=["violin", "tuba"]), "tuba cannot play along"),
         (RoundOptions(instruments=["violin"], top_k=0), "Top-K must be between"),
         (RoundOptions(instruments=["violin"], weights=dict.fromkeys(PART_NAMES, 0.0)),
          "non-zero"),
@@ -316,11 +371,67 @@ def test_bad_choices(room: Room, options: RoundOptions, message: str) -> None:
         room.run_round(Session(), example(room), options)
 
 
-def test_leader_choices_skip_drums(room: Room) -> None:
-    assert room.leader_choices(["drums", "cello", "violin"]) == (["cello", "violin"], "cello")
-    assert room.leader_choices(["drums"]) == ([], None)
-    assert room.leader_choices(["cello", "violin"], "violin") == (["cello", "violin"], "violin")
-    assert room.leader_choices(["cello"], "violin") == (["cello"], "cello")
+def test_roles_are_what_the_library_plays(room: Room) -> None:
+    # Asked of Ensemble.perform, not listed: drums cannot lead; all three can follow.
+    assert room.leaders == ["cello", "violin"]
+    assert room.followers == ["cello", "drums", "violin"]
+    assert room.band_choices("violin") == ["cello", "drums"]
+    assert room.default_leader() == "violin"
+
+
+def test_tie_all_bad_and_skip(room: Room, first: tuple[Session, RoundResult]) -> None:
+    def fresh() -> Session:
+        session = Session()
+        session.round = replace(copy.deepcopy(first[0].round), uid=uuid.uuid4().hex)
+        return session
+
+    tied = fresh()
+    listen_all(room, tied)
+    with pytest.raises(EnsembleError, match='tick "tie"'):
+        room.submit(tied, Submission([1, 1, 2]))
+    with pytest.raises(EnsembleError, match="give the candidates you find equal the same rank"):
+        room.submit(tied, Submission([1, 2, 3], tie=True))
+    room.submit(tied, Submission([2, 1, 2], tie=True, reason="A and C are alike"))
+    j = room.store.judgements(tied.session_id)[0]
+    order = tied.round.shown_order  # type: ignore[union-attr]
+    assert (j.verdict, j.ties, j.reason) == ("tie", [[order[0], order[2]]], "A and C are alike")
+    assert j.ranking == [order[1], order[0], order[2]]
+
+    bad = fresh()
+    listen_all(room, bad)
+    room.submit(bad, Submission([None, None, None], all_bad=True))
+    assert room.store.judgements(bad.session_id)[0].verdict == "all_bad"
+
+    skipped = fresh()  # nothing heard: skipping needs no listening
+    reveal = room.submit(skipped, Submission([], skip=True))
+    stored = room.store.judgements(skipped.session_id)[0]
+    assert (stored.verdict, stored.ranking) == ("skip", None)
+    assert "Kendall" not in reveal.text
+
+
+def test_blind_across_rounds(room: Room) -> None:
+    """A listener (even in a new tab of the same browser) is not served a clip again under an
+    old name, nor shown a candidate revealed to them before while fresh ones remain."""
+    tab = room.start_session(None, "browser-1")
+    first = room.run_round(tab, example(room), RoundOptions(instruments=["violin"], top_k=3))
+    listen_all(room, tab)
+    room.submit(tab, Submission([1, 2, 3]))
+    revealed = {c.chunk_id for c in tab.round.candidates}  # type: ignore[union-attr]
+    other_tab = room.start_session(None, "browser-1")
+    again = room.run_round(other_tab, example(room), RoundOptions(instruments=["violin"],
+                                                                  top_k=3))
+    assert not {c.url for c in first.candidates} & {c.url for c in again.candidates}
+    assert not revealed & {c.chunk_id for c in other_tab.round.candidates}  # type: ignore[union-attr]
+    listen_all(room, other_tab)
+    room.submit(other_tab, Submission([1, 2, 3]))
+    assert "heard_before" not in room.store.judgements(other_tab.session_id)[0].flags
+    # The same candidates judged again by the same browser are flagged, not silently mixed in.
+    third = room.start_session(None, "browser-1")
+    third.round = replace(copy.deepcopy(tab.round), uid=uuid.uuid4().hex, judgement=None)
+    listen_all(room, third)
+    room.submit(third, Submission([1, 2, 3]))
+    assert {"heard_before", "duplicate"} <= set(room.store.judgements(third.session_id)[0].flags)
+    assert room.start_session(None, "not an id!").local_id == ""
 
 
 def test_learned_weights_rank_the_candidates(tmp_path: Path, room: Room) -> None:
@@ -364,12 +475,29 @@ def test_new_round_and_end_session_remove_old_files(room: Room, tmp_path: Path) 
     session = Session()
     short = write_audio(tmp_path / "short.wav", melody(3.0, 330.0, seed=5))
     room.run_round(session, short, RoundOptions(instruments=["violin"], top_k=1))
-    old = session.round_folder
+    old, old_tokens = session.round_folder, session.round.tokens  # type: ignore[union-attr]
     room.run_round(session, short, RoundOptions(instruments=["violin"], top_k=1))
     assert old is not None and not old.exists()
+    assert all(room.media.open(t) is None for t in old_tokens)  # old clips are not served
     assert session.round_folder is not None and session.round_folder.is_dir()
+    tokens = session.round.tokens  # type: ignore[union-attr]
+    assert all(room.media.open(t) is not None for t in tokens)
     room.end_session(session)
     assert not session.round_folder.exists()
+    assert all(room.media.open(t) is None for t in tokens)
+
+
+def test_idle_sessions_are_swept(room: Room, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                 ) -> None:
+    session = Session()
+    room.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=1))
+    token = session.round.tokens[0]  # type: ignore[union-attr]
+    assert session.session_id not in room.sweep()  # fresh: kept
+    monkeypatch.setattr(room.config, "session_ttl_s", 0.0)
+    time.sleep(0.05)
+    assert session.session_id in room.sweep()  # idle past the limit (an API client that left)
+    assert not (room.work_dir / session.session_id).exists()
+    assert room.media.open(token) is None
 
 
 def test_without_an_index_the_performance_still_plays(room: Room) -> None:
@@ -411,3 +539,50 @@ def test_multi_hop_candidates_chain_chunks(room: Room) -> None:
                                                                 "│ seam"]
     # The last 4 s of the input, then two 4 s chunks.
     assert result.candidates[0].duration_s == pytest.approx(4.0 + 2 * 4.0, abs=0.05)
+
+
+def test_rounds_wait_their_turn_in_order() -> None:
+    line = RoundQueue(typical_s=2.0)
+    a, b, c = line.join(), line.join(), line.join()
+    assert line.place(c) == (2, 6.0)  # two ahead, each about 2 s, then its own
+    assert line.wait_turn(a, timeout=0) and not line.wait_turn(b, timeout=0.05)
+    line.leave(a, seconds=4.0)  # a took 4 s: the estimate moves towards it
+    assert line.wait_turn(b, timeout=0)
+    ahead, wait = line.place(c)
+    assert ahead == 1 and wait == pytest.approx(2 * (0.7 * 2.0 + 0.3 * 4.0))
+    line.leave(b)
+    line.leave(b)  # twice: harmless
+    assert line.wait_turn(c, timeout=0) and line.waiting == 1
+
+
+def test_many_judgements_from_one_listener_are_flagged(
+    room: Room, first: tuple[Session, RoundResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(room.config, "rate_limit_per_hour", 1)
+    flags = []
+    for _ in range(2):
+        session = room.start_session(None, "busy-browser")
+        session.round = replace(copy.deepcopy(first[0].round), uid=uuid.uuid4().hex)
+        listen_all(room, session)
+        room.submit(session, Submission([1, 2, 3]))
+        flags.append(room.store.judgements(session.session_id)[0].flags)
+    assert "rate_limited" not in flags[0] and "rate_limited" in flags[1]
+
+
+def test_uploads_go_with_the_last_session_using_them(
+    room: Room, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(room, "copies_dir", room.copies_dir)  # restored afterwards
+    monkeypatch.setattr(room, "_shared_copies", room._shared_copies)
+    cache = tmp_path / "cache"
+    shipped = write_audio(cache / "h1" / "example.wav", melody(2.0, 330.0, seed=1))
+    room.keep_copies_in(cache)  # what is cached at start (the examples) is everyone's
+    upload = write_audio(cache / "h2" / "mine.wav", melody(2.0, 330.0, seed=2))
+    first, second = Session(), Session()
+    for session in (first, second):  # identical uploads share one cached file
+        assert room.check_upload(upload, session=session).startswith("✓ 2.0 s")
+    room.check_upload(shipped, session=first)
+    room.end_session(first)
+    assert upload.exists()  # still the second session's
+    room.end_session(second)
+    assert not upload.exists() and shipped.exists()

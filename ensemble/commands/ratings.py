@@ -37,6 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="fraction of judgements held out for evaluation")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--l2", type=float, default=1.0, help="L2 regularisation strength")
+    fit.add_argument("--min-judgements", type=int, default=None, metavar="N",
+                     help="write the weights file (which the app applies) only when at least N "
+                     "judgements were fitted (default 30)")
+    fit.add_argument("--include-flagged", action="store_true",
+                     help="also fit judgements the room flagged (listen gate failed, heard "
+                     "before, too fast, duplicate, rate limited)")
+    fit.add_argument("--resamples", type=int, default=200,
+                     help="bootstrap refits for the weights' 95%% intervals")
     fit.set_defaults(func=_fit)
 
     stats = inner.add_parser("stats", help="how many judgements, sessions and listens")
@@ -65,22 +73,42 @@ def _export(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from ensemble.ratings import RatingsStore, fit, load_weights, save_weights
+    from ensemble.ratings.fit import MIN_JUDGEMENTS
 
     check_file(args.out, force=True)  # the stated rule: fit replaces its weights file
     store = RatingsStore(args.db, readonly=True)
     old = load_weights(args.old_weights) if args.old_weights else None
     parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else None
     result = fit(store.judgements(), old_weights=old, parts=parts, holdout=args.holdout,
-                 seed=args.seed, l2=args.l2)
+                 seed=args.seed, l2=args.l2, include_flagged=args.include_flagged,
+                 resamples=args.resamples)
+    print(_weights_report(result))
+    print(_fit_report(result.metrics))
+    minimum = MIN_JUDGEMENTS if args.min_judgements is None else args.min_judgements
+    if result.fitted_on < minimum:
+        print(f"not applied: {result.fitted_on} judgements fitted, the minimum is {minimum} "
+              f"(--min-judgements); {args.out} was left as it was")
+        return 0
     save_weights(result, args.out)
-    print(_fit_report(result.metrics, result.old_weights, result.weights))
     print(f"saved weights fitted on {result.fitted_on} judgements to {args.out}")
     return 0
 
 
-def _fit_report(m: dict[str, Any], old: dict[str, float], new: dict[str, float]) -> str:
-    lines = [f"{'part':<24}{'old':>10}{'new':>10}"]
-    lines += [f"{p:<24}{old[p]:>10.4f}{new[p]:>10.4f}" for p in new]
+def _weights_report(result: Any) -> str:
+    lines = [f"{'part':<24}{'old':>10}{'new':>10}   95% interval (bootstrap)"]
+    for p, w in result.weights.items():
+        lo, hi = result.intervals[p]
+        lines.append(f"{p:<24}{result.old_weights[p]:>10.4f}{w:>10.4f}   [{lo:.4f}, {hi:.4f}]")
+    lines.append(f"fitted on {result.fitted_on} judgements; tie strength (Davidson ν) "
+                 f"{result.tie_strength:.3f}")
+    if result.excluded:
+        left = ", ".join(f"{n} {flag.replace('_', ' ')}" for flag, n in result.excluded.items())
+        lines.append(f"left out as flagged: {left} (--include-flagged to use them)")
+    return "\n".join(lines)
+
+
+def _fit_report(m: dict[str, Any]) -> str:
+    lines = []
     if m["skipped"]:
         lines.append(f"({m['skipped']} judgements skipped: fewer than 2 candidates, no "
                      "preference, or missing parts)")
@@ -107,11 +135,25 @@ def _fit_report(m: dict[str, Any], old: dict[str, float], new: dict[str, float])
 
 def _stats(args: argparse.Namespace) -> int:
     from ensemble.ratings import RatingsStore
+    from ensemble.ratings.judgement import RATE_LIMIT_PER_HOUR
 
     s = RatingsStore(args.db, readonly=True).stats()
     print(f"judgements     {s['judgements']} ({s['with_ranking']} ranked, {s['with_ratings']} "
           f"rated 1-5, {s['best_only']} best-only)")
+    verdicts = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in sorted(s["verdicts"].items()))
+    if verdicts:
+        print(f"verdicts       {verdicts}")
+    print(f"flagged        {s['flagged']} (left out of `ratings fit` by default)")
+    b = s["by_flag"]
+    print(f"  gate failed  {s['gate_failed']} (audio not fetched {b['not_fetched']}, candidates "
+          f"overlapping {b['overlap']})")
+    for flag in ("heard_before", "too_fast", "duplicate"):
+        print(f"  {flag.replace('_', ' '):<12} {b[flag]}")
+    print(f"  rate limited {b['rate_limited']} (beyond {RATE_LIMIT_PER_HOUR} judgements per "
+          "listener per hour)")
     print(f"sessions       {s['sessions']}")
+    print(f"listeners      {s['listeners']} (most judgements by one listener: "
+          f"{s['max_per_listener']})")
     if s["judgements"]:
         print(f"from           {s['first']} to {s['last']}")
     print(f"listen events  {s['listen_events']} ({s['listened_seconds']:.0f} s played)")

@@ -22,7 +22,8 @@ from ensemble.ratings.judgement import Candidate, Judgement
 FORMATS = ("csv", "jsonl")
 _SCORE_PREFIX = "score."
 _JUDGEMENT_COLUMNS = ["judgement_id", "uid", "created_at", "session_id", "input_fingerprint",
-                      "model_version", "index_version", "app_version", "instruments", "settings"]
+                      "model_version", "index_version", "app_version", "instruments", "settings",
+                      "verdict", "ties", "reason", "flags", "local_id"]
 _CANDIDATE_COLUMNS = ["candidate", "chunk_id", "source", "start_s", "model_rank",
                       "shown_position", "listen_seconds", "human_rank", "rating", "is_best"]
 
@@ -80,7 +81,8 @@ def _write_csv(judgements: list[Judgement], stream: TextIO) -> None:
     writer.writerow(_JUDGEMENT_COLUMNS + _CANDIDATE_COLUMNS + [_SCORE_PREFIX + p for p in parts])
     for j in judgements:
         head = [j.id, j.uid, j.created_at, j.session_id, j.input_fingerprint, j.model_version,
-                j.index_version, j.app_version, json.dumps(j.instruments), json.dumps(j.settings)]
+                j.index_version, j.app_version, json.dumps(j.instruments), json.dumps(j.settings),
+                j.verdict, json.dumps(j.ties), j.reason, json.dumps(j.flags), j.local_id]
         human_rank = {c: pos + 1 for pos, c in enumerate(j.ranking or [])}
         shown_position = {c: pos + 1 for pos, c in enumerate(j.shown_order)}
         for i, cand in enumerate(j.candidates):
@@ -131,6 +133,12 @@ def _judgement_from_rows(rows: list[dict[str, str]]) -> Judgement:
         model_version=first["model_version"],
         index_version=first["index_version"],
         app_version=first["app_version"],
+        # Exports written before these columns existed read as plain, unflagged rankings.
+        verdict=first.get("verdict") or "ranking",
+        ties=json.loads(first.get("ties") or "null"),
+        reason=first.get("reason") or "",
+        flags=json.loads(first.get("flags") or "[]"),
+        local_id=first.get("local_id") or "",
     )
 
 

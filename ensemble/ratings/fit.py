@@ -1,12 +1,16 @@
 """Learn the composite weights from judgements with a Bradley–Terry model on score parts.
 
 The ranker scores a candidate as composite = sum_k w_k * part_k. Each judgement becomes pairwise
-outcomes (a ranking of K gives K(K-1)/2 wins; equal 1–5 ratings give ties, counted as half a win
-each way, as arenas do), and P(a beats b) = sigmoid(w · (x_a - x_b)) is fitted by L2-regularised
-logistic regression. Judgements, not pairs, are split into train and held-out, so pairs of one
-judgement never leak across the split. Only the direction of w matters for ranking; the saved
-weights are rescaled to the old weights' total so composite values stay on the familiar scale, and
-`bt_scale` keeps the factor that turns a composite difference back into a win probability.
+outcomes (a ranking of K gives K(K-1)/2 wins; candidates the listener tied, and equal 1–5
+ratings, give ties) fitted with Davidson's extension of Bradley–Terry: with d = w · (x_a - x_b),
+P(a beats b) = e^{d/2} / Z, P(tie) = ν / Z, Z = e^{d/2} + e^{-d/2} + ν, which is the logistic
+model when there are no ties (ν → 0); L2-regularised. Judgements flagged by the room (the listen
+gate's checks, heard before, duplicates, rate limits) are left out unless asked for, and the
+weights come with bootstrap 95% intervals over judgements. Judgements, not pairs, are split into
+train and held-out, so pairs of one judgement never leak across the split. Only the direction of
+w matters for ranking; the saved weights are rescaled to the old weights' total so composite
+values stay on the familiar scale, and `bt_scale` keeps the factor that turns a composite
+difference back into a win probability.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ WEIGHTS_VERSION = 1
 # weighted mean of the *_coherence parts, so weighting them too would be collinear.
 EXCLUDED_PARTS = ("composite", "coherence")
 BOOTSTRAP_RESAMPLES = 1000
+WEIGHT_RESAMPLES = 200  # refits for the weights' intervals (each a small L-BFGS run)
+NO_TIES = -12.0  # log ν at its floor: the model is plain Bradley–Terry
+MIN_JUDGEMENTS = 30  # below this, `ratings fit` reports but does not write weights the app uses
 
 
 # -- judgements as preferences -------------------------------------------------------------------
@@ -40,6 +47,8 @@ def human_utility(j: Judgement) -> np.ndarray:
     if j.ranking is not None:
         u = np.empty(k)
         u[j.ranking] = np.arange(k, 0, -1)
+        for members in j.ties or []:
+            u[members] = u[members].max()
         return u
     if j.ratings is not None:
         u = np.asarray(j.ratings, dtype=float)
@@ -53,9 +62,13 @@ def human_utility(j: Judgement) -> np.ndarray:
 
 def pairwise_outcomes(j: Judgement) -> list[tuple[int, int, float]]:
     """(a, b, y): y = 1 when the listener preferred a over b, 0.5 for a tie."""
+    if j.verdict == "skip":
+        return []
     if j.ranking is not None:
         r = j.ranking
-        return [(r[p], r[q], 1.0) for p in range(len(r)) for q in range(p + 1, len(r))]
+        group = {i: n for n, members in enumerate(j.ties or []) for i in members}
+        return [(r[p], r[q], 0.5 if group.get(r[p], -1) == group.get(r[q], -2) else 1.0)
+                for p in range(len(r)) for q in range(p + 1, len(r))]
     u = human_utility(j)
     if j.ratings is None:  # best only: says nothing about the order of the others
         return [(j.best, b, 1.0) for b in range(len(u)) if b != j.best]
@@ -94,25 +107,66 @@ def _pairs_design(judgements: list[Judgement], parts: list[str]) -> tuple[np.nda
     return np.array(diffs).reshape(-1, len(parts)), np.array(targets)
 
 
-def fit_weights(judgements: list[Judgement], parts: list[str], *, l2: float = 1.0) -> np.ndarray:
-    """Bradley–Terry weights (raw scale: w · x is a log-odds) for `parts`."""
-    from scipy.optimize import minimize
-    from scipy.special import expit
+def fit_weights(judgements: list[Judgement], parts: list[str], *, l2: float = 1.0
+                ) -> np.ndarray:
+    """Bradley–Terry–Davidson weights (raw scale: w · x is a log-odds) for `parts`."""
+    return fit_davidson(judgements, parts, l2=l2)[0]
 
-    d, y = _pairs_design(judgements, parts)
+
+def fit_davidson(judgements: list[Judgement], parts: list[str], *, l2: float = 1.0
+                 ) -> tuple[np.ndarray, float]:
+    """Weights (raw scale) and the tie parameter ν of Davidson's model (0 without ties)."""
+    return _davidson(*_pairs_design(judgements, parts), l2=l2)
+
+
+def _davidson(d: np.ndarray, y: np.ndarray, *, l2: float) -> tuple[np.ndarray, float]:
+    """Davidson fit on pair differences ``d`` (pairs, parts) with outcomes ``y`` (1 or 0.5)."""
+    from scipy.optimize import minimize
+
     # Standardise the part differences so one L2 strength suits parts on any scale.
     scale = np.sqrt((d**2).mean(axis=0))
     scale[scale == 0] = 1.0  # a part that never differs gets no weight from the data anyway
     z = d / scale
+    tie = y == 0.5
+    n_parts = d.shape[1]
 
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        m = z @ w
-        nll = (y * np.logaddexp(0, -m) + (1 - y) * np.logaddexp(0, m)).sum()
-        grad = z.T @ (expit(m) - y) + l2 * w
-        return float(nll + 0.5 * l2 * w @ w), grad
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, log_nu = params[:n_parts], params[n_parts]
+        half = 0.5 * (z @ w)
+        log_z = np.logaddexp(np.logaddexp(half, -half), log_nu)
+        p_win, p_loss, p_tie = np.exp(half - log_z), np.exp(-half - log_z), np.exp(log_nu - log_z)
+        nll = np.where(tie, log_z - log_nu, log_z - half).sum()
+        # d(-log P)/d(half): tie: p_win - p_loss; win: p_win - p_loss - 1.
+        dhalf = p_win - p_loss - np.where(tie, 0.0, 1.0)
+        grad_w = 0.5 * (z.T @ dhalf) + l2 * w
+        grad_nu = (p_tie - tie).sum()
+        return float(nll + 0.5 * l2 * w @ w), np.append(grad_w, grad_nu)
 
-    result = minimize(loss, np.zeros(len(parts)), jac=True, method="L-BFGS-B")
-    return result.x / scale
+    start = np.append(np.zeros(n_parts), np.log(0.5) if tie.any() else NO_TIES)
+    bounds = [(None, None)] * n_parts + [(NO_TIES, 5.0)]
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    nu = float(np.exp(result.x[n_parts])) if tie.any() else 0.0
+    return result.x[:n_parts] / scale, nu
+
+
+def weight_intervals(judgements: list[Judgement], parts: list[str], target: float, *,
+                     l2: float, seed: int, resamples: int = WEIGHT_RESAMPLES
+                     ) -> dict[str, list[float]]:
+    """Bootstrap 95% intervals of the saved (rescaled) weights, resampling judgements."""
+    rng = np.random.default_rng(seed + 1)
+    designs = [_pairs_design([j], parts) for j in judgements]  # built once, resampled below
+    draws = []
+    for _ in range(resamples):
+        sample = [designs[i] for i in rng.integers(0, len(designs), len(designs))]
+        w = _davidson(np.concatenate([d for d, _ in sample]),
+                      np.concatenate([y for _, y in sample]), l2=l2)[0]
+        total = np.abs(w).sum()
+        if total > 0:
+            draws.append(w * target / total)
+    if not draws:
+        return {p: [float("nan")] * 2 for p in parts}
+    low, high = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+    return {p: [float(lo), float(hi)] for p, lo, hi in zip(parts, low, high, strict=True)}
 
 
 @dataclass
@@ -176,12 +230,18 @@ class FitResult:
     fitted_on: int
     bt_scale: float  # P(a beats b) = sigmoid(bt_scale * (composite_a - composite_b))
     metrics: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # bootstrap 95% per part
+    tie_strength: float = 0.0  # Davidson's ν (0: no ties in the data)
+    excluded: dict[str, int] = field(default_factory=dict)  # flagged judgements left out, by flag
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": WEIGHTS_VERSION,
             "weights": self.weights,
+            "weights_ci95": self.intervals,
             "fitted_on": self.fitted_on,
+            "tie_strength": self.tie_strength,
+            "excluded": self.excluded,
             "bt_scale": self.bt_scale,
             "old_weights": self.old_weights,
             "metrics": self.metrics,
@@ -215,13 +275,16 @@ def fit(
     holdout: float = 0.25,
     seed: int = 0,
     l2: float = 1.0,
+    include_flagged: bool = False,
+    resamples: int = WEIGHT_RESAMPLES,
 ) -> FitResult:
-    """Fit new weights, and compare old and new on held-out judgements.
+    """Fit new weights with bootstrap intervals, and compare old and new on held-out judgements.
 
     Old weights: as given, else the weights recorded in the judgements' settings, else equal.
-    Parts: as given, else the old weights' parts, else every part all candidates share. The held-
-    out metrics come from a model fitted on the training split; the returned weights are then
-    refitted on all usable judgements (the held-out numbers estimate how they will do).
+    Parts: as given, else the old weights' parts, else every part all candidates share. Flagged
+    judgements are left out unless ``include_flagged``. The held-out metrics come from a model
+    fitted on the training split; the returned weights are then refitted on all usable
+    judgements (the held-out numbers estimate how they will do).
     """
     if not 0 <= holdout < 1:
         raise EnsembleError(f"The held-out fraction must be from 0 to below 1 (got {holdout}).")
@@ -235,44 +298,65 @@ def fit(
         raise EnsembleError("The judgements share no score parts to weight; pass the parts.")
     old = old or {p: 1.0 / len(parts) for p in parts}
     w_old = np.array([old.get(p, 0.0) for p in parts])
-
-    usable = [j for j in judgements if _usable(j, parts)]
+    kept, excluded = _unflagged(judgements, include_flagged)
+    usable = [j for j in kept if _usable(j, parts)]
     if not usable:
         raise EnsembleError(
-            f"No judgement compares two or more candidates that all have the parts "
-            f"{', '.join(parts)}; check the parts or collect more ratings."
+            f"No judgement (flagged ones left out) compares two or more candidates that all "
+            f"have the parts {', '.join(parts)}; check the parts or collect more ratings."
         )
-    order = np.random.default_rng(seed).permutation(len(usable))
-    n_test = min(len(usable) - 1, max(1, round(holdout * len(usable)))) if holdout > 0 else 0
-    if holdout > 0 and n_test < 1:
-        raise EnsembleError("Holding judgements out needs at least 2 of them; use a holdout of 0 "
-                            "to fit on a single judgement.")
-    test = [usable[i] for i in order[:n_test]]
-    train = [usable[i] for i in order[n_test:]]
-
+    train, test = _split(usable, holdout, seed)
     w_train = fit_weights(train, parts, l2=l2)
     metrics: dict[str, Any] = {
         "parts": parts, "holdout": holdout, "seed": seed, "l2": l2,
-        "skipped": len(judgements) - len(usable),
+        "skipped": len(kept) - len(usable),
         "train": _compare(train, parts, w_old, w_train),
     }
     if test:
-        held = _compare(test, parts, w_old, w_train)
-        ci = _bootstrap(agreement(test, parts, w_old), agreement(test, parts, w_train), seed)
-        for side in ("old", "new", "gain"):
-            for name, bounds in ci[side].items():
-                held[side][f"{name}_ci95"] = bounds
-        metrics["held_out"] = held
+        metrics["held_out"] = _held_out(test, parts, w_old, w_train, seed)
 
-    w_all = w_train if not test else fit_weights(usable, parts, l2=l2)
+    w_all, nu = fit_davidson(usable, parts, l2=l2)
     total = np.abs(w_all).sum()
     if total == 0:
         raise EnsembleError("The judgements show no preference the score parts can explain "
                             "(every fitted weight is zero); collect more varied ratings.")
     target = np.abs(w_old).sum() or 1.0
     weights = {p: float(v) for p, v in zip(parts, w_all * target / total, strict=True)}
+    intervals = weight_intervals(usable, parts, target, l2=l2, seed=seed, resamples=resamples)
     return FitResult(weights=weights, old_weights={p: float(old.get(p, 0.0)) for p in parts},
-                     fitted_on=len(usable), bt_scale=float(total / target), metrics=metrics)
+                     fitted_on=len(usable), bt_scale=float(total / target), metrics=metrics,
+                     intervals=intervals, tie_strength=nu, excluded=excluded)
+
+
+def _held_out(test: list[Judgement], parts: list[str], w_old: np.ndarray, w_new: np.ndarray,
+              seed: int) -> dict[str, Any]:
+    """Old and new weights on held-out judgements, with bootstrap 95% intervals."""
+    held = _compare(test, parts, w_old, w_new)
+    ci = _bootstrap(agreement(test, parts, w_old), agreement(test, parts, w_new), seed)
+    for side in ("old", "new", "gain"):
+        for name, bounds in ci[side].items():
+            held[side][f"{name}_ci95"] = bounds
+    return held
+
+
+def _unflagged(judgements: list[Judgement], include_flagged: bool
+               ) -> tuple[list[Judgement], dict[str, int]]:
+    """The judgements to fit on, and how many were left out per flag."""
+    if include_flagged:
+        return list(judgements), {}
+    excluded: Counter[str] = Counter(f for j in judgements for f in j.flags)
+    return [j for j in judgements if not j.flags], dict(excluded)
+
+
+def _split(usable: list[Judgement], holdout: float, seed: int
+           ) -> tuple[list[Judgement], list[Judgement]]:
+    """Judgements, not pairs, go to train or test: one judgement's pairs never straddle."""
+    order = np.random.default_rng(seed).permutation(len(usable))
+    n_test = min(len(usable) - 1, max(1, round(holdout * len(usable)))) if holdout > 0 else 0
+    if holdout > 0 and n_test < 1:
+        raise EnsembleError("Holding judgements out needs at least 2 of them; use a holdout of 0 "
+                            "to fit on a single judgement.")
+    return [usable[i] for i in order[n_test:]], [usable[i] for i in order[:n_test]]
 
 
 def _compare(js: list[Judgement], parts: list[str], w_old: np.ndarray, w_new: np.ndarray

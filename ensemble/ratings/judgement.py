@@ -15,6 +15,18 @@ from typing import Any
 from ensemble.errors import EnsembleError
 
 RATING_MIN, RATING_MAX = 1, 5
+# What the listener said about the round as a whole. "ranking" is the usual full order; "tie"
+# is a ranking whose `ties` groups are judged equal; "all_bad" may come with or without a
+# ranking; "skip" carries no preference at all.
+VERDICTS = ("ranking", "tie", "all_bad", "skip")
+# Why a judgement should not train the ranker by default (stored, never silently dropped):
+# the listen gate's server checks (see ensemble.room_gate), a candidate revealed to the same
+# listener before, the same listener judging the same candidates again, and submitting faster
+# than the room allows per listener.
+FLAGS = ("not_fetched", "overlap", "too_fast", "heard_before", "duplicate", "rate_limited")
+GATE_FLAGS = ("not_fetched", "overlap")
+RATE_LIMIT_PER_HOUR = 30  # judgements per listener per hour before they are flagged
+MAX_REASON_CHARS = 2000
 
 
 @dataclass
@@ -65,6 +77,11 @@ class Judgement:
     model_version: str = ""
     index_version: str = ""
     app_version: str = ""
+    verdict: str = "ranking"
+    ties: list[list[int]] | None = None  # groups of candidate indices judged equal
+    reason: str = ""  # the listener's own words, optional
+    flags: list[str] = field(default_factory=list)  # see FLAGS
+    local_id: str = ""  # the browser's own id (localStorage), to follow a listener across tabs
     # Client-made id: a resubmitted form (double click, retried request) is stored once.
     uid: str = field(default_factory=_new_uid)
     id: int | None = None  # assigned by the store
@@ -105,8 +122,7 @@ class Judgement:
                and all(_is_number(s) and s >= 0 for s in self.listen_seconds),
                f"Listen times must be {k} non-negative numbers of seconds, one per candidate "
                f"(got {self.listen_seconds}).")
-        _check(self.ranking is not None or self.ratings is not None or self.best is not None,
-               "The judgement has no ranking, no ratings and no best choice: nothing to store.")
+        self._validate_verdict(k)
         if self.ranking is not None:
             _check(_is_permutation(self.ranking, k),
                    f"The ranking must list each of the {k} candidates exactly once, best first "
@@ -130,9 +146,31 @@ class Judgement:
                and all(isinstance(x, str) for x in self.instruments),
                "Instruments must be a list of instrument names.")
         _check(isinstance(self.settings, dict), "Settings must be a dictionary.")
-        for name in ("model_version", "index_version", "app_version", "uid"):
+        for name in ("model_version", "index_version", "app_version", "uid", "local_id"):
             _check(isinstance(getattr(self, name), str), f"The {name} must be text.")
         _check(self.uid != "", "The judgement uid must not be empty.")
+
+    def _validate_verdict(self, k: int) -> None:
+        _check(self.verdict in VERDICTS,
+               f"The verdict must be one of {', '.join(VERDICTS)} (got {self.verdict!r}).")
+        preference = self.ranking is not None or self.ratings is not None or self.best is not None
+        _check(preference or self.verdict in ("skip", "all_bad"),
+               "The judgement has no ranking, no ratings and no best choice: nothing to store.")
+        _check(self.verdict != "skip" or not preference,
+               "A skipped round carries no ranking, ratings or best choice.")
+        _check((self.verdict == "tie") == bool(self.ties),
+               "A tie verdict needs the tied groups, and only a tie verdict has them.")
+        if self.ties:
+            grouped = [i for group in self.ties for i in group]
+            _check(self.ranking is not None and all(len(g) >= 2 for g in self.ties)
+                   and all(_is_int(i) and 0 <= i < k for i in grouped)
+                   and len(set(grouped)) == len(grouped),
+                   f"Tied groups must hold two or more distinct candidate indices from 0 to "
+                   f"{k - 1}, each in one group, alongside a ranking (got {self.ties}).")
+        _check(isinstance(self.reason, str) and len(self.reason) <= MAX_REASON_CHARS,
+               f"The reason must be text of at most {MAX_REASON_CHARS} characters.")
+        _check(isinstance(self.flags, list) and all(f in FLAGS for f in self.flags),
+               f"Flags must be a list drawn from {', '.join(FLAGS)} (got {self.flags}).")
 
 
 def _check(condition: bool, message: str) -> None:

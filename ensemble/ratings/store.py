@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ensemble.errors import EnsembleError
-from ensemble.ratings.judgement import Candidate, Judgement
+from ensemble.ratings.judgement import FLAGS, GATE_FLAGS, Candidate, Judgement
 
 if TYPE_CHECKING:
     from ensemble.ratings.sync import HubSync
@@ -71,13 +71,24 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX listen_events_session ON listen_events (session_id, input_fingerprint)",
     ],
+    # 2: richer judgements (tie / all bad / skip, a reason) and the listen gate's flags; rows
+    # from version 1 read as plain rankings with no flags.
+    [
+        "ALTER TABLE judgements ADD COLUMN verdict TEXT NOT NULL DEFAULT 'ranking'",
+        "ALTER TABLE judgements ADD COLUMN ties TEXT",
+        "ALTER TABLE judgements ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE judgements ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE judgements ADD COLUMN local_id TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX judgements_local ON judgements (local_id)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _JSON_COLUMNS = ("candidates", "shown_order", "listen_seconds", "ranking", "ratings",
-                 "instruments", "settings")
+                 "instruments", "settings", "ties", "flags")
 _COLUMNS = ("id", "uid", "created_at", "session_id", "input_fingerprint", *_JSON_COLUMNS[:5],
-            "best", *_JSON_COLUMNS[5:], "model_version", "index_version", "app_version")
+            "best", *_JSON_COLUMNS[5:7], "model_version", "index_version", "app_version",
+            "verdict", "ties", "reason", "flags", "local_id")
 
 
 def utc_now() -> str:
@@ -288,6 +299,26 @@ class RatingsStore:
         with self._read() as conn:
             return conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
 
+    def listener_history(self, session_id: str, local_id: str = "", since: str = ""
+                         ) -> tuple[set[str], set[tuple[str, ...]], int]:
+        """What one listener (this session, or any session of the same browser) has submitted:
+        the chunk ids revealed to them, the (input, chunk ids) sets they judged, and how many
+        judgements since ``since`` (UTC ISO time) — for the heard-before, duplicate and rate
+        checks."""
+        query = ("SELECT input_fingerprint, candidates, created_at FROM judgements "
+                 "WHERE session_id = ? OR (local_id != '' AND local_id = ?)")
+        with self._read() as conn:
+            rows = conn.execute(query, (session_id, local_id)).fetchall()
+        revealed: set[str] = set()
+        judged: set[tuple[str, ...]] = set()
+        recent = 0
+        for fingerprint, candidates, created_at in rows:
+            chunks = sorted(c["chunk_id"] for c in json.loads(candidates))
+            revealed.update(chunks)
+            judged.add((fingerprint, *chunks))
+            recent += created_at >= since
+        return revealed, judged, recent
+
     def export(self, fmt: str, out: str | Path | TextIO) -> int:
         """Write all judgements as `csv` or `jsonl` to a path or an open text stream."""
         from ensemble.ratings.export import write_export
@@ -342,10 +373,27 @@ class RatingsStore:
             events, listened = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(seconds), 0) FROM listen_events"
             ).fetchone()
+            flags = conn.execute("SELECT flags FROM judgements WHERE flags != '[]'").fetchall()
+            verdicts = dict(conn.execute(
+                "SELECT verdict, COUNT(*) FROM judgements GROUP BY verdict").fetchall())
+            per_listener = [c for (c,) in conn.execute(
+                "SELECT COUNT(*) FROM judgements GROUP BY CASE WHEN local_id != '' THEN local_id "
+                "ELSE session_id END").fetchall()]
+        by_flag = {name: 0 for name in FLAGS}
+        flagged = gate_failed = 0
+        for (text,) in flags:
+            found = json.loads(text)
+            flagged += 1
+            gate_failed += any(f in GATE_FLAGS for f in found)
+            for name in found:
+                by_flag[name] = by_flag.get(name, 0) + 1
         return {
             "judgements": n, "sessions": sessions, "first": first, "last": last,
             "with_ranking": n_ranked, "with_ratings": n_rated, "best_only": n_best or 0,
             "listen_events": events, "listened_seconds": float(listened),
+            "verdicts": verdicts, "flagged": flagged, "gate_failed": gate_failed,
+            "by_flag": by_flag, "listeners": len(per_listener),
+            "max_per_listener": max(per_listener, default=0),
         }
 
 

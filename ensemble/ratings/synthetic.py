@@ -7,6 +7,8 @@ the listener ranks (or rates) them by the true weights plus Gaussian noise.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ensemble.ratings.judgement import Candidate, Judgement
@@ -23,8 +25,13 @@ def synthetic_judgements(
     noise: float = 0.1,
     kind: str = "ranking",
     seed: int = 0,
+    tie_margin: float = 0.0,
 ) -> list[Judgement]:
-    """`n` judgements of `k` candidates; `kind` is "ranking" or "ratings" (1–5 plus best)."""
+    """`n` judgements of `k` candidates; `kind` is "ranking" or "ratings" (1–5 plus best).
+
+    With ``tie_margin`` > 0, a ranking listener calls neighbours whose felt quality differs by
+    less than the margin a tie (verdict "tie", the groups in `ties`).
+    """
     rng = np.random.default_rng(seed)
     parts = sorted(set(true_weights) | set(ranker_weights))
     w_true = np.array([true_weights.get(p, 0.0) for p in parts])
@@ -56,6 +63,8 @@ def synthetic_judgements(
         )
         if kind == "ranking":
             judgement.ranking = [int(i) for i in np.argsort(-felt, kind="stable")]
+            judgement.ties = _tied_groups(judgement.ranking, felt, tie_margin) or None
+            judgement.verdict = "tie" if judgement.ties else "ranking"
         elif kind == "ratings":
             z = (felt - felt.mean()) / (felt.std() + 1e-9)
             judgement.ratings = [int(r) for r in 1 + np.searchsorted(RATING_EDGES, z)]
@@ -64,3 +73,19 @@ def synthetic_judgements(
             raise ValueError(f"unknown kind {kind!r}")
         out.append(judgement)
     return out
+
+
+def _tied_groups(ranking: list[int], felt: np.ndarray, margin: float) -> list[list[int]]:
+    """Runs of neighbours in the ranking, each within ``margin`` of the one before."""
+    groups: list[list[int]] = []
+    run = [ranking[0]]
+    for a, b in itertools.pairwise(ranking):
+        if felt[a] - felt[b] < margin:
+            run.append(b)
+            continue
+        if len(run) > 1:
+            groups.append(run)
+        run = [b]
+    if len(run) > 1:
+        groups.append(run)
+    return groups
