@@ -75,7 +75,7 @@ INTRO = """# Ensemble — the listening room
 """
 ROUND_OUTPUTS = 15 + 2 * MAX_CANDIDATES  # what the perform event updates (see _wire)
 WEIGHT_TOPS = {"relevance": 2.0, "pitch_coherence": 1.0, "chroma_coherence": 1.0,
-               "loudness_coherence": 1.0}
+               "loudness_coherence": 1.0, "rhythm_coherence": 1.0}
 
 
 @dataclass
@@ -134,7 +134,7 @@ def _input_column(room: Room) -> dict[str, Any]:
             for (name, top), label in zip(
                 WEIGHT_TOPS.items(),
                 ("relevance (style)", "pitch coherence (seam)", "key coherence (seam)",
-                 "loudness coherence (seam)"),
+                 "loudness coherence (seam)", "rhythm coherence (seam: tempo, meter)"),
                 strict=True,
             )
         ]
@@ -319,13 +319,13 @@ def _queue_text(room: Room, ticket: int) -> str:
 
 def _run(room: Room, state: Session | None, given: Input, values: tuple[Any, ...],
          progress: gr.Progress, ticket: int) -> list[Any]:
-    (_, band, leader, top_k, hops, w_rel, w_pitch, w_chroma, w_loud, auto, octave,
+    (_, band, leader, top_k, hops, w_rel, w_pitch, w_chroma, w_loud, w_rhythm, auto, octave,
      semitone, autotune, quiet, trim) = values
     session = state or Session()
     options = RoundOptions(
         instruments=list(band or []), leader=leader, top_k=int(top_k), hops=int(hops),
         weights={"relevance": w_rel, "pitch_coherence": w_pitch, "chroma_coherence": w_chroma,
-                 "loudness_coherence": w_loud},
+                 "loudness_coherence": w_loud, "rhythm_coherence": w_rhythm},
         perform=PerformSettings(auto_adjust=bool(auto), octave_shift=int(octave),
                                 semitone_shift=float(semitone), autotune=float(autotune),
                                 quiet_threshold_db=float(quiet)),

@@ -48,7 +48,7 @@ def _round(url: str, example: Path, client: object = None) -> tuple[object, list
     client = client or Client(url, verbose=False, download_files=False,
                               analytics_enabled=False)
     out = client.predict(handle_file(str(example)), ["cello"], "violin", TOP_K, 1, 1.0, 0.15,
-                         0.15, 0.1, True, 0, 0, 0, -60, False, api_name="/perform")
+                         0.15, 0.1, 0.1, True, 0, 0, 0, -60, False, api_name="/perform")
     status, players = out[1], out[4]
     assert f"{TOP_K} candidates to judge" in status, status
     return client, [url + src for src in re.findall(r'src="([^"]+)"', players)]

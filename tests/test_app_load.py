@@ -117,7 +117,7 @@ def _listener(url: str, example: Path, i: int) -> tuple[int, list[int], float]:
     client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
     asked = time.monotonic()
     out = client.predict(
-        handle_file(str(example)), [], "violin", TOP_K, 1, 1.0, 0.15, 0.15, 0.1,
+        handle_file(str(example)), [], "violin", TOP_K, 1, 1.0, 0.15, 0.15, 0.1, 0.1,
         True, 0, 0, 0, -60, False, api_name="/perform",
     )
     waited = time.monotonic() - asked
