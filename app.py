@@ -72,6 +72,8 @@ INTRO = """# Ensemble — the listening room
    B, C…; hear each for a few seconds, one at a time.
 4. **Judge**: rank them (or call a tie, say all are bad, or skip), then submit. Only then are
    the scores and the model's ranks revealed.
+5. **Grow a song**: keep the candidate you liked and continue from it (or undo the last
+   section); download the whole song performed, with its MIDI and where every section came from.
 """
 ROUND_OUTPUTS = 15 + 2 * MAX_CANDIDATES  # what the perform event updates (see _wire)
 WEIGHT_TOPS = {"relevance": 2.0, "pitch_coherence": 1.0, "chroma_coherence": 1.0,
@@ -187,11 +189,28 @@ def _output_column(room: Room) -> dict[str, Any]:
                                     elem_id="submit")
             c["skip"] = gr.Button("Skip this round", interactive=False, elem_id="skip")
     c["reveal"] = gr.Markdown(elem_id="reveal")
+    _song_controls(c)
     c["reveal_table"] = gr.Dataframe(headers=REVEAL_COLUMNS, visible=False, interactive=False,
                                      label="Revealed", elem_id="reveal-table")
     with gr.Accordion("Details: every score and measurement", open=False):
         c["details"] = gr.Dataframe(headers=DETAIL_COLUMNS, interactive=False)
     return c
+
+
+def _song_controls(c: dict[str, Any]) -> None:
+    """The song loop: keep a judged candidate and continue from it, undo, download."""
+    with gr.Group(elem_id="song"):
+        gr.Markdown("## Your song — keep the continuation you liked and continue from it")
+        c["timeline"] = gr.Plot(show_label=False, elem_id="timeline")
+        with gr.Row():
+            c["keep_choice"] = gr.Dropdown(list(LETTERS[:MAX_CANDIDATES]), value=None,
+                                           label="Candidate to keep", elem_id="keep-choice")
+            c["keep"] = gr.Button("Keep it and continue", elem_id="keep")
+            c["undo"] = gr.Button("Undo the last section", elem_id="undo")
+            c["song_download"] = gr.Button("Download the song", elem_id="song-download")
+        c["song_note"] = gr.Markdown(elem_id="song-note")
+        c["song_files"] = gr.File(show_label=False, file_count="multiple", interactive=False,
+                                  elem_id="song-files")
 
 
 def _wire(demo: gr.Blocks, room: Room, session: gr.State, local_id: gr.Textbox,
@@ -216,23 +235,17 @@ def _wire(demo: gr.Blocks, room: Room, session: gr.State, local_id: gr.Textbox,
 
     def on_run(state: Session | None, *values: Any,
                progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
-        # The audio is read first (a broken file is named at once, not after the wait). Rounds
-        # run one at a time (the room's line): while waiting, the listener sees their place and
-        # the estimated wait, refreshed every second.
-        try:
-            given = room.read_input(values[0], bool(values[-1]))
-        except EnsembleError as exc:
-            yield _failed(state, exc)
-            return
-        ticket, wait = room.queue.join(), 0.0  # the first look says at once who is ahead
-        try:
-            while not room.queue.wait_turn(ticket, timeout=wait):
-                yield [_queue_text(room, ticket), *[gr.skip()] * (ROUND_OUTPUTS - 1)]
-                wait = 1.0
-            yield ["Your round is being prepared.", *[gr.skip()] * (ROUND_OUTPUTS - 1)]
-            yield _run(room, state, given, values, progress, ticket)
-        finally:
-            room.queue.leave(ticket)  # also when the page went away while waiting
+        # The audio is read first (a broken file is named at once, not after the wait).
+        yield from _queued_round(room, state, lambda: room.read_input(values[0], bool(values[-1])),
+                                 values, progress)
+
+    def on_keep(state: Session | None, letter: str | None, *values: Any,
+                progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
+        yield from _queued_round(room, state, lambda: room.keep(state, letter), values, progress)
+
+    def on_undo(state: Session | None, *values: Any,
+                progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
+        yield from _queued_round(room, state, lambda: room.undo(state), values, progress)
 
     def on_analyse(state: Session | None,
                    progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
@@ -240,13 +253,24 @@ def _wire(demo: gr.Blocks, room: Room, session: gr.State, local_id: gr.Textbox,
 
     # The song metrics follow as a second step, so the candidates can be heard without
     # waiting for five more pYIN passes.
-    i["run"].click(
-        on_run, [session, *controls], round_outputs, api_name="perform",
-        concurrency_limit=None, show_progress_on=[o["status"]],
-    ).then(
-        on_analyse, session, [o["perf_plot"], o["perf_table"], o["files"]], api_name="analyse",
-        concurrency_limit=1, concurrency_id="analyse",
-    )
+    analysed = [o["perf_plot"], o["perf_table"], o["files"]]
+    for button, handler, inputs, name in (
+        (i["run"], on_run, [session, *controls], "perform"),
+        (o["keep"], on_keep, [session, o["keep_choice"], *controls], "keep"),
+        (o["undo"], on_undo, [session, *controls], "undo"),
+    ):
+        button.click(
+            handler, inputs, round_outputs, api_name=name, concurrency_limit=None,
+            show_progress_on=[o["status"]],
+        ).then(
+            lambda state: room.timeline(state), session, o["timeline"], api_name=False,
+            show_progress="hidden",
+        ).then(
+            on_analyse, session, analysed, api_name="analyse" if name == "perform" else False,
+            concurrency_limit=1, concurrency_id="analyse",
+        )
+    o["song_download"].click(lambda state: _song_files(room, state), session,
+                             [o["song_files"], o["song_note"]], api_name="song")
     _wire_judging(room, session, reports, o)
 
 
@@ -265,7 +289,8 @@ def _wire_judging(room: Room, session: gr.State, reports: gr.Textbox, o: dict[st
     for control in (*o["ranks"], o["also"]):
         control.input(_rank_choices, [session, o["also"], *o["ranks"]], o["ranks"], api_name=False,
                       show_progress="hidden")
-    verdict_outputs = [o["reveal"], o["reveal_table"], o["details"], *gate_outputs, *o["ranks"]]
+    verdict_outputs = [o["reveal"], o["reveal_table"], o["details"], *gate_outputs, *o["ranks"],
+                       o["timeline"]]
     o["submit"].click(lambda state, also, why, *ranks: _submit(room, state, Submission(
         list(ranks), tie=TIE in (also or []), all_bad=ALL_BAD in (also or []), reason=why)),
         [session, o["also"], o["reason"], *o["ranks"]], verdict_outputs, api_name="submit",
@@ -410,12 +435,40 @@ def _submit(room: Room, state: Session | None, form: Submission) -> list[Any]:
     try:
         result = room.submit(state, form)
     except EnsembleError as exc:  # said beside Submit, where the listener is looking
-        return [gr.skip()] * 3 + [f"⚠️ **{exc}**"] + [gr.skip()] * (2 + n_ranks)
+        return [gr.skip()] * 3 + [f"⚠️ **{exc}**"] + [gr.skip()] * (3 + n_ranks)
     return [
         result.text, gr.update(value=result.rows, visible=True), result.details,
         room.gate(state).text, gr.update(interactive=False), gr.update(interactive=False),
-        *[gr.update(interactive=False)] * n_ranks,
+        *[gr.update(interactive=False)] * n_ranks, room.timeline(state),  # sources revealed
     ]
+
+
+def _queued_round(room: Room, state: Session | None, make_input: Any, values: tuple[Any, ...],
+                  progress: gr.Progress) -> Iterator[list[Any]]:
+    """A round for the input ``make_input()`` gives. Rounds run one at a time (the room's line):
+    while waiting, the listener sees their place and the estimated wait, every second."""
+    try:
+        given = make_input()
+    except EnsembleError as exc:
+        yield _failed(state, exc)
+        return
+    ticket, wait = room.queue.join(), 0.0  # the first look says at once who is ahead
+    try:
+        while not room.queue.wait_turn(ticket, timeout=wait):
+            yield [_queue_text(room, ticket), *[gr.skip()] * (ROUND_OUTPUTS - 1)]
+            wait = 1.0
+        yield ["Your round is being prepared.", *[gr.skip()] * (ROUND_OUTPUTS - 1)]
+        yield _run(room, state, given, values, progress, ticket)
+    finally:
+        room.queue.leave(ticket)  # also when the page went away while waiting
+
+
+def _song_files(room: Room, state: Session | None) -> list[Any]:
+    try:
+        files = room.song_files(state)
+    except EnsembleError as exc:
+        return [gr.skip(), f"⚠️ {exc}"]
+    return [[str(p) for p in files], "The whole song, performed: mix, MIDI, provenance, stems."]
 
 
 def launch(demo: gr.Blocks, room: Room, **kwargs: Any) -> Any:

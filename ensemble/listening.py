@@ -42,6 +42,7 @@ from ensemble.features import FeatureFrame
 from ensemble.limits import DEFAULT_TOP_K, HOPS, TOP_K, check_continue
 from ensemble.metrics import metrics_json
 from ensemble.perform import Ensemble, Performance, PerformSettings
+from ensemble.plots import song_timeline_figure
 from ensemble.rag import DEFAULT_WEIGHTS, PART_NAMES, Continuation, continue_audio, parse_weights
 from ensemble.rag.continuation import TAIL_SECONDS
 from ensemble.ratings import Candidate, HubSync, Judgement, RatingsStore
@@ -77,6 +78,7 @@ from ensemble.room_verdict import (
     read_submission,
     reveal,
 )
+from ensemble.song import Song, write_song
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -339,6 +341,8 @@ class Room:
         messages, audio = list(given.notes), given.audio
         if given.path is not None:
             self._claim_upload(session, given.path)
+        if not given.continues_song:
+            session.song = Song(audio, len(audio) / SAMPLE_RATE)
         options = self._validate(options)
         round_uid = uuid.uuid4().hex
         folder = self._round_folder(session, round_uid)
@@ -379,6 +383,62 @@ class Room:
             session.performance = performance
         if old is not None:
             self.media.drop(old.tokens)  # the previous round's clips are not served any more
+
+    def keep(self, session: Session | None, letter: str | None) -> Input:
+        """Append candidate ``letter`` of the judged round to the session's song and record the
+        keep beside the judgement; returns the song's ending to continue from.
+
+        Raises:
+            EnsembleError: nothing performed yet, the round not judged, or no such candidate.
+        """
+        current, song = self._song_round(session)
+        if current.judgement is None:
+            raise EnsembleError("Judge this round first (submit or skip); then keep the "
+                                "candidate you liked and continue from it.")
+        if letter not in current.shown:
+            raise EnsembleError(f"Choose a candidate to keep: {', '.join(current.shown)}.")
+        index = current.shown_order[current.shown.index(letter)]
+        kept = current.continuations[index]
+        session.song = song.keep(kept)  # type: ignore[union-attr]
+        self.store.add_keep(current.judgement.uid, "+".join(kept.chunk_ids))
+        return self._song_ending(session.song)
+
+    def undo(self, session: Session | None) -> Input:
+        """Drop the song's last section; returns the restored ending to continue from."""
+        _, song = self._song_round(session)
+        session.song = song.undo()  # type: ignore[union-attr]
+        return self._song_ending(session.song)
+
+    def timeline(self, session: Session | None) -> go.Figure | None:
+        """The song so far; sources are named once the current round is judged."""
+        if session is None or session.song is None:
+            return None
+        revealed = session.round is None or session.round.judgement is not None
+        return song_timeline_figure(session.song, reveal=revealed)
+
+    def song_files(self, session: Session | None) -> list[Path]:
+        """The whole song performed with the current round's band: song.wav, stems, song.mid and
+        song.json (in the session's round folder, removed with it)."""
+        current, song = self._song_round(session)
+        performance = self.ensemble.perform(
+            song.audio, current.instruments, current.settings.get("leader")
+        )
+        folder = session.round_folder / random_name("song", "")  # type: ignore[union-attr]
+        write_song(folder, song, performance, app_round=current.uid)
+        return [folder / "song.wav", folder / "song.mid", folder / "song.json",
+                *sorted((folder / "stems").glob("*.wav"))]  # fmt: skip
+
+    def _song_round(self, session: Session | None) -> tuple[Round, Song]:
+        if session is None or session.round is None or session.song is None:
+            raise EnsembleError("Perform first: the song starts with your input.")
+        return session.round, session.song
+
+    @staticmethod
+    def _song_ending(song: Song) -> Input:
+        """The song's last APP_MAX_SECONDS, the input of the next round."""
+        tail = song.audio[-int(APP_MAX_SECONDS * SAMPLE_RATE) :]
+        note = f"Continuing your song ({song.duration_s:.1f} s, {len(song.sections)} section(s))."
+        return Input(tail, [note], continues_song=True)
 
     def analyse_performance(
         self, session: Session | None, progress: Progress | None = None
@@ -698,6 +758,7 @@ class Room:
             settings=self._settings(options, performance.leader, audio),
             metrics=[r.metrics.summary() for r in rendered],
             shown=[letter_of[i] for i in shown_order],
+            continuations=continuations,
         )
         return new_round, shown
 
@@ -735,6 +796,7 @@ class Round:
     settings: dict[str, Any]
     metrics: list[dict[str, float | None]]  # song-metric summary per candidate index
     shown: list[str]  # letters, per slot
+    continuations: list[Continuation] = field(default_factory=list)  # raw audio, to keep
     judgement: Judgement | None = None
 
     @property
@@ -755,6 +817,7 @@ class Session:
     round: Round | None = None
     round_folder: Path | None = None
     performance: Performance | None = None  # until `analyse_performance` has measured it
+    song: Song | None = None  # the input and the continuations kept after it
 
 
 # -- what handlers return ----------------------------------------------------------------------
@@ -767,6 +830,7 @@ class Input:
     audio: np.ndarray
     notes: list[str]
     path: Path | None = None  # the upload it came from
+    continues_song: bool = False  # the ending of the session's song, not a new input
 
 
 @dataclass

@@ -107,6 +107,18 @@ def _perform(page: object) -> list[str]:
         "els => els.map(a => a.src)")
 
 
+def _continue(page: object, button: str) -> list[str]:
+    """Press Keep or Undo and wait for the next round's clips (its URLs, shown order)."""
+    old = page.locator("#players audio").evaluate_all(  # type: ignore[attr-defined]
+        "els => els.map(a => a.src)")
+    page.click(button)  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "old => { const a = Array.from(document.querySelectorAll('#players audio'));"
+        " return a.length > 0 && a.every(x => !old.includes(x.src)); }", arg=old)
+    return page.locator("#players audio").evaluate_all(  # type: ignore[attr-defined]
+        "els => els.map(a => a.src)")
+
+
 def _hear(page: object, letter: str, rate: float = 1.0) -> float:
     """Play a candidate at ``rate`` until the server's gate ticks it; returns the wall time."""
     from playwright.sync_api import expect
@@ -196,6 +208,20 @@ def test_listen_judge_with_a_tie_and_a_reason(served: tuple[str, object, Path],
     assert j.reason == "A and B sound alike; E drifts"
     assert j.flags == []  # a real browser that listened passes every server check
     assert j.local_id and all(s >= LISTEN_SECONDS for s in j.listen_seconds)
+
+    # Keep C and continue from it: a new round from the song's ending, the timeline shows the
+    # input and the section; undo goes back to the input alone; the song downloads.
+    sections = "document.querySelector('#timeline .js-plotly-plot').data.length"
+    _pick(page, "#keep-choice", "C")
+    kept = _continue(page, "#keep")
+    page.wait_for_function(f"{sections} === 2")  # type: ignore[attr-defined]
+    assert room.store.keeps()[j.uid]  # type: ignore[attr-defined]  # kept beside the judgement
+    _shot(page, "app_song.png")
+    _continue(page, "#undo")
+    page.wait_for_function(f"{sections} === 1")  # type: ignore[attr-defined]
+    page.click("#song-download")  # type: ignore[attr-defined]
+    expect(page.locator("#song-files")).to_contain_text(".mid", timeout=120_000)  # type: ignore
+    assert not set(kept) & set(first)
 
     # The same example again: no clip comes back under a URL of the last round.
     second = _perform(page)

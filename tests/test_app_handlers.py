@@ -586,3 +586,38 @@ def test_uploads_go_with_the_last_session_using_them(
     assert upload.exists()  # still the second session's
     room.end_session(second)
     assert not upload.exists() and shipped.exists()
+
+
+def test_the_song_grows_from_kept_candidates_undoes_and_downloads(room: Room) -> None:
+    session = Session()
+    options = RoundOptions(instruments=LINEUP, top_k=3)
+    room.run_round(session, example(room), options)
+    input_seconds = session.song.duration_s  # type: ignore[union-attr]
+    with pytest.raises(EnsembleError, match="Judge this round first"):
+        room.keep(session, "A")
+    listen_all(room, session)
+    room.submit(session, Submission([1, 2, 3]))
+    with pytest.raises(EnsembleError, match="Choose a candidate to keep"):
+        room.keep(session, "Z")
+    before = session.song.audio.copy()  # type: ignore[union-attr]
+    kept_uid = session.round.judgement.uid  # type: ignore[union-attr]
+    ending = room.keep(session, "B")
+    song = session.song
+    assert song is not None and len(song.sections) == 1 and ending.continues_song
+    index = session.round.shown_order[1]  # type: ignore[union-attr]
+    assert song.sections[0].chunk_ids == session.round.continuations[index].chunk_ids  # type: ignore[union-attr]
+    assert song.duration_s > input_seconds and len(ending.audio) <= 30 * SAMPLE_RATE
+    assert room.store.keeps()[kept_uid] == ["+".join(song.sections[0].chunk_ids)]
+    # The next round continues the song's ending; the song is kept, not restarted.
+    room.run_round(session, ending, options)
+    assert session.song is song
+    timeline = room.timeline(session)
+    assert timeline is not None and "revealed after ranking" in timeline.data[1].hovertemplate
+    files = room.song_files(session)
+    assert [p.name for p in files[:3]] == ["song.wav", "song.mid", "song.json"]
+    assert sf.info(files[0]).duration == pytest.approx(song.duration_s, abs=0.02)
+    assert {p.stem for p in files[3:]} == set(LINEUP)
+    room.undo(session)
+    np.testing.assert_array_equal(session.song.audio, before)  # type: ignore[union-attr]
+    with pytest.raises(EnsembleError, match="no section to undo"):
+        room.undo(session)

@@ -157,4 +157,5 @@ def _stats(args: argparse.Namespace) -> int:
     if s["judgements"]:
         print(f"from           {s['first']} to {s['last']}")
     print(f"listen events  {s['listen_events']} ({s['listened_seconds']:.0f} s played)")
+    print(f"kept for songs {s['keeps']} candidate(s)")
     return 0

@@ -81,6 +81,16 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE judgements ADD COLUMN local_id TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX judgements_local ON judgements (local_id)",
     ],
+    # 3: candidates a listener kept for their song, each tied to the judgement of its round.
+    [
+        """CREATE TABLE keeps (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            judgement_uid TEXT NOT NULL,
+            chunk_id TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX keeps_judgement ON keeps (judgement_uid)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -345,6 +355,27 @@ class RatingsStore:
             )
             return int(cursor.lastrowid)
 
+    def add_keep(self, judgement_uid: str, chunk_id: str) -> int:
+        """Record that the listener kept ``chunk_id`` of the round judged as ``judgement_uid``
+        for their song (a preference beside the judgement)."""
+        if not judgement_uid or not chunk_id:
+            raise EnsembleError("A kept candidate needs its round's judgement and its chunk id.")
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO keeps (judgement_uid, chunk_id, created_at) VALUES (?, ?, ?)",
+                (judgement_uid, chunk_id, utc_now()),
+            )
+            return int(cursor.lastrowid)
+
+    def keeps(self) -> dict[str, list[str]]:
+        """{judgement uid: chunk ids kept from its round, oldest first}."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT judgement_uid, chunk_id FROM keeps ORDER BY id").fetchall()
+        out: dict[str, list[str]] = {}
+        for uid, chunk in rows:
+            out.setdefault(uid, []).append(chunk)
+        return out
+
     def listened_seconds(
         self, session_id: str, input_fingerprint: str | None = None
     ) -> dict[str, float]:
@@ -373,6 +404,7 @@ class RatingsStore:
             events, listened = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(seconds), 0) FROM listen_events"
             ).fetchone()
+            keeps = conn.execute("SELECT COUNT(*) FROM keeps").fetchone()[0]
             flags = conn.execute("SELECT flags FROM judgements WHERE flags != '[]'").fetchall()
             verdicts = dict(conn.execute(
                 "SELECT verdict, COUNT(*) FROM judgements GROUP BY verdict").fetchall())
@@ -390,7 +422,7 @@ class RatingsStore:
         return {
             "judgements": n, "sessions": sessions, "first": first, "last": last,
             "with_ranking": n_ranked, "with_ratings": n_rated, "best_only": n_best or 0,
-            "listen_events": events, "listened_seconds": float(listened),
+            "listen_events": events, "listened_seconds": float(listened), "keeps": keeps,
             "verdicts": verdicts, "flagged": flagged, "gate_failed": gate_failed,
             "by_flag": by_flag, "listeners": len(per_listener),
             "max_per_listener": max(per_listener, default=0),
