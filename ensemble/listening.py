@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ensemble.arrangement_midi import write_arrangement_midi
 from ensemble.audio import ClippingWarning, fingerprint, load_audio, write_audio
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import EnsembleError
@@ -465,7 +466,7 @@ class Room:
             if session is not None and session.performance is performance:
                 session.performance = None  # the arrays are not needed any more
         files = [*sorted(folder.glob("mix-*.wav")), *sorted((folder / "stems").glob("*.wav")),
-                 path]
+                 *sorted(folder.glob("arrangement-*.mid")), path]
         return PerformanceAnalysis(performance_figure(named), performance_rows(named), files)
 
     def listen(self, session: Session | None, reports: Any, now: float | None = None) -> Gate:
@@ -876,10 +877,13 @@ class PerformanceAnalysis:
 
 
 def _write_performance(folder: Path, performance: Performance) -> list[Path]:
-    """The mix and stems under per-round random names; the mix first."""
+    """The mix, the stems and the arrangement's MIDI under per-round random names; the mix
+    first."""
     mix = write_audio(folder / random_name("mix"), performance.mix)
-    return [mix] + [write_audio(folder / "stems" / random_name(name), stem)
-                    for name, stem in performance.stems.items()]
+    stems = [write_audio(folder / "stems" / random_name(name), stem)
+             for name, stem in performance.stems.items()]  # fmt: skip
+    midi = write_arrangement_midi(folder / random_name("arrangement", ".mid"), performance)
+    return [mix, *stems, midi]
 
 
 def _json(data: Any) -> str:

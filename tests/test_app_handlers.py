@@ -143,8 +143,10 @@ def test_round_returns_performance_and_blind_candidates(
 ) -> None:
     session, result = first
     assert result.mix_path.is_file() and result.mix_path.name.startswith("mix-")
-    assert {p.name.split("-")[0] for p in result.files} == {"mix", "violin", "cello", "drums"}
-    assert all(sf.info(p).channels == 2 for p in result.files)  # stereo, as mixed
+    assert {p.name.split("-")[0] for p in result.files} == {"mix", "violin", "cello", "drums",
+                                                            "arrangement"}  # fmt: skip
+    assert all(sf.info(p).channels == 2 for p in result.files if p.suffix == ".wav")  # stereo
+    assert result.files[-1].suffix == ".mid"
     assert [c.letter for c in result.candidates] == ["A", "B", "C"]
     current = session.round
     assert current is not None and sorted(current.shown_order) == [0, 1, 2]
