@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,3 +34,21 @@ def violin_like() -> np.ndarray:
     phase = 2 * np.pi * np.cumsum(440.0 * (1 + 0.003 * np.sin(2 * np.pi * 5 * t))) / SAMPLE_RATE
     wave = sum(0.4 / k * np.sin(k * phase) for k in range(1, 6))
     return (wave / 1.0).astype(np.float32)
+
+
+@contextmanager
+def served_room(root: Path, listen_seconds: float) -> Iterator[tuple[str, object, Path]]:
+    """The app on a free local port over a small test room in ``root``: (url, room, example)."""
+    import app
+    from ensemble.listening import Room
+    from tests.test_app_handlers import make_room_files
+
+    room = Room(make_room_files(root, listen_seconds=listen_seconds))
+    demo = app.build_demo(room)
+    port = free_port()
+    app.launch(demo, room, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+               quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", room, root / "example.wav"
+    finally:
+        demo.close()

@@ -18,8 +18,7 @@ import pytest
 from ensemble.cli import main
 from ensemble.listening import MAX_CANDIDATES, Room
 from ensemble.ratings import fit
-from tests.conftest import free_port
-from tests.test_app_handlers import make_room_files
+from tests.conftest import served_room
 
 LISTEN_SECONDS = 0.5
 TOP_K = 2
@@ -27,18 +26,8 @@ TOP_K = 2
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Room, Path]]:
-    import app
-
-    root = tmp_path_factory.mktemp("api-room")
-    room = Room(make_room_files(root, listen_seconds=LISTEN_SECONDS))
-    demo = app.build_demo(room)
-    port = free_port()
-    app.launch(demo, room, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-               quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", room, root / "example.wav"
-    finally:
-        demo.close()
+    with served_room(tmp_path_factory.mktemp("api-room"), LISTEN_SECONDS) as served:
+        yield served  # type: ignore[misc]
 
 
 def _round(url: str, example: Path, client: object = None) -> tuple[object, list[str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import served_room
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -30,20 +30,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object, Path]]:
-    import app
-    from ensemble.listening import Room
-    from tests.test_app_handlers import make_room_files
-
-    root = tmp_path_factory.mktemp("browser-room")
-    room = Room(make_room_files(root, listen_seconds=LISTEN_SECONDS))
-    demo = app.build_demo(room)
-    port = free_port()
-    app.launch(demo, room, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-               quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", room, root / "example.wav"
-    finally:
-        demo.close()
+    with served_room(tmp_path_factory.mktemp("browser-room"), LISTEN_SECONDS) as served:
+        yield served
 
 
 @pytest.fixture

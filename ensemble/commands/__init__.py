@@ -3,6 +3,7 @@ them share: reading every input first, and naming one output folder per input.""
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,3 +39,17 @@ def load_inputs(inputs: list[Path], trim: bool = False) -> list[np.ndarray]:
         for w in caught:
             print(f"warning: {w.message}")
     return loaded
+
+
+def add_seconds_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """The shared ``--seconds`` option: how long each continuation (``what``) lasts."""
+    from ensemble.limits import CONTINUATION_SECONDS, DEFAULT_CONTINUATION_SECONDS
+
+    parser.add_argument(
+        "--seconds",
+        type=CONTINUATION_SECONDS.arg(float),
+        default=DEFAULT_CONTINUATION_SECONDS,
+        metavar="S",
+        help=f"length of each {what}, {CONTINUATION_SECONDS.describe()} s (default "
+        f"{DEFAULT_CONTINUATION_SECONDS:g}); seams land on the beat",
+    )

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ensemble.commands import load_inputs, output_names
+from ensemble.commands import add_seconds_argument, load_inputs, output_names
 from ensemble.limits import (
-    CONTINUATION_SECONDS,
-    DEFAULT_CONTINUATION_SECONDS,
     DEFAULT_TOP_K,
     HOPS,
     RERANK,
@@ -62,15 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"chunks chained per continuation, {HOPS.describe()} (default 1)",
     )
-    parser.add_argument(
-        "--seconds",
-        type=CONTINUATION_SECONDS.arg(float),
-        default=DEFAULT_CONTINUATION_SECONDS,
-        metavar="S",
-        help=f"length of each continuation after the input's ending, "
-        f"{CONTINUATION_SECONDS.describe()} s (default {DEFAULT_CONTINUATION_SECONDS:g}); seams "
-        "land on the beat",
-    )
+    add_seconds_argument(parser, "continuation after the input's ending")
     parser.add_argument(
         "--instruments",
         metavar="LIST",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ensemble.limits import CONTINUATION_SECONDS, DEFAULT_CONTINUATION_SECONDS, HOPS, SECTIONS
+from ensemble.commands import add_seconds_argument
+from ensemble.limits import HOPS, SECTIONS
 
 RESULT = "song.json"
 
@@ -25,14 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", type=Path, required=True, metavar="DIR", help="RAG index folder")
     p.add_argument("--sections", type=SECTIONS.arg(int), default=4, metavar="N",
                    help=f"continuations to keep, {SECTIONS.describe()} (default 4)")  # fmt: skip
-    p.add_argument(
-        "--seconds",
-        type=CONTINUATION_SECONDS.arg(float),
-        default=DEFAULT_CONTINUATION_SECONDS,
-        metavar="S",
-        help=f"length of each section, {CONTINUATION_SECONDS.describe()} s (default "
-        f"{DEFAULT_CONTINUATION_SECONDS:g})",
-    )
+    add_seconds_argument(p, "section")
     p.add_argument("--instruments", default="violin,cello,bass,drums", metavar="LIST",
                    help="comma-separated instruments to perform with")  # fmt: skip
     p.add_argument("--leader", metavar="NAME", help="instrument that plays the melody")
