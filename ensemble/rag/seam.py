@@ -9,6 +9,7 @@ tempo is within `scoring.MAX_STRETCH` of the query's is time-stretched to it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ def plan_seam(
     query: Pulse,
     duration_s: float,
     seconds: float,
-    blocked: list[tuple[float, float]] = (),  # type: ignore[assignment]
+    blocked: Sequence[tuple[float, float]] = (),
 ) -> SeamPlan:
     """Align a chunk starting at ``chunk_start_s`` (with ``source`` pulse there) to ``query``.
 
