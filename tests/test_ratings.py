@@ -30,7 +30,7 @@ from ensemble.ratings import (
     read_export,
     save_weights,
 )
-from ensemble.ratings.fit import kendall_tau, pairwise_outcomes
+from ensemble.ratings.fit import kendall_tau, pairwise_outcomes, with_keeps
 from ensemble.ratings.synthetic import synthetic_judgements
 
 REPO = Path(__file__).resolve().parents[1]
@@ -381,3 +381,20 @@ def test_cli_subprocess_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: There is no ratings database")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_kept_candidate_is_a_preference_where_the_round_has_no_order(tmp_path: Path) -> None:
+    store = RatingsStore(tmp_path / "r.sqlite")
+    skipped = judgement(ranking=None, verdict="skip")
+    ranked = judgement()
+    for j in (skipped, ranked):
+        store.add_judgement(j)
+    store.add_keep(skipped.uid, "c2")
+    store.add_keep(ranked.uid, "c0")
+    assert store.keeps() == {skipped.uid: ["c2"], ranked.uid: ["c0"]}
+    assert store.stats()["keeps"] == 2
+    assert pairwise_outcomes(store.judgements()[0]) == []  # a skip alone says nothing
+    kept_skip, kept_ranked = with_keeps(store.judgements(), store.keeps())
+    assert sorted(pairwise_outcomes(kept_skip)) == [(2, 0, 1.0), (2, 1, 1.0)]
+    kept_skip.validate()
+    assert kept_ranked.ranking == ranked.ranking and kept_ranked.best is None  # its own order

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,24 @@ def pairwise_outcomes(j: Judgement) -> list[tuple[int, int, float]]:
             else:
                 pairs.append((a, b, 1.0) if u[a] > u[b] else (b, a, 1.0))
     return pairs
+
+
+def with_keeps(judgements: list[Judgement], keeps: dict[str, list[str]]) -> list[Judgement]:
+    """Judgements with the candidates their listeners kept for a song (`RatingsStore.keeps`).
+
+    Keeping is a preference: the kept candidate over every other of its round. A judgement
+    that already orders its candidates (a ranking or ratings) says more and is left as it is;
+    a skipped or all-bad round without an order gains the keep as its best choice.
+    """
+    out = []
+    for j in judgements:
+        kept = keeps.get(j.uid, [])
+        ids = [c.chunk_id for c in j.candidates]
+        if kept and kept[-1] in ids and j.ranking is None and j.ratings is None:
+            verdict = "ranking" if j.verdict == "skip" else j.verdict
+            j = replace(j, verdict=verdict, best=ids.index(kept[-1]))
+        out.append(j)
+    return out
 
 
 def part_matrix(j: Judgement, parts: list[str]) -> np.ndarray:
