@@ -32,6 +32,7 @@ from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz
 from ensemble.groove import Context, decode_part, drum_pattern
 from ensemble.limits import CONDUCTOR_LIMITS, all_finite, check_all
+from ensemble.notes import NoteEvent
 from ensemble.rhythm import BeatGrid, leader_notes
 from ensemble.threads import one_torch_thread
 from ensemble.tonality import estimate_key, fit_chords, harmonic_segments
@@ -512,6 +513,7 @@ class Conductor:
         registers: dict[str, float],
         grid: BeatGrid,
         *,
+        notes: list[NoteEvent] | None = None,
         messages: list[str] | None = None,
     ) -> Accompaniment:
         """Play each follower against the leader on its beat grid, in its key, with chords
@@ -525,6 +527,7 @@ class Conductor:
                 pitched instrument outside the vocabulary plays the part of the vocabulary
                 instrument closest in register, moved by octaves to its own.
             grid: the leader's beats and meter (`ensemble.rhythm.track_beats`).
+            notes: the leader's notes if already segmented (`ensemble.rhythm.leader_notes`).
             messages: as in `conduct`.
 
         Returns:
@@ -540,7 +543,8 @@ class Conductor:
             return Accompaniment({}, None, stand_ins)
         with one_torch_thread():
             out = self._predict(leader, [self._index[v] for v in stand_ins.values()])
-        context = self._context(leader, grid, out, list(stand_ins.values()))
+        notes = leader_notes(leader) if notes is None else notes
+        context = self._context(leader, grid, out, list(stand_ins.values()), notes)
         parts: dict[str, FollowerPart] = {}
         for i, (name, played_by) in enumerate(stand_ins.items()):
             loud = np.maximum(out["loud"][i], QUIET_DB).astype(np.float32)
@@ -571,7 +575,12 @@ class Conductor:
         return min(pitched, key=lambda i: abs(i.pitch_midi_mean - pitch_midi_mean)).name
 
     def _context(
-        self, leader: FeatureFrame, grid: BeatGrid, out: dict[str, np.ndarray], names: list[str]
+        self,
+        leader: FeatureFrame,
+        grid: BeatGrid,
+        out: dict[str, np.ndarray],
+        names: list[str],
+        notes: list[NoteEvent],
     ) -> Context:
         """Key and chords from the leader's notes, its chroma and what the followers expect."""
         pitched = [i for i, v in enumerate(names) if not self.config.instruments[
@@ -583,7 +592,6 @@ class Conductor:
             mass = probs.sum(axis=0)  # (T, 128)
             for pc in range(12):
                 expected[pc] = mass[:, pc::12].sum(axis=1)
-        notes = leader_notes(leader)
         key = estimate_key(notes, leader.chroma, expected.sum(axis=1))
         bounds = harmonic_segments(grid.downbeats * FRAME_RATE, grid.beats_per_bar, n)
         return Context(grid, key, fit_chords(notes, key, bounds, expected))

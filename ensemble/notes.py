@@ -72,7 +72,7 @@ def segment_notes(
             right = rounded[runs[i + 1][0]] if i + 1 < len(runs) else -1
             rounded[a:b] = left if left >= 0 else right
     loud = np.asarray(loudness_db, np.float64)
-    rise = loud - np.concatenate([np.full(3, loud[0] if len(loud) else 0.0), loud[:-3]])
+    rise = loudness_rise(loud)
     notes: list[NoteEvent] = []
     for a, b in _runs(rounded):
         pitch = int(rounded[a])
@@ -86,6 +86,15 @@ def segment_notes(
         for start, end in zip(cuts, [*cuts[1:], b], strict=True):
             notes.append(NoteEvent(start, end, pitch, float(loud[start])))
     return notes
+
+
+def loudness_rise(loudness_db: np.ndarray) -> np.ndarray:
+    """(T,) dB gained over the previous 30 ms (the first frame held before the start): where
+    attacks are, for note re-attacks and the beat tracker's novelty alike."""
+    loud = np.asarray(loudness_db, np.float64)
+    if len(loud) == 0:
+        return loud.copy()
+    return loud - np.concatenate([np.full(3, loud[0]), loud[:-3]])[: len(loud)]
 
 
 def pitch_class_histogram(notes: list[NoteEvent]) -> np.ndarray:

@@ -29,7 +29,7 @@ from ensemble.controls import (
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, extract_features, hz_to_midi, midi_to_hz
 from ensemble.mix import MixReport, assign_roles, default_pans, downmix, mix_stems
-from ensemble.rhythm import BeatGrid, track_beats
+from ensemble.rhythm import BeatGrid, leader_notes, track_beats
 
 if TYPE_CHECKING:
     from ensemble.conductor import Conductor, FollowerPart
@@ -215,11 +215,17 @@ class Ensemble:
             rms=features.rms,
             chroma=np.roll(features.chroma, round(settings.semitone_shift), axis=0),
         )
-        grid = track_beats(conductor_view)
+        notes = leader_notes(conductor_view)  # segmented once: beats, key and chords use them
+        grid = track_beats(conductor_view, notes)
         context = None
         if followers:
             accompaniment = self.conductor.accompany(
-                conductor_view, {n: roles[n] for n in followers}, registers, grid, messages=messages
+                conductor_view,
+                {n: roles[n] for n in followers},
+                registers,
+                grid,
+                notes=notes,
+                messages=messages,
             )
             context = accompaniment.context
             for name, played in accompaniment.parts.items():

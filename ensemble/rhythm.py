@@ -25,7 +25,7 @@ import numpy as np
 
 from ensemble.config import FRAME_RATE
 from ensemble.features import FeatureFrame, hz_to_midi
-from ensemble.notes import NoteEvent, segment_notes
+from ensemble.notes import NoteEvent, loudness_rise, segment_notes
 
 MIN_BPM, MAX_BPM = 50.0, 200.0
 PRIOR_BPM, PRIOR_OCTAVES = 100.0, 0.9  # log-normal tempo prior: centre and spread (octaves)
@@ -112,7 +112,7 @@ def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
 def onset_novelty(features: FeatureFrame, notes: list[NoteEvent] | None = None) -> np.ndarray:
     """(T,) onset novelty: loudness rises plus the starts of segmented notes, unit variance."""
     loud = np.maximum(np.asarray(features.loudness_db, np.float64), -80.0)
-    rise = np.maximum(loud - np.concatenate([np.full(3, loud[0]), loud[:-3]]), 0.0)
+    rise = np.maximum(loudness_rise(loud), 0.0)
     if notes is None:
         notes = leader_notes(features)
     starts = np.zeros(features.n_frames)
