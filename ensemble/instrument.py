@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ensemble import dsp
-from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble.config import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
 from ensemble.controls import hold_unvoiced_pitch
 from ensemble.errors import CheckpointError
 from ensemble.features import hz_to_midi, midi_to_hz
@@ -141,8 +141,13 @@ class InstrumentConfig:
             raise CheckpointError(f"The instrument config is malformed: {exc}.") from exc
 
 
-def default_config(name: str, kind: str) -> InstrumentConfig:
+def default_config(name: str, kind: str, sample_rate: int = SAMPLE_RATE) -> InstrumentConfig:
     """The shipped architecture: GRU 128 × 3 (pitched) or 8 dilated convs × 128 (drums).
+
+    Above 16 kHz the frame grid stays at 100 Hz (hop = rate / 100) and the synth grows to fill
+    the band: 100 harmonics (a 220 Hz note reaches 22 kHz) and 129 noise bands (172 Hz wide at
+    44.1 kHz, about the 125 Hz of the 16 kHz decoders); drum strikes land on the finest grid
+    that divides the hop (3 per 441-sample frame: 3.3 ms).
 
     Chosen by quality per compute, measured on an H100 with 7 decoders training in parallel
     (batch 32 × 2 s, 2.5 min each): a 128-wide violin reached the same validation loss as a
@@ -151,7 +156,19 @@ def default_config(name: str, kind: str) -> InstrumentConfig:
     10.2), rendering ~1.5x faster on CPU and weighing 1.9 MB instead of 7.3 MB. Drums need no
     recurrent state (a hit is an onset plus a decay the convs see in full).
     """
-    return InstrumentConfig(name=name, kind=kind, hidden_size=128)
+    if sample_rate == SAMPLE_RATE:
+        return InstrumentConfig(name=name, kind=kind, hidden_size=128)
+    hop = sample_rate // FRAME_RATE
+    return InstrumentConfig(
+        name=name,
+        kind=kind,
+        hidden_size=128,
+        sample_rate=sample_rate,
+        hop_length=hop,
+        n_harmonics=100,
+        n_noise_bands=129,
+        strikes_per_frame=next(d for d in (4, 3, 2, 1) if hop % d == 0),
+    )
 
 
 def _mlp(n_in: int, width: int, layers: int) -> nn.Sequential:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble.config import AUDIO_RATES, FRAME_RATE, SAMPLE_RATE
 from ensemble.controls import QUANTILE_LEVELS, hold_unvoiced_pitch
 from ensemble.errors import DataError, EnsembleError
 from ensemble.features import VOICED_THRESHOLD, hz_to_midi, midi_to_hz
@@ -53,7 +53,7 @@ MIN_ACTIVE_FRACTION = 0.3  # excerpts quieter than this are skipped
 
 @dataclass
 class Stem:
-    """One stem's arrays on the project grid (T frames, T * HOP_LENGTH samples)."""
+    """One stem's arrays on the project grid (T frames, T * hop samples at the decoder's rate)."""
 
     audio: np.ndarray  # (T * hop,) int16
     f0_hz: np.ndarray  # (T,) training f0 (see `training_f0`), all > 0 for pitched stems
@@ -78,7 +78,7 @@ class TrainOptions:
     val_every: int = 500
     log_every: int = 50
     val_excerpts: int = 32
-    fft_sizes: tuple[int, ...] = (1024, 512, 256, 128, 64)
+    fft_sizes: tuple[int, ...] | None = None  # None: `dsp.loss_fft_sizes` of the decoder's rate
     seed: int = 0
     threads: int | None = None  # CPU intra-op threads (1 is far faster on a busy shared CPU)
     resume: bool = False
@@ -117,11 +117,43 @@ def training_f0(
     return midi_to_hz(hold_unvoiced_pitch(hz_to_midi(f0), voiced)).astype(np.float32), voiced
 
 
-def _stem_from_cache(arrays: dict[str, Any], label: str) -> Stem:
-    """A `Stem` from one stem's cache entry (see `ensemble.data.cache`)."""
+def stem_audio_file(root: Path, track: str, stem: str, sample_rate: int) -> np.ndarray:
+    """(N,) int16 audio of a Slakh-layout stem file at ``sample_rate``, read beside the cache.
+
+    The cache holds 16 kHz audio (what analysis uses); a decoder trained at another rate reads
+    the rendered stem itself, which must already be at that rate (no resampling: a 16 kHz stem
+    upsampled has nothing above 8 kHz to learn from).
+    """
+    import soundfile as sf
+
+    from ensemble.data.slakh import AUDIO_SUFFIXES
+
+    folder = root / track / "stems"
+    files = [folder / f"{stem}{suffix}" for suffix in AUDIO_SUFFIXES]
+    path = next((f for f in files if f.is_file()), None)
+    if path is None:
+        raise DataError(
+            f"Training at {sample_rate} Hz reads the stems themselves, and {folder}/{stem}.flac "
+            "is missing; train from the rendered corpus folder, not a pack."
+        )
+    info = sf.info(path)
+    if info.samplerate != sample_rate:
+        raise DataError(
+            f"{path} is {info.samplerate} Hz but the decoder trains at {sample_rate} Hz; render "
+            f"the corpus with 'corpus render --sample-rate {sample_rate}'."
+        )
+    audio, _ = sf.read(path, dtype="int16", always_2d=True)
+    return audio.mean(axis=1).astype(np.int16) if audio.shape[1] > 1 else audio[:, 0]
+
+
+def _stem_from_cache(
+    arrays: dict[str, Any], label: str, audio: np.ndarray | None = None, hop: int = 160
+) -> Stem:
+    """A `Stem` from one stem's cache entry (see `ensemble.data.cache`); ``audio`` replaces the
+    cached 16 kHz audio for a decoder with another ``hop`` (samples per frame)."""
     loud = np.asarray(arrays["loudness_db"], np.float32)
-    n_samples = len(loud) * HOP_LENGTH
-    audio = np.asarray(arrays["audio"], np.int16)[:n_samples]
+    n_samples = len(loud) * hop
+    audio = np.asarray(arrays["audio"] if audio is None else audio, np.int16)[:n_samples]
     audio = np.pad(audio, (0, n_samples - len(audio)))
     if arrays["is_drum"]:
         return Stem(
@@ -131,17 +163,25 @@ def _stem_from_cache(arrays: dict[str, Any], label: str) -> Stem:
     return Stem(audio, f0, loud, voiced, False, label)
 
 
-def load_stems(root: str | Path, instrument: str, split: str) -> list[Stem]:
-    """All stems of ``instrument`` in ``split`` of the feature cache under ``root`` (reads only
-    ``root/cache/*.npz``)."""
+def load_stems(
+    root: str | Path, instrument: str, split: str, sample_rate: int = SAMPLE_RATE
+) -> list[Stem]:
+    """All stems of ``instrument`` in ``split`` of the feature cache under ``root``, with audio at
+    ``sample_rate`` (16 kHz: only ``root/cache/*.npz`` is read; otherwise the stem files too)."""
     from ensemble.data.cache import iter_cached_tracks
 
-    return [
-        _stem_from_cache(arrays, f"{track.track}/{stem_id}")
-        for track in iter_cached_tracks(Path(root), split)
-        for stem_id, arrays in track.stems.items()
-        if arrays["instrument"] == instrument
-    ]
+    root = Path(root)
+    hop = sample_rate // FRAME_RATE
+    stems = []
+    for track in iter_cached_tracks(root, split):
+        for stem_id, arrays in track.stems.items():
+            if arrays["instrument"] != instrument:
+                continue
+            audio = None
+            if sample_rate != SAMPLE_RATE:
+                audio = stem_audio_file(root, track.track, stem_id, sample_rate)
+            stems.append(_stem_from_cache(arrays, f"{track.track}/{stem_id}", audio, hop))
+    return stems
 
 
 def dataset_stats(stems: Sequence[Stem], kind: str) -> dict[str, Any]:
@@ -154,7 +194,7 @@ def dataset_stats(stems: Sequence[Stem], kind: str) -> dict[str, Any]:
     sounding = loud > ACTIVE_DB
     stats: dict[str, Any] = {
         "quantile_levels": [round(float(q), 4) for q in QUANTILE_LEVELS],
-        "seconds": round(len(loud) / (SAMPLE_RATE / HOP_LENGTH), 1),
+        "seconds": round(len(loud) / FRAME_RATE, 1),
         "n_stems": len(stems),
     }
     if kind == "pitched":
@@ -190,6 +230,7 @@ class ExcerptSampler:
         import torch
 
         self.n_frames = n_frames
+        self.hop = len(stems[0].audio) // len(stems[0].loudness_db) if stems else 1
         starts, offset = [], 0
         for stem in stems:
             t = len(stem.loudness_db)
@@ -209,7 +250,7 @@ class ExcerptSampler:
         self.audio = torch.from_numpy(np.concatenate([s.audio for s in stems])).to(device)
         self.device = device
         self._frame_idx = torch.arange(n_frames, device=device)
-        self._sample_idx = torch.arange(n_frames * HOP_LENGTH, device=device)
+        self._sample_idx = torch.arange(n_frames * self.hop, device=device)
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -221,7 +262,7 @@ class ExcerptSampler:
         pick = torch.randint(len(self.candidates), (size,), generator=generator)
         start = self.candidates[pick].to(self.device).unsqueeze(1)
         frames = start + self._frame_idx
-        samples = start * HOP_LENGTH + self._sample_idx
+        samples = start * self.hop + self._sample_idx
         audio = self.audio[samples].float() / 32768.0
         return self.f0[frames], self.loudness[frames], audio
 
@@ -247,6 +288,23 @@ def _save_state(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _initial_state(init: str, config: Any, model: Any) -> dict[str, Any]:
+    """Weights of the checkpoint ``init`` for ``model``: as they are at the same rate, mapped by
+    `rate_transfer.transfer_state` from another rate."""
+    from ensemble.instrument import Instrument
+    from ensemble.training.rate_transfer import transfer_state
+
+    base = Instrument.from_pretrained(init)
+    if base.config.sample_rate != config.sample_rate:
+        return transfer_state(base.model.state_dict(), base.config, config, model.state_dict())
+    if _architecture(base.config) != _architecture(config):
+        raise EnsembleError(
+            f"--init {init} has another architecture than this run (e.g. --hidden-size); drop "
+            "the override to fine-tune it."
+        )
+    return base.model.state_dict()
+
+
 def fit(
     train: Sequence[Stem],
     validation: Sequence[Stem],
@@ -263,7 +321,7 @@ def fit(
     import torch
     from tqdm import tqdm
 
-    from ensemble.dsp import multiscale_spectral_loss
+    from ensemble.dsp import loss_fft_sizes, multiscale_spectral_loss
     from ensemble.instrument import InstrumentConfig, build_decoder, save_checkpoint
 
     out = Path(out)
@@ -284,7 +342,8 @@ def fit(
     if options.threads:
         torch.set_num_threads(options.threads)
     config.stats = dataset_stats(train, config.kind)
-    n_frames = round(options.seconds * SAMPLE_RATE / HOP_LENGTH)
+    fft_sizes = options.fft_sizes or loss_fft_sizes(config.sample_rate)
+    n_frames = round(options.seconds * FRAME_RATE)
     sampler = ExcerptSampler(train, n_frames, options.device)
     generator = torch.Generator().manual_seed(options.seed)
     torch.manual_seed(options.seed)
@@ -305,15 +364,7 @@ def fit(
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
         log.info("resumed %s at step %d", out, step)
     elif options.init:
-        from ensemble.instrument import Instrument
-
-        base = Instrument.from_pretrained(options.init)
-        if _architecture(base.config) != _architecture(config):
-            raise EnsembleError(
-                f"--init {options.init} has another architecture than this run (e.g. "
-                "--hidden-size); drop the override to fine-tune it."
-            )
-        model.load_state_dict(base.model.state_dict())
+        model.load_state_dict(_initial_state(options.init, config, model))
         log.info("fine-tuning from %s", options.init)
 
     val_batch = None
@@ -334,7 +385,7 @@ def fit(
         with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
             noise = torch.Generator(device=device).manual_seed(0)
             pred = model(val_batch[0], val_batch[1], noise)
-            value = float(multiscale_spectral_loss(pred, val_batch[2], options.fft_sizes))
+            value = float(multiscale_spectral_loss(pred, val_batch[2], fft_sizes))
         model.train()
         return value
 
@@ -379,7 +430,7 @@ def fit(
             f0, loudness, audio = sampler.batch(options.batch_size, generator)
             with torch.autocast(device.type, torch.bfloat16, enabled=amp):
                 pred = model(f0, loudness)
-            loss = multiscale_spectral_loss(pred, audio, options.fft_sizes)
+            loss = multiscale_spectral_loss(pred, audio, fft_sizes)
             if not torch.isfinite(loss):
                 raise EnsembleError(
                     f"Training diverged at step {step} (loss is not finite); lower --lr or resume "
@@ -428,26 +479,29 @@ def train_instrument(
     out: str | Path,
     options: TrainOptions | None = None,
     hidden_size: int | None = None,
+    sample_rate: int | None = None,
 ) -> Path:
     """Train ``instrument`` from the feature cache under ``data`` and write its checkpoint to
-    ``out``. Several calls can run in parallel processes on one GPU (each holds its own data)."""
-    from ensemble.instrument import default_config
+    ``out``. Several calls can run in parallel processes on one GPU (each holds its own data).
+
+    ``sample_rate`` (default: the ``--init`` checkpoint's, else 16 kHz) is the rate the decoder
+    renders at; above 16 kHz the stems are read at that rate beside the cache."""
+    from ensemble.instrument import Instrument, InstrumentConfig, default_config
 
     options = options or TrainOptions()
-    train = load_stems(data, instrument, "train")
+    base = Instrument.from_pretrained(options.init).config if options.init else None
+    rate = sample_rate or (base.sample_rate if base else SAMPLE_RATE)
+    train = load_stems(data, instrument, "train", rate)
     if not train:
         raise DataError(
             f"No '{instrument}' stems in the train split of the cache under {data}; build the "
             "cache first (`python -m ensemble corpus cache`) or check the instrument name."
         )
-    validation = load_stems(data, instrument, "validation")
+    validation = load_stems(data, instrument, "validation", rate)
     kind = "drums" if train[0].is_drum else "pitched"
-    config = default_config(instrument, kind)
-    if options.init:  # fine-tuning keeps the starting checkpoint's architecture
-        from ensemble.instrument import Instrument, InstrumentConfig
-
-        base = Instrument.from_pretrained(options.init).config.to_dict()
-        config = InstrumentConfig.from_dict(base | {"name": instrument, "stats": {}})
+    config = default_config(instrument, kind, rate)
+    if base is not None and base.sample_rate == rate:  # fine-tuning keeps the architecture
+        config = InstrumentConfig.from_dict(base.to_dict() | {"name": instrument, "stats": {}})
     if hidden_size is not None:
         config.hidden_size = hidden_size
     log.info(
@@ -503,6 +557,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fine-tune from this checkpoint (a shipped name such as drums, or a folder) "
         "instead of starting from scratch",
     )
+    parser.add_argument(
+        "--sample-rate", type=int, choices=AUDIO_RATES,
+        help="rate the decoder renders at (default: the --init checkpoint's, else 16000); "
+        "above 16 kHz the corpus must be rendered at it (corpus render --sample-rate)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
@@ -531,6 +590,8 @@ def _run(args: argparse.Namespace) -> int:
     from ensemble.instrument import CHECKPOINT_ROOT
 
     out = check_writable(args.out or CHECKPOINT_ROOT / args.instrument)
-    train_instrument(args.data, args.instrument, out, options_from_args(args), args.hidden_size)
+    train_instrument(
+        args.data, args.instrument, out, options_from_args(args), args.hidden_size, args.sample_rate
+    )
     print(f"wrote {out}")
     return 0
