@@ -58,7 +58,9 @@ def test_training_stems_come_at_the_decoder_rate(hifi_corpus: Path) -> None:
         load_stems(hifi_corpus, instrument, "train", 48_000)
 
 
-def test_cli_refuses_a_rate_off_the_frame_grid(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_refuses_a_rate_off_the_frame_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     code = main(["corpus", "render", "--out", str(tmp_path / "c"), "--sample-rate", "22050"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "16000, 44100, 48000" in err
