@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def continuation(head: np.ndarray, body: np.ndarray, source: str, start: float) -> Continuation:
-    """A kept candidate as `continue_audio` makes it: the song's ending (crossfaded at its end),
+    """A kept candidate as `render_continuations` makes it: the song's ending (crossfaded at its end),
     then the new material."""
     faded = head.copy()
     faded[-100:] *= np.linspace(1, 0, 100)
