@@ -88,7 +88,7 @@ class Lineup:
     leader: str | None = None
     settings: PerformSettings | None = None
 
-    def perform(self, audio: np.ndarray) -> np.ndarray:
+    def play(self, audio: np.ndarray) -> np.ndarray:
         """(N,) mono → the (N, 2) stereo mix."""
         return self.ensemble.perform(audio, self.instruments, self.leader, self.settings).mix
 
@@ -108,7 +108,7 @@ def render_continuations(
 
     def render(i: int, item: Continuation) -> Continuation:
         raw = _stitched(found, item)
-        done = replace(item, audio=raw, mix=lineup.perform(raw) if lineup else None)
+        done = replace(item, audio=raw, mix=lineup.play(raw) if lineup else None)
         if finish is not None:
             finish(i, done)
         return done
