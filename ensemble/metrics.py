@@ -165,18 +165,25 @@ def dynamics(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Dynamics:
     )
 
 
-def song_metrics(audio: np.ndarray, *, pitched: bool = True) -> SongMetrics:
-    """All metrics of one (N,) signal; ``pitched=False`` skips the melody (drums)."""
+def song_metrics(
+    audio: np.ndarray, *, pitched: bool = True, sample_rate: int = SAMPLE_RATE
+) -> SongMetrics:
+    """All metrics of one (N,) signal at ``sample_rate``; ``pitched=False`` skips the melody
+    (drums). Melody and dynamics are measured at SAMPLE_RATE (a hi-fi signal is resampled for
+    them, so their frames and figures do not depend on the output rate)."""
+    from ensemble.audio import resample
+
     audio = np.asarray(audio, np.float32)
-    times, lows, highs = waveform_envelope(audio)
+    times, lows, highs = waveform_envelope(audio, sample_rate=sample_rate)
+    analysed = resample(audio, sample_rate, SAMPLE_RATE)
     return SongMetrics(
-        duration_s=len(audio) / SAMPLE_RATE,
+        duration_s=len(audio) / sample_rate,
         peak=float(np.max(np.abs(audio))) if len(audio) else 0.0,
         waveform_times_s=times,
         waveform_min=lows,
         waveform_max=highs,
-        melody=melody(audio) if pitched and np.any(audio) else None,
-        dynamics=dynamics(audio),
+        melody=melody(analysed) if pitched and np.any(analysed) else None,
+        dynamics=dynamics(analysed),
     )
 
 

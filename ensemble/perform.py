@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble.audio import resample
+from ensemble.config import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
 from ensemble.controls import (
     autotune,
     gate_loudness,
@@ -82,9 +83,9 @@ def plain_name(stem: str, suffix: str) -> str:
 class Performance:
     """Result of `Ensemble.perform`: the mix, every stem and what produced them."""
 
-    input: np.ndarray  # (N,) mono, the analysed input
-    mix: np.ndarray  # (N, 2) float32 stereo = sum of stems
-    stems: dict[str, np.ndarray]  # name -> (N, 2) stereo: balanced, placed, with its room return
+    input: np.ndarray  # (N,) mono at SAMPLE_RATE, the analysed input
+    mix: np.ndarray  # (M, 2) float32 stereo at ``sample_rate`` = sum of stems
+    stems: dict[str, np.ndarray]  # name -> (M, 2) stereo: balanced, placed, with its room return
     features: FeatureFrame  # features of the input
     parts: dict[str, Part]
     leader: str
@@ -92,16 +93,19 @@ class Performance:
     mixing: MixReport  # role, pan, gains and loudness of each stem; the mix's LUFS and true peak
     grid: BeatGrid  # the leader's tempo, beats and meter
     context: Context | None  # key and chords the followers played to (None: no followers)
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # of the mix and stems: the highest of the decoders' rates
 
     def metrics(self) -> dict[str, SongMetrics]:
         """Song metrics of the input, the mix and every stem (drums without a melody), measured
         on mono downmixes."""
         from ensemble.metrics import song_metrics
 
-        out = {"input": song_metrics(self.input), "mix": song_metrics(downmix(self.mix))}
+        rate = self.sample_rate
+        out = {"input": song_metrics(self.input),
+               "mix": song_metrics(downmix(self.mix), sample_rate=rate)}  # fmt: skip
         for name, stem in self.stems.items():
-            out[name] = song_metrics(downmix(stem), pitched=self.parts[name].f0_hz is not None)
+            pitched = self.parts[name].f0_hz is not None
+            out[name] = song_metrics(downmix(stem), pitched=pitched, sample_rate=rate)
         return out
 
     def write(
@@ -121,8 +125,9 @@ class Performance:
         out = Path(folder)
         paths = []
         if audio:
-            paths.append(write_audio(out / name("mix", ".wav"), self.mix))
-            paths += [write_audio(out / "stems" / name(stem, ".wav"), sound)
+            rate = self.sample_rate
+            paths.append(write_audio(out / name("mix", ".wav"), self.mix, rate))
+            paths += [write_audio(out / "stems" / name(stem, ".wav"), sound, rate)
                       for stem, sound in self.stems.items()]  # fmt: skip
         if metrics is not None:
             paths.append(out / name("metrics", ".json"))
@@ -235,21 +240,22 @@ class Ensemble:
         followers = {n: roles[n] for n in active if n != leader}
         context = (self._accompany(view, followers, registers, grid, notes, parts, settings,
                                    messages) if followers else None)  # fmt: skip
-        n_samples = features.n_frames * HOP_LENGTH
+        rate = max(self.instrument(name).config.sample_rate for name in active)
         gains_db = dict(settings.gains_db)
         gains_db[leader] = gains_db.get(leader, 0.0) + settings.leader_gain_db
         mix, stems, mixing = mix_stems(
-            self._render(parts, active, n_samples), roles, default_pans(roles, registers),
-            gains_db=gains_db,
+            self._render(parts, active, features.n_frames, rate), roles,
+            default_pans(roles, registers), gains_db=gains_db, sample_rate=rate,
         )  # fmt: skip
         if (note := mixing.message()) is not None:
             messages.append(note)
         if settings.mute:
             messages.append(f"Muted: {', '.join(settings.mute)}.")
+        n_input = features.n_frames * HOP_LENGTH
         return Performance(
-            grid=grid, context=context, input=np.asarray(audio[:n_samples], np.float32), mix=mix,
+            grid=grid, context=context, input=np.asarray(audio[:n_input], np.float32), mix=mix,
             stems=stems, features=features, parts=parts, leader=leader, messages=messages,
-            mixing=mixing,
+            mixing=mixing, sample_rate=rate,
         )  # fmt: skip
 
     def _lineup(
@@ -295,13 +301,16 @@ class Ensemble:
                 )
         return accompaniment.context
 
-    def _render(self, parts: dict[str, Part], names: list[str], n_samples: int
+    def _render(self, parts: dict[str, Part], names: list[str], n_frames: int, rate: int
                 ) -> dict[str, np.ndarray]:  # fmt: skip
-        """Each decoder's dry audio, ``n_samples`` long, in ``names`` order."""
+        """Each decoder's dry audio, ``n_frames`` long at ``rate``, in ``names`` order (a decoder
+        of a lower rate is resampled once, band-limited)."""
+        n_samples = n_frames * rate // FRAME_RATE
 
         def render(name: str) -> np.ndarray:
-            part = parts[name]
-            rendered = self.instrument(name).render(part.f0_hz, part.loudness_db)[:n_samples]
+            part, instrument = parts[name], self.instrument(name)
+            rendered = instrument.render(part.f0_hz, part.loudness_db)
+            rendered = resample(rendered, instrument.config.sample_rate, rate)[:n_samples]
             return np.pad(rendered, (0, n_samples - len(rendered)))
 
         # Each decoder is a one-thread batch-1 GRU that releases the GIL: two at a time use both

@@ -178,9 +178,10 @@ class RoundRenderer:
         done: dict[int, Rendered] = {}
 
         def finish(i: int, item: Continuation) -> None:
-            sound = item.mix
-            path = write_audio(folder / random_name("candidate"), sound)
-            done[i] = Rendered(path, len(sound) / SAMPLE_RATE, song_metrics(downmix(sound)))
+            sound, rate = item.mix, item.mix_rate
+            path = write_audio(folder / random_name("candidate"), sound, rate)
+            metrics = song_metrics(downmix(sound), sample_rate=rate)
+            done[i] = Rendered(path, len(sound) / rate, metrics)
 
         report(0.35, f"Rendering {k} candidates through the ensemble")
         continuations = render_continuations(

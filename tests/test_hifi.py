@@ -136,3 +136,48 @@ def test_a_hifi_decoder_renders_at_its_rate() -> None:
     inst = Instrument(default_config("violin", "pitched", HIFI))
     audio = inst.render(np.full(30, 440.0, np.float32), np.full(30, -20.0, np.float32))
     assert audio.shape == (30 * 441,) and np.isfinite(audio).all()
+
+
+@pytest.fixture(scope="module")
+def mixed_rates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint root whose violin renders at 44.1 kHz (the shipped one carried across
+    rates) beside the shipped 16 kHz cello, drums and conductor."""
+    from ensemble.instrument import CHECKPOINT_ROOT, save_checkpoint
+
+    root = tmp_path_factory.mktemp("mixed")
+    for name in ("cello", "drums", "conductor"):
+        (root / name).symlink_to(CHECKPOINT_ROOT / name)
+    base = Instrument.from_pretrained("violin")
+    config = default_config("violin", "pitched", HIFI)
+    config.stats = base.config.stats
+    model = build_decoder(config)
+    model.load_state_dict(
+        transfer_state(base.model.state_dict(), base.config, config, model.state_dict())
+    )
+    save_checkpoint(root / "violin", config, model)
+    return root
+
+
+def test_perform_renders_at_the_highest_decoder_rate(mixed_rates: Path, tmp_path: Path) -> None:
+    from ensemble.perform import Ensemble
+    from tests.conftest import tone
+
+    audio = np.concatenate([tone(440.0, 1.0), tone(494.0, 1.0), tone(523.0, 1.0)])
+    performance = Ensemble.from_pretrained(mixed_rates).perform(audio, ["violin", "cello", "drums"])
+    n = int(3.0 * HIFI)
+    assert performance.sample_rate == HIFI and performance.mix.shape == (n, 2)
+    assert all(stem.shape == (n, 2) for stem in performance.stems.values())
+    np.testing.assert_allclose(sum(performance.stems.values()), performance.mix, atol=1e-5)
+    # The 16 kHz cello was resampled: above its own Nyquist it has only the shared room's
+    # return, while the 44.1 kHz violin plays there.
+    freqs = np.fft.rfftfreq(n, 1 / HIFI)
+
+    def high_share(name: str) -> float:
+        power = np.abs(np.fft.rfft(performance.stems[name][:, 0])) ** 2
+        return float(power[freqs > 8200].sum() / power.sum())
+
+    assert high_share("cello") < 1e-3 and high_share("violin") > 10 * high_share("cello")
+    files = performance.write(tmp_path, metrics={"ok": True})
+    assert all(sf.info(f).samplerate == HIFI for f in files if f.suffix == ".wav")
+    metrics = performance.metrics()
+    assert metrics["mix"].duration_s == pytest.approx(3.0)

@@ -65,6 +65,7 @@ class Continuation:
     audio: np.ndarray | None = None
     seam_s: float = TAIL_SECONDS  # where the continuation starts in ``audio``
     mix: np.ndarray | None = None
+    mix_rate: int = SAMPLE_RATE  # of ``mix`` (``audio`` is at SAMPLE_RATE)
     rows: list[int] = field(default_factory=list, repr=False)  # the chain's index rows
     plans: list[SeamPlan] = field(default_factory=list, repr=False)  # its planned seams
 
@@ -285,11 +286,12 @@ def write_continuations(
     folder.mkdir(parents=True, exist_ok=True)
     records = []
     for item in continuations:
-        sound = item.mix if item.mix is not None else item.audio
+        performed = item.mix is not None
+        sound, rate = (item.mix, item.mix_rate) if performed else (item.audio, SAMPLE_RATE)
         name = None
         if sound is not None:
             name = f"continuation_{item.rank:02d}.wav"
-            write_audio(folder / name, sound)
+            write_audio(folder / name, sound, rate)
         records.append(item.to_json(name))
     ranking = {**(meta or {}), "notes": list(notes), "candidates": records}
     path = folder / "ranking.json"

@@ -88,9 +88,10 @@ class Lineup:
     leader: str | None = None
     settings: PerformSettings | None = None
 
-    def play(self, audio: np.ndarray) -> np.ndarray:
-        """(N,) mono → the (N, 2) stereo mix."""
-        return self.ensemble.perform(audio, self.instruments, self.leader, self.settings).mix
+    def play(self, audio: np.ndarray) -> tuple[np.ndarray, int]:
+        """(N,) mono at SAMPLE_RATE → the (M, 2) stereo mix and its rate (the decoders')."""
+        performance = self.ensemble.perform(audio, self.instruments, self.leader, self.settings)
+        return performance.mix, performance.sample_rate
 
 
 def render_continuations(
@@ -108,7 +109,8 @@ def render_continuations(
 
     def render(i: int, item: Continuation) -> Continuation:
         raw = _stitched(found, item)
-        done = replace(item, audio=raw, mix=lineup.play(raw) if lineup else None)
+        mix, rate = lineup.play(raw) if lineup else (None, SAMPLE_RATE)
+        done = replace(item, audio=raw, mix=mix, mix_rate=rate)
         if finish is not None:
             finish(i, done)
         return done
