@@ -34,10 +34,26 @@ def _round(url: str, example: Path, client: object = None) -> tuple[object, list
     """A (new) client with a fresh round of TOP_K candidates; returns it and the clips' URLs."""
     from gradio_client import Client, handle_file
 
-    client = client or Client(url, verbose=False, download_files=False,
-                              analytics_enabled=False)
-    out = client.predict(handle_file(str(example)), ["cello"], "violin", TOP_K, 1, 1.0, 0.15,
-                         0.15, 0.1, 0.1, True, 0, 0, 0, -60, False, api_name="/perform")
+    client = client or Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    out = client.predict(
+        handle_file(str(example)),
+        ["cello"],
+        "violin",
+        TOP_K,
+        1,
+        1.0,
+        0.15,
+        0.15,
+        0.1,
+        0.1,
+        True,
+        0,
+        0,
+        0,
+        -60,
+        False,
+        api_name="/perform",
+    )
     status, players = out[1], out[4]
     assert f"{TOP_K} candidates to judge" in status, status
     return client, [url + src for src in re.findall(r'src="([^"]+)"', players)]
@@ -108,16 +124,31 @@ def test_gaming_the_gate_is_flagged_and_left_out_of_fitting(
     result = fit(list(stored.values()), holdout=0, resamples=10)
     assert result.fitted_on == 1 and result.excluded == {"not_fetched": 1, "overlap": 1}
     db = str(room.config.ratings_db)
-    assert main(["ratings", "fit", "--db", db, "--holdout", "0", "--resamples", "10",
-                 "--min-judgements", "1", "--out", str(tmp_path / "w.json")]) == 0
+    assert (
+        main(
+            [
+                "ratings",
+                "fit",
+                "--db",
+                db,
+                "--holdout",
+                "0",
+                "--resamples",
+                "10",
+                "--min-judgements",
+                "1",
+                "--out",
+                str(tmp_path / "w.json"),
+            ]
+        )
+        == 0
+    )
     report = capsys.readouterr().out
     assert "fitted on 1 judgements" in report
     assert "left out as flagged: 1 not fetched, 1 overlap" in report
 
 
-def test_clips_are_served_only_while_their_round_is_current(
-    served: tuple[str, Room, Path]
-) -> None:
+def test_clips_are_served_only_while_their_round_is_current(served: tuple[str, Room, Path]) -> None:
     url, _, example = served
     client, clips = _round(url, example)
     _fetch(clips)

@@ -23,8 +23,11 @@ LETTERS = "ABCDE"  # Top-5 by default
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
-                       "(apt-get install chromium); Playwright's own browsers are not used"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed "
+        "(apt-get install chromium); Playwright's own browsers are not used",
+    ),
 ]
 
 
@@ -42,9 +45,15 @@ def page(served: tuple[str, object, Path]) -> Iterator[object]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--autoplay-policy=no-user-gesture-required"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -68,15 +77,18 @@ def _audio(letter: str) -> str:
 def _options(page: object, dropdown: str) -> list[str]:
     page.locator(f"{dropdown} input").click()  # type: ignore[attr-defined]
     options = page.locator(  # type: ignore[attr-defined]
-        f'{dropdown} li[data-testid="dropdown-option"]').all_inner_texts()
+        f'{dropdown} li[data-testid="dropdown-option"]'
+    ).all_inner_texts()
     page.keyboard.press("Escape")  # type: ignore[attr-defined]
     return [o.replace("✓", "").strip() for o in options]  # the selected one is ticked
 
 
 def _pick(page: object, dropdown: str, text: str) -> None:
     page.locator(f"{dropdown} input").click()  # type: ignore[attr-defined]
-    page.locator(f'{dropdown} li[data-testid="dropdown-option"]',  # type: ignore[attr-defined]
-                 has_text=text).first.click()
+    page.locator(
+        f'{dropdown} li[data-testid="dropdown-option"]',  # type: ignore[attr-defined]
+        has_text=text,
+    ).first.click()
 
 
 def _perform(page: object) -> list[str]:
@@ -84,27 +96,34 @@ def _perform(page: object) -> list[str]:
     from playwright.sync_api import expect
 
     old = page.locator("#players audio").evaluate_all(  # type: ignore[attr-defined]
-        "els => els.map(a => a.src)")
+        "els => els.map(a => a.src)"
+    )
     page.click("#run")  # type: ignore[attr-defined]
     expect(page.locator("#status")).to_contain_text("candidates to judge")  # type: ignore
     page.wait_for_function(  # type: ignore[attr-defined]
         "old => { const a = Array.from(document.querySelectorAll('#players audio'));"
         " return a.length > 0 && a.every(x => !old.includes(x.src) && x.readyState >= 2); }",
-        arg=old)
+        arg=old,
+    )
     return page.locator("#players audio").evaluate_all(  # type: ignore[attr-defined]
-        "els => els.map(a => a.src)")
+        "els => els.map(a => a.src)"
+    )
 
 
 def _continue(page: object, button: str) -> list[str]:
     """Press Keep or Undo and wait for the next round's clips (its URLs, shown order)."""
     old = page.locator("#players audio").evaluate_all(  # type: ignore[attr-defined]
-        "els => els.map(a => a.src)")
+        "els => els.map(a => a.src)"
+    )
     page.click(button)  # type: ignore[attr-defined]
     page.wait_for_function(  # type: ignore[attr-defined]
         "old => { const a = Array.from(document.querySelectorAll('#players audio'));"
-        " return a.length > 0 && a.every(x => !old.includes(x.src)); }", arg=old)
+        " return a.length > 0 && a.every(x => !old.includes(x.src)); }",
+        arg=old,
+    )
     return page.locator("#players audio").evaluate_all(  # type: ignore[attr-defined]
-        "els => els.map(a => a.src)")
+        "els => els.map(a => a.src)"
+    )
 
 
 def _hear(page: object, letter: str, rate: float = 1.0) -> float:
@@ -134,7 +153,8 @@ def test_the_page_offers_only_choices_the_library_plays(
     # the round plays: no offered choice fails.
     _pick(page, "#leader", "cello")
     expect(page.locator("#instruments label")).to_have_text(  # type: ignore[attr-defined]
-        room.band_choices("cello"))  # type: ignore[attr-defined]
+        room.band_choices("cello")
+    )  # type: ignore[attr-defined]
     for label in page.locator("#instruments label").all():  # type: ignore[attr-defined]
         if not label.locator("input").is_checked():
             label.click()
@@ -144,8 +164,9 @@ def test_the_page_offers_only_choices_the_library_plays(
     expect(page.locator("#status")).not_to_contain_text("⚠️")  # type: ignore[attr-defined]
 
 
-def test_listen_judge_with_a_tie_and_a_reason(served: tuple[str, object, Path],
-                                              page: object) -> None:
+def test_listen_judge_with_a_tie_and_a_reason(
+    served: tuple[str, object, Path], page: object
+) -> None:
     from playwright.sync_api import expect
 
     _, room, example = served
@@ -216,8 +237,9 @@ def test_listen_judge_with_a_tie_and_a_reason(served: tuple[str, object, Path],
     assert not set(first) & set(second)
 
 
-def test_a_broken_upload_is_named_on_arrival(served: tuple[str, object, Path], page: object,
-                                             tmp_path: Path) -> None:
+def test_a_broken_upload_is_named_on_arrival(
+    served: tuple[str, object, Path], page: object, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     bogus = tmp_path / "notes.wav"

@@ -68,8 +68,13 @@ def make_room_files(root: Path, listen_seconds: float = 0.5) -> RoomConfig:
     checkpoints = root / "checkpoints"
     for name, kind in (("violin", "pitched"), ("cello", "pitched"), ("drums", "drums")):
         config = InstrumentConfig(
-            name=name, kind=kind, hidden_size=32, gru_layers=1, n_harmonics=8,
-            n_noise_bands=16, stats=dict(STATS),
+            name=name,
+            kind=kind,
+            hidden_size=32,
+            gru_layers=1,
+            n_harmonics=8,
+            n_noise_bands=16,
+            stats=dict(STATS),
         )
         Instrument(config).save(checkpoints / name)
     infos = [
@@ -77,16 +82,27 @@ def make_room_files(root: Path, listen_seconds: float = 0.5) -> RoomConfig:
         InstrumentInfo("cello", False, -32.0, 48.0),
         InstrumentInfo("drums", True, -35.0, 0.0),
     ]
-    model = ModelConfig(d_model=32, n_heads=2, encoder_layers=1, follower_layers=1, frame_dim=16,
-                        window_frames=256, overlap_frames=64)
+    model = ModelConfig(
+        d_model=32,
+        n_heads=2,
+        encoder_layers=1,
+        follower_layers=1,
+        frame_dim=16,
+        window_frames=256,
+        overlap_frames=64,
+    )
     config = ConductorConfig(model=model, instruments=infos)
     Conductor(config, ConductorNet(model, len(infos))).save(checkpoints / "conductor")
 
     corpus = root / "corpus"
     for i, root_hz in enumerate((220.0, 261.6, 329.6)):
         write_audio(corpus / f"tune{i}.wav", melody(12.0, root_hz, seed=i))
-    build_index(corpus, root / "index", embedder=Instrument.from_pretrained(checkpoints / "violin"),
-                progress=False)
+    build_index(
+        corpus,
+        root / "index",
+        embedder=Instrument.from_pretrained(checkpoints / "violin"),
+        progress=False,
+    )
     write_audio(root / "example.wav", melody(6.0, 293.7, seed=7))
     return RoomConfig(
         checkpoints=checkpoints,
@@ -112,8 +128,12 @@ def first(room: Room) -> tuple[Session, RoundResult]:
     """One real round (3 candidates, 3 instruments), shared: rounds cost seconds on 2 cores."""
     session = Session()
     progress: list[tuple[float, str]] = []
-    result = room.run_round(session, example(room), RoundOptions(instruments=LINEUP, top_k=3),
-                            lambda f, t: progress.append((f, t)))
+    result = room.run_round(
+        session,
+        example(room),
+        RoundOptions(instruments=LINEUP, top_k=3),
+        lambda f, t: progress.append((f, t)),
+    )
     assert progress[0][0] < progress[-1][0] == 1.0
     return session, result
 
@@ -129,8 +149,11 @@ def played(first: tuple[Session, RoundResult]) -> Session:
 def play(room: Room, session: Session, slot: int, start: float, seconds: float) -> None:
     """The page's reports for one play of ``seconds`` at normal speed, from ``start``."""
     room.listen(session, [{"slot": slot, "kind": "play", "pos": 0.0, "t": start}], now=start)
-    room.listen(session, [{"slot": slot, "kind": "pause", "pos": seconds, "t": start + seconds}],
-                now=start + seconds)
+    room.listen(
+        session,
+        [{"slot": slot, "kind": "pause", "pos": seconds, "t": start + seconds}],
+        now=start + seconds,
+    )
 
 
 def listen_all(room: Room, session: Session, seconds: float = 1.0) -> None:
@@ -159,7 +182,8 @@ def test_round_returns_performance_and_blind_candidates(
         assert shown.duration_s > 1.0 and shown.need_s == 0.5
     assert len({c.url for c in result.candidates}) == 3
     assert [t.name for t in result.shown.overview.data] == [  # type: ignore[union-attr]
-        f"Candidate {c.letter}" for c in result.candidates]
+        f"Candidate {c.letter}" for c in result.candidates
+    ]
     assert not result.gate.ready
     assert current.settings["weights"] == room.weights
     assert current.settings["weights_source"] == "default"
@@ -196,8 +220,10 @@ def test_listen_gate_counts_media_time_heard(room: Room, played: Session) -> Non
     # Half speed: 0.8 s of wall time hear 0.4 s of the clip, and 0.4 s is what counts.
     room.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 30.0}], now=30.0)
     room.listen(played, [{"slot": 1, "kind": "progress", "pos": 0.2, "t": 30.4}], now=30.4)
-    assert "B 0.4/0.5 s" in room.listen(
-        played, [{"slot": 1, "kind": "pause", "pos": 0.4, "t": 30.8}], now=30.8).text
+    assert (
+        "B 0.4/0.5 s"
+        in room.listen(played, [{"slot": 1, "kind": "pause", "pos": 0.4, "t": 30.8}], now=30.8).text
+    )
     assert not room.gate(played).ready  # B and C not heard enough yet
     with pytest.raises(EnsembleError, match="Listen to every candidate"):
         room.submit(played, Submission([1, 2, 3]))
@@ -232,10 +258,16 @@ def test_late_handling_is_not_mistaken_for_cheating(room: Room, played: Session)
     page's own clock keeps the spans apart and in time."""
     for slot, page_t in enumerate((0.0, 3.0, 6.0)):
         # Each play handled 2.5 s late, each pause on time: spans overlap in server time.
-        room.listen(played, [{"slot": slot, "kind": "play", "pos": 0.0, "t": page_t}],
-                    now=100.0 + page_t + 2.5)
-        room.listen(played, [{"slot": slot, "kind": "pause", "pos": 3.0, "t": page_t + 3.0}],
-                    now=100.0 + page_t + 3.0)
+        room.listen(
+            played,
+            [{"slot": slot, "kind": "play", "pos": 0.0, "t": page_t}],
+            now=100.0 + page_t + 2.5,
+        )
+        room.listen(
+            played,
+            [{"slot": slot, "kind": "pause", "pos": 3.0, "t": page_t + 3.0}],
+            now=100.0 + page_t + 3.0,
+        )
     ledger = played.round.ledger  # type: ignore[union-attr]
     assert ledger.flags([True, True, True]) == [] and ledger.heard == [3.0, 3.0, 3.0]
 
@@ -260,8 +292,13 @@ def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> Non
     assert j.listen_seconds == [1.0, 1.0, 1.0]
     assert j.input_fingerprint == current.fingerprint
     assert [c.chunk_id for c in j.candidates] == [c.chunk_id for c in current.candidates]
-    assert {"relevance", "pitch_coherence", "chroma_coherence", "loudness_coherence",
-            "composite"} <= set(j.candidates[0].scores)
+    assert {
+        "relevance",
+        "pitch_coherence",
+        "chroma_coherence",
+        "loudness_coherence",
+        "composite",
+    } <= set(j.candidates[0].scores)
     assert j.instruments == LINEUP
     assert j.settings["top_k"] == 3 and j.settings["perform"]["auto_adjust"] is True
     assert j.model_version == room.model_version and j.index_version == room.index_version
@@ -351,8 +388,7 @@ def test_silent_too_long_and_missing_uploads(room: Room, tmp_path: Path) -> None
 def test_trim_keeps_the_first_30_seconds(room: Room, tmp_path: Path) -> None:
     long = write_audio(tmp_path / "long.wav", melody(APP_MAX_SECONDS + 2, 220.0, seed=3))
     session = Session()
-    result = room.run_round(session, long, RoundOptions(instruments=["violin"], top_k=1,
-                                                        trim=True))
+    result = room.run_round(session, long, RoundOptions(instruments=["violin"], top_k=1, trim=True))
     assert any("first 30 s" in m for m in result.messages)
     assert session.round is not None
     assert session.round.settings["input_seconds"] == pytest.approx(APP_MAX_SECONDS, abs=0.01)
@@ -364,8 +400,7 @@ def test_trim_keeps_the_first_30_seconds(room: Room, tmp_path: Path) -> None:
         (RoundOptions(instruments=[], leader="drums"), "Choose a leader"),
         (RoundOptions(instruments=["violin", "tuba"]), "tuba cannot play along"),
         (RoundOptions(instruments=["violin"], top_k=0), "Top-K must be between"),
-        (RoundOptions(instruments=["violin"], weights=dict.fromkeys(PART_NAMES, 0.0)),
-         "non-zero"),
+        (RoundOptions(instruments=["violin"], weights=dict.fromkeys(PART_NAMES, 0.0)), "non-zero"),
     ],
 )
 def test_bad_choices(room: Room, options: RoundOptions, message: str) -> None:
@@ -420,8 +455,7 @@ def test_blind_across_rounds(room: Room) -> None:
     room.submit(tab, Submission([1, 2, 3]))
     revealed = {c.chunk_id for c in tab.round.candidates}  # type: ignore[union-attr]
     other_tab = room.start_session(None, "browser-1")
-    again = room.run_round(other_tab, example(room), RoundOptions(instruments=["violin"],
-                                                                  top_k=3))
+    again = room.run_round(other_tab, example(room), RoundOptions(instruments=["violin"], top_k=3))
     assert not {c.url for c in first.candidates} & {c.url for c in again.candidates}
     assert not revealed & {c.chunk_id for c in other_tab.round.candidates}  # type: ignore[union-attr]
     listen_all(room, other_tab)
@@ -438,15 +472,20 @@ def test_blind_across_rounds(room: Room) -> None:
 
 def test_learned_weights_rank_the_candidates(tmp_path: Path, room: Room) -> None:
     weights = tmp_path / "weights.json"
-    weights.write_text('{"weights": {"relevance": 0.2, "pitch_coherence": 1.0, '
-                       '"chroma_coherence": 0.1, "loudness_coherence": 0.3}}')
+    weights.write_text(
+        '{"weights": {"relevance": 0.2, "pitch_coherence": 1.0, '
+        '"chroma_coherence": 0.1, "loudness_coherence": 0.3}}'
+    )
     config = RoomConfig(**{**room.config.__dict__, "weights": weights})
     learned = Room(config)
     assert learned.weights["pitch_coherence"] == 1.0 and learned.weights_learned
     assert "learned" in learned.describe()
     session = Session()
-    learned.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2,
-                                                           weights=learned.weights))
+    learned.run_round(
+        session,
+        example(room),
+        RoundOptions(instruments=["violin"], top_k=2, weights=learned.weights),
+    )
     assert session.round is not None
     assert session.round.settings["weights_source"] == "learned"
     assert session.round.settings["weights"]["pitch_coherence"] == 1.0
@@ -461,13 +500,18 @@ def test_weights_written_while_the_room_runs_are_picked_up(tmp_path: Path, room:
     weights = tmp_path / "later.json"
     live = Room(RoomConfig(**{**room.config.__dict__, "weights": weights}))
     assert live.refresh_weights() == room.weights and not live.weights_learned
-    weights.write_text('{"weights": {"relevance": 0.4, "pitch_coherence": 0.9, '
-                       '"chroma_coherence": 0.1, "loudness_coherence": 0.2}}')
+    weights.write_text(
+        '{"weights": {"relevance": 0.4, "pitch_coherence": 0.9, '
+        '"chroma_coherence": 0.1, "loudness_coherence": 0.2}}'
+    )
     assert live.refresh_weights()["pitch_coherence"] == 0.9  # `ratings fit` ran meanwhile
     assert live.weights_learned and "learned" in live.describe()
     session = Session()
-    live.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2,
-                                                        weights=live.refresh_weights()))
+    live.run_round(
+        session,
+        example(room),
+        RoundOptions(instruments=["violin"], top_k=2, weights=live.refresh_weights()),
+    )
     assert session.round is not None and session.round.settings["weights_source"] == "learned"
     weights.unlink()
     assert live.refresh_weights() == room.weights and not live.weights_learned
@@ -489,8 +533,9 @@ def test_new_round_and_end_session_remove_old_files(room: Room, tmp_path: Path) 
     assert all(room.media.open(t) is None for t in tokens)
 
 
-def test_idle_sessions_are_swept(room: Room, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                 ) -> None:
+def test_idle_sessions_are_swept(
+    room: Room, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     session = Session()
     room.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=1))
     token = session.round.tokens[0]  # type: ignore[union-attr]
@@ -503,12 +548,12 @@ def test_idle_sessions_are_swept(room: Room, tmp_path: Path, monkeypatch: pytest
 
 
 def test_without_an_index_the_performance_still_plays(room: Room) -> None:
-    bare = Room(RoomConfig(**{**room.config.__dict__, "index": room.config.ratings_db.parent
-                              / "no-index"}))
+    bare = Room(
+        RoomConfig(**{**room.config.__dict__, "index": room.config.ratings_db.parent / "no-index"})
+    )
     assert "No RAG index" in bare.describe()
     session = Session()
-    result = bare.run_round(session, example(room),
-                            RoundOptions(instruments=["violin"]))
+    result = bare.run_round(session, example(room), RoundOptions(instruments=["violin"]))
     assert result.mix_path.is_file() and result.candidates == []
     assert any(m.startswith("No continuations: No RAG index") for m in result.messages)
     assert session.round is None and "Perform an input first" in bare.gate(session).text
@@ -531,14 +576,17 @@ def test_room_config_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 def test_multi_hop_candidates_chain_chunks(room: Room) -> None:
     session = Session()
-    result = room.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2,
-                                                                 hops=2))
+    result = room.run_round(
+        session, example(room), RoundOptions(instruments=["violin"], top_k=2, hops=2)
+    )
     assert session.round is not None and session.round.settings["hops"] == 2
     for candidate in session.round.candidates:
         assert candidate.chunk_id.count("+") == 1  # two chained chunks
     figure = result.candidates[0].figure
-    assert [a.text for a in figure.layout.annotations][-2:] == ["your input │ continuation",
-                                                                "│ seam"]
+    assert [a.text for a in figure.layout.annotations][-2:] == [
+        "your input │ continuation",
+        "│ seam",
+    ]
     # The last 4 s of the input, then two 4 s chunks.
     assert result.candidates[0].duration_s == pytest.approx(4.0 + 2 * 4.0, abs=0.05)
 

@@ -84,22 +84,26 @@ def served(room_config: RoomConfig) -> Iterator[tuple[str, Path, Path, object]]:
         "TMPDIR": str(root / "tmp"),
     }
     log = (root / "app.log").open("w")
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                pytest.fail(f"app.py exited with {process.returncode}:\n"
-                            f"{(root / 'app.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"app.py exited with {process.returncode}:\n"
+                    f"{(root / 'app.log').read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=2):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail("app.py did not start in time:\n"
-                                f"{(root / 'app.log').read_text()[-3000:]}")
+                    pytest.fail(
+                        f"app.py did not start in time:\n{(root / 'app.log').read_text()[-3000:]}"
+                    )
                 time.sleep(0.5)
         yield url, config.ratings_db, root / "example.wav", process
     finally:
@@ -117,8 +121,23 @@ def _listener(url: str, example: Path, i: int) -> tuple[int, list[int], float]:
     client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
     asked = time.monotonic()
     out = client.predict(
-        handle_file(str(example)), [], "violin", TOP_K, 1, 1.0, 0.15, 0.15, 0.1, 0.1,
-        True, 0, 0, 0, -60, False, api_name="/perform",
+        handle_file(str(example)),
+        [],
+        "violin",
+        TOP_K,
+        1,
+        1.0,
+        0.15,
+        0.15,
+        0.1,
+        0.1,
+        True,
+        0,
+        0,
+        0,
+        -60,
+        False,
+        api_name="/perform",
     )
     waited = time.monotonic() - asked
     assert f"{TOP_K} candidates to judge" in out[1], out[1]
@@ -146,9 +165,7 @@ def _disk(root: Path) -> int:
     return disk_usage(root / "tmp")
 
 
-def test_twelve_listeners_complete_and_disk_returns(
-    served: tuple[str, Path, Path, object]
-) -> None:
+def test_twelve_listeners_complete_and_disk_returns(served: tuple[str, Path, Path, object]) -> None:
     url, db, example, _ = served
     root = db.parent
     before = _disk(root)
@@ -164,9 +181,11 @@ def test_twelve_listeners_complete_and_disk_returns(
     while _disk(root) > before and time.monotonic() < deadline:
         time.sleep(0.5)
     after = _disk(root)
-    print(f"\n{CROWD} listeners: round waits median {waits[CROWD // 2]:.1f} s, worst "
-          f"{waits[-1]:.1f} s; disk {before} B before, {during} B after the rounds, {after} B "
-          f"once the sessions ended")
+    print(
+        f"\n{CROWD} listeners: round waits median {waits[CROWD // 2]:.1f} s, worst "
+        f"{waits[-1]:.1f} s; disk {before} B before, {during} B after the rounds, {after} B "
+        f"once the sessions ended"
+    )
     assert during > before and after <= before
 
 
@@ -199,18 +218,24 @@ def test_eight_listeners_then_a_kill_lose_nothing(served: tuple[str, Path, Path,
 def test_app_without_checkpoints_says_why(tmp_path: Path) -> None:
     empty = tmp_path / "checkpoints"
     empty.mkdir()
-    env = {**os.environ, ENV_CHECKPOINTS: str(empty), ENV_DB: str(tmp_path / "r.sqlite"),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    done = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        **os.environ,
+        ENV_CHECKPOINTS: str(empty),
+        ENV_DB: str(tmp_path / "r.sqlite"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: No instrument checkpoints")
 
 
 def test_simultaneous_submits_through_the_handler(room_config: RoomConfig, tmp_path: Path) -> None:
     """8 sessions submit at the same instant on 8 threads (Gradio's workers do this)."""
-    room = Room(replace(room_config, ratings_db=tmp_path / "ratings.sqlite",
-                        work_dir=tmp_path / "work"))
+    room = Room(
+        replace(room_config, ratings_db=tmp_path / "ratings.sqlite", work_dir=tmp_path / "work")
+    )
     base = Session()
     example = room_config.ratings_db.parent / "example.wav"
     room.run_round(base, example, RoundOptions(instruments=["violin"], top_k=3))
