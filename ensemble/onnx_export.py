@@ -95,7 +95,7 @@ def export_onnx(instrument: Instrument, out: str | Path, *, frames: int) -> Expo
     try:
         example = example_inputs(instrument, frames, seed=0)
         with replace_file(out) as tmp, torch.inference_mode(False), torch.no_grad():
-            # The exporter narrates every stage (stdout, INFO logs); the command reports in one line.
+            # The exporter narrates every stage (stdout, INFO logs); the command reports once.
             # Its notices about torch's own internals (GRU weights, pytree) are not ours to fix.
             with (
                 contextlib.redirect_stdout(io.StringIO()),
