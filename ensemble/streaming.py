@@ -362,6 +362,8 @@ class RenderStream:
             f0 = np.asarray(f0_hz, np.float32)
             if f0.shape != (loud.shape[1],):
                 raise EnsembleError(f"f0_hz {f0.shape} and loudness_db {loud.shape[1:]} differ.")
+        if loud.shape[1] == 0:  # a block that no frame centre falls in
+            return self._emit(self._done)
         with one_torch_thread():
             self._voice.push(f0, loud, self._dry)
             self.frames += loud.shape[1]

@@ -109,7 +109,10 @@ def test_stream_refuses_bad_use(decoders):
     with pytest.raises(EnsembleError, match="drum"):
         violin.stream(256, reference_loudness=np.zeros(3, np.float32))
     stream = violin.stream(256)
+    nothing = np.zeros(0, np.float32)
+    assert stream.push(nothing, nothing).shape == (0, 256)  # no frame yet: no block
     first = stream.push(np.full(4, 220.0, np.float32), np.full(4, -20.0, np.float32))
+    assert stream.push(nothing, nothing).shape == (0, 256)
     assert len(first) + len(stream.finish()) == 3  # 4 frames · 160 = 640 samples
     with pytest.raises(EnsembleError, match="finished"):
         stream.push(np.ones(1, np.float32), np.zeros(1, np.float32))
