@@ -1,6 +1,7 @@
-"""Decoder speed: render × real time on CPU, and training steps/s on CPU or CUDA.
+"""Decoder speed: render × real time on CPU (offline, streaming, onnxruntime), training steps/s.
 
     python bench/decoder_speed.py                          # render 10 s, both kinds
+    python bench/decoder_speed.py --stream --onnx          # + streaming, onnxruntime
     python bench/decoder_speed.py --train --batch-size 8 --seconds 1      # CPU training steps/s
     python bench/decoder_speed.py --train --device cuda --batch-size 16 32 64 --seconds 2
 
@@ -8,12 +9,21 @@ Rendering goes through `Instrument.render` (which runs on one CPU thread) with t
 architecture (trained weights when ``checkpoints/<name>`` exists, else
 random ones: speed does not depend on the weights). Training steps are full steps on random
 excerpts: forward, multi-scale loss, backward, Adam. Prints a table and writes JSON with --json.
+
+``--stream`` times `Instrument.stream` the way a host drives it: per block, the control frames
+whose centres it has reached are pushed; reported are × real time, the compute per block (median,
+worst) and the stream's latency (`ensemble.streaming.stream_latency`). ``--onnx`` exports each
+decoder (`ensemble.onnx_export`) and times onnxruntime on one thread. Both run for the shipped
+decoders (16 kHz, hop 160) and for untrained ones at 44.1 kHz, hop 441 (drums strike on a
+hop/3 grid there: 4 does not divide 441).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +33,77 @@ from _timing import timed
 from ensemble.config import FRAME_RATE, HOP_LENGTH
 from ensemble.dsp import multiscale_spectral_loss
 from ensemble.instrument import Instrument, build_decoder, default_config, list_pretrained
+
+BLOCKS = (128, 256, 512, 1024)
+
+
+def decoder(kind: str, sample_rate: int) -> Instrument:
+    """The shipped decoder of ``kind`` at its rate, or an untrained one at 44.1 kHz, hop 441."""
+    name = {"pitched": "violin", "drums": "drums"}[kind]
+    if sample_rate != 44_100 and name in list_pretrained():
+        return Instrument.from_pretrained(name)
+    cfg = default_config(name, kind)
+    if sample_rate == 44_100:
+        cfg.sample_rate, cfg.hop_length, cfg.strikes_per_frame = 44_100, 441, 3
+    return Instrument(cfg)
+
+
+def controls(frames: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    f0 = (220.0 * 2 ** (rng.normal(0, 0.1, frames).cumsum() / 12)).astype(np.float32)
+    loud = np.clip(rng.normal(-30, 5, frames), -80, 0).astype(np.float32)
+    return f0, loud
+
+
+def stream_speed(inst: Instrument, seconds: float, block: int) -> dict:
+    """Blocks of a stream fed as a host would; compute per block and × real time."""
+    cfg = inst.config
+    frames = int(seconds * cfg.sample_rate / cfg.hop_length)
+    f0, loud = controls(frames)
+    stream = inst.stream(block, reference_loudness=loud if inst.kind == "drums" else None)
+    times, fed = [], 0
+    for i in range(frames * cfg.hop_length // block):
+        due = min(frames, (i + 1) * block // cfg.hop_length + 1)  # frames whose centre is past
+        start = time.perf_counter()
+        stream.push(f0[fed:due], loud[fed:due])
+        times.append(time.perf_counter() - start)
+        fed = due
+    wall = sum(times)
+    return {
+        "kind": inst.kind,
+        "sample_rate": cfg.sample_rate,
+        "block": block,
+        "x_realtime": round(seconds / wall, 1),
+        "block_ms_median": round(1000 * float(np.median(times)), 3),
+        "block_ms_max": round(1000 * max(times), 3),
+        "latency_samples": stream.latency,
+        "latency_ms": round(stream.latency_ms, 1),
+    }
+
+
+def onnx_speed(inst: Instrument, seconds: float, repeats: int) -> dict:
+    """Export (10 s graph by default), then onnxruntime on one thread."""
+    import onnxruntime as ort
+
+    from ensemble.onnx_export import example_inputs, export_onnx
+
+    cfg = inst.config
+    frames = int(seconds * cfg.sample_rate / cfg.hop_length)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "decoder.onnx"
+        report = export_onnx(inst, path, frames=frames)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        inputs = example_inputs(inst, frames, seed=1)
+        wall = timed(lambda: session.run(["audio"], inputs), repeats, np.median)[0]
+    return {
+        "kind": inst.kind,
+        "sample_rate": cfg.sample_rate,
+        "x_realtime": round(seconds / wall, 1),
+        "max_abs_error": float(f"{report.max_abs_error:.3g}"),
+        "peak": round(report.peak, 3),
+    }
 
 
 def render_speed(kind: str, seconds: float, repeats: int) -> dict:
@@ -92,11 +173,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed training steps")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     parser.add_argument("--kinds", nargs="+", default=["pitched", "drums"])
+    parser.add_argument("--stream", action="store_true", help="also time streaming renders")
+    parser.add_argument("--onnx", action="store_true", help="also export and time onnxruntime")
+    parser.add_argument("--rates", type=int, nargs="+", default=[16_000, 44_100],
+                        help="sample rates for --stream/--onnx")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    results: dict[str, list] = {"render": [], "train": []}
+    results: dict[str, list] = {"render": [], "stream": [], "onnx": [], "train": []}
     print(f"render {args.seconds_render:g} s on CPU (Instrument.render):")
     for kind in args.kinds:
         r = render_speed(kind, args.seconds_render, args.repeats)
@@ -105,6 +190,24 @@ def main() -> None:
             f"  {kind:8s} {r['weights']:7s} {r['parameters'] / 1e6:5.2f} M params  "
             f"{r['wall_s'] * 1000:7.1f} ms  {r['x_realtime']:6.1f}x real time"
         )
+    for rate in args.rates if args.stream or args.onnx else ():
+        for kind in args.kinds:
+            inst = decoder(kind, rate)
+            for block in BLOCKS if args.stream else ():
+                r = stream_speed(inst, args.seconds_render, block)
+                results["stream"].append(r)
+                print(
+                    f"  stream {kind:8s} {rate:5d} Hz block {block:4d}  {r['x_realtime']:6.1f}x "
+                    f"real time  {r['block_ms_median']:6.3f} ms/block (max {r['block_ms_max']:.2f})"
+                    f"  latency {r['latency_samples']:5d} samples = {r['latency_ms']:6.1f} ms"
+                )
+            if args.onnx:
+                r = onnx_speed(inst, args.seconds_render, args.repeats)
+                results["onnx"].append(r)
+                print(
+                    f"  onnx   {kind:8s} {rate:5d} Hz  {r['x_realtime']:6.1f}x real time  "
+                    f"max abs error vs torch {r['max_abs_error']:.2e} (peak {r['peak']})"
+                )
     if args.train:
         print(f"training on {args.device}, excerpts of {args.seconds:g} s:")
         for kind in args.kinds:

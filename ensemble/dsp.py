@@ -204,12 +204,15 @@ def sinusoid_synth(
     amplitudes: torch.Tensor,
     hop: int = HOP_LENGTH,
     sample_rate: int = SAMPLE_RATE,
+    first_sample: int = 0,
 ) -> torch.Tensor:
     """Bank of fixed-frequency sinusoids with frame-rate amplitudes (the drums' tonal body).
 
     Args:
         frequencies_hz: (K,) constant partial frequencies.
         amplitudes: (B, T, K) amplitudes.
+        first_sample: index of the first output sample in the whole signal (phases are absolute,
+            so a stream rendering frames from t on passes ``t * hop``).
 
     Returns:
         (B, T * hop) audio.
@@ -225,7 +228,10 @@ def sinusoid_synth(
         stop = min(start + chunk, n_frames)
         with torch.no_grad():
             n = torch.arange(
-                start * hop, stop * hop, device=amplitudes.device, dtype=torch.float64
+                first_sample + start * hop,
+                first_sample + stop * hop,
+                device=amplitudes.device,
+                dtype=torch.float64,
             )
             bank = torch.sin(2.0 * math.pi * torch.frac(rates * n)).float()  # (K, n)
             bank = bank.view(n_part, stop - start, hop).transpose(0, 1).unsqueeze(0)
@@ -283,10 +289,43 @@ def noise_filter_ir(magnitudes: torch.Tensor) -> torch.Tensor:
     return ir * torch.hann_window(size, periodic=False, device=ir.device, dtype=ir.dtype)
 
 
+def uniform_noise(
+    batch: int, n_blocks: int, hop: int, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """(B, n_blocks, hop) white noise in [-1, 1): the raw blocks `filtered_noise` shapes."""
+    noise = torch.rand(batch, n_blocks, hop, device=device, generator=generator)
+    return noise.mul_(2.0).sub_(1.0)
+
+
+def filter_noise_blocks(magnitudes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Each noise block convolved (linear, by FFT) with its frame's FIR filter.
+
+    Args:
+        magnitudes: (B, n, M) band magnitudes of the blocks' frames.
+        noise: (B, n, hop) noise blocks.
+
+    Returns:
+        (B, n, hop + L) filtered blocks, L = 2 (M - 1) the filter length.
+    """
+    ir = noise_filter_ir(magnitudes.float())  # (B, n, L)
+    n_out = noise.shape[-1] + ir.shape[-1]
+    # hop + L itself may be a slow FFT length (441 + 256 = 697 = 17 · 41 costs 20x 720).
+    n_fft = _fast_fft_size(n_out)
+    spec = torch.fft.rfft(noise, n_fft) * torch.fft.rfft(ir, n_fft)
+    return torch.fft.irfft(spec, n_fft)[..., :n_out]
+
+
+def noise_offset(hop: int, n_bands: int) -> int:
+    """Samples by which noise block t starts before frame centre ``t * hop``: half a hop (the
+    block is centred on its frame) plus the filter's delay, half its length 2 (M - 1)."""
+    return hop // 2 + (n_bands - 1)
+
+
 def filtered_noise(
     magnitudes: torch.Tensor,
     hop: int = HOP_LENGTH,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """White noise shaped frame by frame by time-varying band magnitudes (DDSP filtered noise).
 
@@ -296,30 +335,24 @@ def filtered_noise(
     Args:
         magnitudes: (B, T, M) band magnitudes, linear; M bands from 0 Hz to Nyquist.
         generator: optional torch.Generator (on the magnitudes' device) for reproducible noise.
+        noise: optional (B, T + 1, hop) noise blocks to shape instead of drawing them (an
+            exported model takes its noise as an input).
 
     Returns:
         (B, T * hop) audio.
     """
-    batch, n_frames, _ = magnitudes.shape
+    batch, n_frames, n_bands = magnitudes.shape
     # One extra block so the second half of the last frame is covered too.
     mags = torch.cat([magnitudes, magnitudes[:, -1:]], dim=1)
-    ir = noise_filter_ir(mags.float())  # (B, T+1, L)
-    size = ir.shape[-1]
-    # hop + size itself may be a slow FFT length (441 + 256 = 697 = 17 · 41 costs 20x 720).
-    n_fft = _fast_fft_size(hop + size)
-    noise = (
-        torch.rand(batch, n_frames + 1, hop, device=magnitudes.device, generator=generator)
-        .mul_(2.0)
-        .sub_(1.0)
-    )
-    spec = torch.fft.rfft(noise, n_fft) * torch.fft.rfft(ir, n_fft)
-    blocks = torch.fft.irfft(spec, n_fft)  # (B, T+1, n_fft), full linear convolution
+    if noise is None:
+        noise = uniform_noise(batch, n_frames + 1, hop, generator, magnitudes.device)
+    blocks = filter_noise_blocks(mags, noise)  # (B, T+1, n_fft), full linear convolution
+    n_fft = blocks.shape[-1]
     length = n_frames * hop + n_fft
     ola = torch.nn.functional.fold(
         blocks.transpose(1, 2), output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop)
     ).view(batch, length)
-    # Block t starts half a hop before frame centre t*hop and the filter delays by size/2.
-    offset = hop // 2 + size // 2
+    offset = noise_offset(hop, n_bands)
     return ola[:, offset : offset + n_frames * hop]
 
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from ensemble.limits import (
     check_all,
 )
 from ensemble.threads import one_torch_thread
+
+if TYPE_CHECKING:
+    from ensemble.streaming import RenderStream
 
 FORMAT_VERSION = 1
 CHECKPOINT_ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -252,6 +255,21 @@ class PitchedDecoder(nn.Module):
     def controls(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor) -> dict[str, torch.Tensor]:
         """Synth controls: amplitudes (B, T, K) per harmonic and noise (B, T, M) band magnitudes."""
         inputs, hidden = self._features(f0_hz, loudness_db)
+        return self._controls(inputs, hidden, f0_hz)
+
+    def step(
+        self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Controls of the next F frames, (B, F) each, from the GRU state after the previous
+        ones ((layers, B, H), None at the start) → (controls as `controls`, the new state).
+        Steps over a sequence equal one unsegmented `controls` call over all of it."""
+        inputs = self._inputs(f0_hz, loudness_db)
+        hidden, state = self.gru(inputs, state)
+        return self._controls(inputs, hidden, f0_hz), state
+
+    def _controls(
+        self, inputs: torch.Tensor, hidden: torch.Tensor, f0_hz: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         raw = self.head(self.out_mlp(torch.cat([hidden, inputs], dim=-1))).float()
         k = self.config.n_harmonics
         amplitude = dsp.exp_sigmoid(raw[..., :1])
@@ -268,14 +286,16 @@ class PitchedDecoder(nn.Module):
         f0_hz: torch.Tensor,
         loudness_db: torch.Tensor,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, T) f0 in Hz, (B, T) loudness in dB → (B, T * hop) audio."""
+        """(B, T) f0 in Hz, (B, T) loudness in dB → (B, T * hop) audio; ``noise`` (B, T + 1, hop)
+        replaces the generator's (see `dsp.filtered_noise`)."""
         ctrl = self.controls(f0_hz, loudness_db)
         # The synth stays in float32 even when the network runs under autocast.
         with torch.autocast(f0_hz.device.type, enabled=False):
             hop, sr = self.config.hop_length, self.config.sample_rate
             audio = dsp.harmonic_synth(f0_hz.float(), ctrl["amplitudes"], hop, sr)
-            audio = audio + dsp.filtered_noise(ctrl["noise"], hop, generator)
+            audio = audio + dsp.filtered_noise(ctrl["noise"], hop, generator, noise)
             return self.reverb(audio)
 
 
@@ -341,7 +361,11 @@ class DrumDecoder(nn.Module):
     def controls(self, loudness_db: torch.Tensor) -> dict[str, torch.Tensor]:
         """Envelope-scaled noise (B, T, M) band magnitudes, tonal (B, T, n_tonal) amplitudes and
         one-shot strike amplitudes (B, T * strikes_per_frame, n_one_shots)."""
-        raw = self.head(self.embed(loudness_db).transpose(1, 2)).transpose(1, 2).float()
+        return self.controls_from_features(self.embed(loudness_db))
+
+    def controls_from_features(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`controls` from (B, T, C) conv features (`embed`'s output)."""
+        raw = self.head(features.transpose(1, 2)).transpose(1, 2).float()
         envelope = dsp.exp_sigmoid(raw[..., :1])
         m, k = self.config.n_noise_bands, self.config.n_tonal
         batch, n_frames, _ = raw.shape
@@ -357,14 +381,15 @@ class DrumDecoder(nn.Module):
         f0_hz: torch.Tensor | None,
         loudness_db: torch.Tensor,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, T) loudness in dB → (B, T * hop) audio; f0 is accepted for a common signature and
-        ignored."""
+        ignored; ``noise`` as in `PitchedDecoder.forward`."""
         del f0_hz
         ctrl = self.controls(loudness_db)
         with torch.autocast(loudness_db.device.type, enabled=False):
             hop, sr = self.config.hop_length, self.config.sample_rate
-            audio = dsp.filtered_noise(ctrl["noise"], hop, generator)
+            audio = dsp.filtered_noise(ctrl["noise"], hop, generator, noise)
             audio = audio + dsp.sinusoid_synth(self.tonal_hz, ctrl["tonal"], hop, sr)
             kit = self.shots * self.fade
             per_frame = self.config.strikes_per_frame
@@ -538,6 +563,25 @@ class Instrument:
         generator = torch.Generator(device=loud.device).manual_seed(seed)
         audio = self.model(f0, loud, generator)
         return audio[0].cpu().numpy().astype(np.float32)
+
+    def stream(
+        self, block_size: int, *, seed: int = 0, reference_loudness: np.ndarray | None = None
+    ) -> RenderStream:
+        """A streaming render session (`ensemble.streaming.RenderStream`): control frames in
+        (`push(f0_hz (F,), loudness_db (F,))`), ``block_size``-sample blocks out, the same audio
+        as `render` with the same ``seed``, ``stream.latency`` samples behind the frames.
+
+        What a stream cannot see, and so renders differently from `render`:
+        - unvoiced frames before the first voiced one hold 220 Hz (`render` holds that pitch);
+        - clips over 3.5 s: `render` runs the GRU in 2.5 s segments, each warmed up on the 1 s
+          before it; the stream carries one state throughout (the decoder as trained);
+        - drums: GroupNorm normalises over the whole clip; the stream takes the statistics of
+          ``reference_loudness`` (T,) when given (the clip itself: equal to `render`), else of
+          the frames heard so far.
+        """
+        from ensemble.streaming import RenderStream
+
+        return RenderStream(self, block_size, seed=seed, reference_loudness=reference_loudness)
 
     @torch.inference_mode()
     @_one_thread

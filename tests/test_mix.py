@@ -195,7 +195,7 @@ def test_loudness_target_when_the_ceiling_allows_and_the_ceiling_when_not() -> N
     assert report.peak_limited and integrated_loudness(mix) < MIX_TARGET_LUFS - 0.5
     # Sparse clicks would need far more limiting: the whole mix gives way instead.
     clicks = np.zeros(int(SECONDS * SAMPLE_RATE), np.float32)
-    clicks[:: SAMPLE_RATE] = 0.5
+    clicks[::SAMPLE_RATE] = 0.5
     mix, _, report = mix_stems({"drums": clicks}, {"drums": DRUMS}, {"drums": 0.0})
     assert report.peak_limited and "dBTP" in (report.message() or "")
     assert true_peak_dbtp(mix) == pytest.approx(TRUE_PEAK_CEILING_DBTP, abs=0.15)
@@ -245,6 +245,8 @@ def test_true_peak_matches_scipys_polyphase_oversampling() -> None:
     rng = np.random.default_rng(1)
     audio = (0.1 * rng.standard_normal((SAMPLE_RATE, 2))).astype(np.float32)
     audio[5000, 0], audio[5001, 0] = 0.9, -0.9  # an inter-sample over
-    reference = max(float(np.abs(audio).max()), *(
-        float(np.abs(resample_poly(audio[:, c], 4, 1, window=taps)).max()) for c in range(2)))
+    reference = max(
+        float(np.abs(audio).max()),
+        *(float(np.abs(resample_poly(audio[:, c], 4, 1, window=taps)).max()) for c in range(2)),
+    )
     assert true_peak_dbtp(audio) == pytest.approx(20 * np.log10(reference), abs=1e-4)

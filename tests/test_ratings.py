@@ -81,8 +81,11 @@ def judgement(k: int = 3, **overrides: object) -> Judgement:
 
 def test_store_round_trip_wal_and_resubmit(tmp_path: Path) -> None:
     store = RatingsStore(tmp_path / "r.db")
-    assert store.sqlite_settings() == {"journal_mode": "wal", "synchronous": "FULL",
-                                       "busy_timeout_ms": 30000}
+    assert store.sqlite_settings() == {
+        "journal_mode": "wal",
+        "synchronous": "FULL",
+        "busy_timeout_ms": 30000,
+    }
     j = judgement()
     first = store.add_judgement(j)
     assert store.add_judgement(j) == first  # same uid (a double submit) is stored once

@@ -19,10 +19,18 @@ from tests.test_ratings import judgement
 
 # The simulated listener's true weights have the same total as the ranker's, so the saved
 # (rescaled) weights estimate them directly.
-TRUE = {"relevance": 0.2, "pitch_coherence": 0.9, "chroma_coherence": 0.1,
-        "loudness_coherence": 0.3}
-RANKER = {"relevance": 0.5, "pitch_coherence": 0.5, "chroma_coherence": 0.25,
-          "loudness_coherence": 0.25}
+TRUE = {
+    "relevance": 0.2,
+    "pitch_coherence": 0.9,
+    "chroma_coherence": 0.1,
+    "loudness_coherence": 0.3,
+}
+RANKER = {
+    "relevance": 0.5,
+    "pitch_coherence": 0.5,
+    "chroma_coherence": 0.25,
+    "loudness_coherence": 0.25,
+}
 
 
 def test_tie_all_bad_skip_and_reason_are_stored(tmp_path: Path) -> None:
@@ -74,16 +82,25 @@ def test_migration_keeps_rows_written_by_schema_1(tmp_path: Path) -> None:
         "shown_order, listen_seconds, ranking, instruments, settings, model_version, "
         "index_version, app_version) VALUES ('old', '2026-11-01T00:00:00', 's', ?, ?, '[0, 1]', "
         "'[3.0, 3.0]', '[1, 0]', '[\"violin\"]', '{}', 'm', 'i', 'a')",
-        ("0" * 64, '[{"chunk_id": "c0", "source": "s", "start_s": 0.0, "scores": {"relevance": '
-         '0.5}, "rank": 1}, {"chunk_id": "c1", "source": "s", "start_s": 1.0, "scores": '
-         '{"relevance": 0.4}, "rank": 2}]'),
+        (
+            "0" * 64,
+            '[{"chunk_id": "c0", "source": "s", "start_s": 0.0, "scores": {"relevance": '
+            '0.5}, "rank": 1}, {"chunk_id": "c1", "source": "s", "start_s": 1.0, "scores": '
+            '{"relevance": 0.4}, "rank": 2}]',
+        ),
     )
     conn.commit()
     conn.close()
     store = RatingsStore(db, create=False)
     (old,) = store.judgements()
     assert (old.uid, old.ranking, old.verdict, old.flags, old.ties, old.reason) == (
-        "old", [1, 0], "ranking", [], None, "")
+        "old",
+        [1, 0],
+        "ranking",
+        [],
+        None,
+        "",
+    )
     store.add_judgement(judgement(verdict="tie", ties=[[0, 2]], ranking=[0, 2, 1]))
     assert store.count() == 2
 

@@ -1,0 +1,118 @@
+"""Streaming render (`Instrument.stream`): block output equals the offline render."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ensemble.errors import EnsembleError
+from ensemble.instrument import Instrument, default_config
+from ensemble.streaming import lookahead_frames, stream_latency
+
+
+def _hifi(kind: str) -> Instrument:
+    """An untrained decoder at 44.1 kHz, hop 441 (drums strike on a hop/3 grid: 4 ∤ 441)."""
+    cfg = default_config(f"hifi-{kind}", kind)
+    cfg.sample_rate, cfg.hop_length, cfg.strikes_per_frame = 44_100, 441, 3
+    torch.manual_seed(1)
+    return Instrument(cfg)
+
+
+@pytest.fixture(scope="module")
+def decoders() -> dict[str, Instrument]:
+    return {
+        "violin": Instrument.from_pretrained("violin"),
+        "drums": Instrument.from_pretrained("drums"),
+        "hifi-pitched": _hifi("pitched"),
+        "hifi-drums": _hifi("drums"),
+    }
+
+
+def _track(frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pitch walk with an unvoiced gap and a wandering loudness (voiced from frame 0: the
+    stream cannot look ahead to a first pitch, see `Instrument.stream`)."""
+    rng = np.random.default_rng(0)
+    f0 = (220.0 * 2.0 ** (rng.normal(0, 0.3, frames).cumsum() / 12)).astype(np.float32)
+    f0[frames // 3 : frames // 3 + 10] = 0.0
+    loud = np.clip(-30.0 + 2.5 * rng.normal(0, 1, frames).cumsum(), -90, 0).astype(np.float32)
+    return f0, loud
+
+
+def _stream(inst: Instrument, f0, loud, block: int, chunk: int, **kw) -> tuple[np.ndarray, list]:
+    """All blocks of a stream fed ``chunk`` frames at a time, and the frames pushed when each
+    block came out (None for those of `finish`)."""
+    stream = inst.stream(block, seed=3, **kw)
+    blocks, pushed = [], []
+    for i in range(0, len(loud), chunk):
+        out = stream.push(f0[i : i + chunk], loud[i : i + chunk])
+        blocks.append(out)
+        pushed += [min(i + chunk, len(loud))] * len(out)
+    tail = stream.finish()
+    pushed += [None] * len(tail)
+    return np.concatenate([*blocks, tail]), pushed
+
+
+@pytest.mark.parametrize("name", ["violin", "drums", "hifi-pitched", "hifi-drums"])
+@pytest.mark.parametrize(("block", "chunk"), [(128, 1), (500, 7), (1024, 3)])
+def test_stream_equals_offline_render(decoders, name, block, chunk):
+    inst = decoders[name]
+    frames = 300 if inst.config.sample_rate == 16_000 else 120
+    f0, loud = _track(frames)
+    offline = inst.render(f0, loud, seed=3)
+    ref = loud if inst.kind == "drums" else None
+    blocks, _ = _stream(inst, f0, loud, block, chunk, reference_loudness=ref)
+    audio = blocks.ravel()
+    assert blocks.shape[1] == block and len(blocks) == -(-offline.size // block)
+    assert not audio[offline.size :].any()  # the last block is zero-padded
+    np.testing.assert_allclose(audio[: offline.size], offline, atol=1e-5 * np.abs(offline).max())
+
+
+@pytest.mark.parametrize(("name", "block"), [("violin", 128), ("violin", 500), ("drums", 256)])
+def test_blocks_come_out_with_the_stated_latency(decoders, name, block):
+    """Frames pushed one at a time, frame t due at sample t·hop: the worst lag of a block's
+    start behind its last needed frame is `stream.latency`."""
+    inst = decoders[name]
+    f0, loud = _track(200)
+    ref = loud if inst.kind == "drums" else None
+    _, pushed = _stream(inst, f0, loud, block, 1, reference_loudness=ref)
+    hop = inst.config.hop_length
+    lags = [(n - 1) * hop - i * block for i, n in enumerate(pushed) if n is not None]
+    assert max(lags) == stream_latency(inst.config, block)
+    expected_delay = 66 if inst.kind == "drums" else 0  # Σ dilations of the shipped convs
+    assert lookahead_frames(inst.config) == expected_delay
+    assert inst.stream(block).latency == stream_latency(inst.config, block)
+
+
+def test_live_drum_statistics_settle_towards_the_offline_render(decoders):
+    """Without a reference track the drum stream normalises by the frames heard so far: it
+    differs from the offline render, less once more of the clip has been heard."""
+    inst = decoders["drums"]
+    f0, loud = _track(600)
+    offline = inst.render(None, loud, seed=3)
+    live = _stream(inst, f0, loud, 256, 4)[0].ravel()[: offline.size]
+    second = inst.config.sample_rate
+    early = np.abs(live[:second] - offline[:second]).max()
+    late = np.abs(live[-second:] - offline[-second:]).max()
+    assert 0 < late < early
+
+
+def test_stream_refuses_bad_use(decoders):
+    violin = decoders["violin"]
+    for bad in (0, 100_000, 256.0, True):
+        with pytest.raises(EnsembleError, match="block_size"):
+            violin.stream(bad)
+    with pytest.raises(EnsembleError, match="needs f0"):
+        violin.stream(256).push(None, np.zeros(3, np.float32))
+    with pytest.raises(EnsembleError, match="differ"):
+        violin.stream(256).push(np.ones(2, np.float32), np.zeros(3, np.float32))
+    with pytest.raises(EnsembleError, match="drum"):
+        violin.stream(256, reference_loudness=np.zeros(3, np.float32))
+    stream = violin.stream(256)
+    nothing = np.zeros(0, np.float32)
+    assert stream.push(nothing, nothing).shape == (0, 256)  # no frame yet: no block
+    first = stream.push(np.full(4, 220.0, np.float32), np.full(4, -20.0, np.float32))
+    assert stream.push(nothing, nothing).shape == (0, 256)
+    assert len(first) + len(stream.finish()) == 3  # 4 frames · 160 = 640 samples
+    with pytest.raises(EnsembleError, match="finished"):
+        stream.push(np.ones(1, np.float32), np.zeros(1, np.float32))
