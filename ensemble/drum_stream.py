@@ -6,10 +6,11 @@ frames, 0.66 s, with the shipped dilations). Each layer keeps the frames its ker
 and emits an output as soon as its look-ahead has arrived; `finish` supplies the zero padding the
 offline convs see after the last frame.
 
-The conv blocks' GroupNorm(1, C) normalises over all channels *and the whole clip*, which no
+The 16 kHz kit's GroupNorm(1, C) normalises over all channels *and the whole clip*, which no
 stream can know in advance. A stream either takes each layer's statistics from a reference
 loudness track given up front (the clip itself reproduces the offline render; a representative
-groove approximates it) or, live, from the frames heard so far.
+groove approximates it) or, live, from the frames heard so far. Kits with ``conv_norm="frame"``
+(the 44.1 kHz ones) normalise each frame alone and stream exactly, live.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ensemble.instrument import DrumDecoder, _ResidualConv, onset_features
+from ensemble.instrument import DrumDecoder, FrameNorm, _ResidualConv, onset_features
 
 
 def clip_statistics(model: DrumDecoder, loudness_db: torch.Tensor) -> list[torch.Tensor]:
@@ -47,8 +48,11 @@ class _LayerStream:
         self._count = 0
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """(1, C, F) → GroupNorm(1, C) with fixed or running (mean, var), then the affine."""
+        """(1, C, F) → GroupNorm(1, C) with fixed or running (mean, var), then the affine; a
+        `FrameNorm` needs no statistics beyond the frame itself."""
         norm = self.block.norm
+        if isinstance(norm, FrameNorm):
+            return norm(x)
         if self._stats is not None:
             mean, var = self._stats[0], self._stats[1]
         else:
