@@ -361,6 +361,8 @@ def print_instrument(name: str, entry: dict) -> None:
     plain = entry["plain"]
     print(f"{name} ({entry['split']}, {len(entry['excerpts'])} excerpts, "
           f"scored at {entry['sample_rate']} Hz)")  # fmt: skip
+    print(f"  {'system':19s} {'kHz':>5s} {'f0 ¢':>6s} {'voiced':>6s} {'loud dB':>7s} "
+          f"{'spectral':>8s} {'×plain':>6s} {'>8k dB':>7s} {'Δ dB':>7s}")  # fmt: skip
     for side in SIDES:
         result = entry.get(side)
         if result is None:
