@@ -52,6 +52,7 @@ from ensemble.rag.store import (
     write_json,
     write_part,
 )
+from ensemble.threads import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ def _build(
     known = existing.files if existing else []
     fresh, skipped = _new_sources(find_sources(source), root, known)
     writer = _VersionWriter(root, existing, config, on_stage)
-    parallel = workers or os.cpu_count() or 1
+    parallel = workers or available_cores()
     analysed: Iterable[Analysed] = (
         _analyse_ray(fresh, config, model, parallel)
         if engine == "ray"
