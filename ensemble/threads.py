@@ -16,24 +16,29 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 _worker = threading.local()  # .cores: the cores a render pool's thread may use for its own pools
 
 
 @contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Hold torch at one intra-op thread (in the calling thread) while the block runs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(get: Callable[[], int], set_threads: Callable[[int], None]) -> Iterator[None]:
+    """Hold a library's thread count (torch's, faiss's OpenMP) at one while the block runs."""
+    before = get()
+    set_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_threads(before)
+
+
+def one_torch_thread() -> AbstractContextManager[None]:
+    """Hold torch at one intra-op thread (in the calling thread) while the block runs."""
+    import torch
+
+    return one_thread(torch.get_num_threads, torch.set_num_threads)
 
 
 def available_cores() -> int:

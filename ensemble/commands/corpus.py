@@ -79,18 +79,13 @@ def _add_pack(inner: argparse._SubParsersAction) -> None:
     )
     pack.add_argument("--out", type=Path, required=True, help="pack folder")
     pack.add_argument("--instruments", required=True, help="comma-separated decoder instruments")
-    pack.add_argument(
-        "--train-seconds",
-        type=float,
-        default=150.0,
-        help="audio budget per instrument in the train split (default 150)",
-    )
-    pack.add_argument(
-        "--validation-seconds",
-        type=float,
-        default=20.0,
-        help="audio budget per instrument in the validation split (default 20)",
-    )
+    for split, seconds in (("train", 150.0), ("validation", 20.0)):
+        pack.add_argument(
+            f"--{split}-seconds",
+            type=float,
+            default=seconds,
+            help=f"audio budget per instrument in the {split} split (default {seconds:g})",
+        )
     pack.set_defaults(func=_pack)
 
 
