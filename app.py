@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,27 +23,24 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ensemble.errors import EnsembleError
-from ensemble.listening import (
+from ensemble.limits import DEFAULT_TOP_K
+from ensemble.listening import Room, read_input
+from ensemble.perform import PerformSettings
+from ensemble.rag.scoring import DEFAULT_WEIGHTS, PART_LABELS, PART_NAMES
+from ensemble.room_config import (
     APP_MAX_SECONDS,
-    DEFAULT_TOP_K,
-    DETAIL_COLUMNS,
-    LETTERS,
     MAX_CANDIDATES,
     MAX_HOPS,
-    PERFORMANCE_COLUMNS,
-    REVEAL_COLUMNS,
     WORK_PREFIX,
-    Input,
-    Room,
     RoomConfig,
     RoundOptions,
-    Session,
-    Submission,
 )
-from ensemble.perform import PerformSettings
+from ensemble.room_figures import PERFORMANCE_COLUMNS
 from ensemble.room_files import claim, remove_orphans
 from ensemble.room_media import MediaRoute
 from ensemble.room_page import LOCAL_ID_JS, PLAYERS_CSS, PLAYERS_JS, players_html
+from ensemble.room_state import Input, Session
+from ensemble.room_verdict import DETAIL_COLUMNS, LETTERS, REVEAL_COLUMNS, Submission
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MAX_FILE_SIZE = "25mb"  # an upload larger than this is refused by the server before it is stored
@@ -75,17 +72,114 @@ INTRO = """# Ensemble — the listening room
 5. **Grow a song**: keep the candidate you liked and continue from it (or undo the last
    section); download the whole song performed, with its MIDI and where every section came from.
 """
-ROUND_OUTPUTS = 15 + 2 * MAX_CANDIDATES  # what the perform event updates (see _wire)
-WEIGHT_TOPS = {"relevance": 2.0, "pitch_coherence": 1.0, "chroma_coherence": 1.0,
-               "loudness_coherence": 1.0, "rhythm_coherence": 1.0}
+# What a round updates, in the order of the /perform, /keep and /undo API outputs; "ranks" and
+# "slots_plots" are one component per candidate slot.
+ROUND_OUTPUTS = ("queue", "status", "mix", "files", "players", "overview", "gate", "submit",
+                 "skip", "reveal", "reveal_table", "details", "also", "reason", "session",
+                 "ranks", "slots_plots")
+VERDICT_OUTPUTS = ("reveal", "reveal_table", "details", "gate", "submit", "skip", "ranks",
+                   "timeline")
+GATE_OUTPUTS = ("gate", "submit", "skip")
 
 
-@dataclass
-class Slot:
-    """One candidate's rank control and (collapsed) plot."""
+@dataclass(frozen=True)
+class Control:
+    """One control of a round, declared once: its component, and where its value goes.
 
-    rank: gr.Dropdown
-    plot: gr.Plot
+    ``target`` is "input" (the audio), or the `RoundOptions` field, `PerformSettings` field or
+    score weight named ``name``; the table's order is the order of the controls on the page and
+    of the /perform, /keep and /undo API arguments (after the session's, and /keep's letter).
+    """
+
+    name: str
+    make: Callable[[Room], Any]
+    target: str  # "input" | "options" | "settings" | "weights"
+    cast: Callable[[Any], Any] = lambda value: value
+    advanced: bool = False  # inside the Advanced accordion
+    before: str = ""  # a line of Markdown shown above it
+
+
+def _weight_top(name: str) -> float:
+    # The slider reaches twice the default weight, and at least 1.
+    return max(1.0, 2.0 * DEFAULT_WEIGHTS[name])
+
+
+def _weight_control(name: str) -> Control:
+    def make(room: Room) -> gr.Slider:
+        value = room.weights.weights[name]
+        low, high = _slider_range(value, _weight_top(name))
+        return gr.Slider(low, high, value=value, step=0.01, label=PART_LABELS[name])
+
+    before = "Score weights (composite = weighted sum):" if name == PART_NAMES[0] else ""
+    return Control(name, make, "weights", float, advanced=True, before=before)
+
+
+def _audio_input(_room: Room) -> gr.Audio:
+    return gr.Audio(
+        sources=["upload", "microphone"], type="filepath", elem_id="audio-in",
+        label=f"Your audio (up to {APP_MAX_SECONDS:g} s; files up to {MAX_FILE_SIZE.upper()})",
+    )
+
+
+def _band(room: Room) -> gr.CheckboxGroup:
+    leader = room.roles.default_leader()
+    return gr.CheckboxGroup(room.roles.band_choices(leader), value=room.roles.default_band(leader),
+                            label="Band (the conductor plays these)", elem_id="instruments")
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control("audio", _audio_input, "input"),
+    Control("leader", lambda room: gr.Dropdown(
+        room.roles.leaders, value=room.roles.default_leader(),
+        label="Leader (plays your melody)", elem_id="leader"), "options"),
+    Control("instruments", _band, "options", lambda band: list(band or [])),
+    Control("top_k", lambda _: gr.Slider(1, MAX_CANDIDATES, value=DEFAULT_TOP_K, step=1,
+                                         label="Top-K continuations"), "options", int, True),
+    Control("hops", lambda _: gr.Slider(1, MAX_HOPS, value=1, step=1,
+                                        label="Hops (retrieved segments chained)"),
+            "options", int, True),
+    *(_weight_control(name) for name in PART_NAMES),
+    Control("auto_adjust", lambda _: gr.Checkbox(
+        True, label="Auto-adjust pitch and loudness to each instrument"), "settings", bool, True),
+    Control("octave_shift", lambda _: gr.Slider(-2, 2, value=0, step=1, label="Octave shift"),
+            "settings", int, True),
+    Control("semitone_shift", lambda _: gr.Slider(-12, 12, value=0, step=1,
+                                                  label="Semitone shift"),
+            "settings", float, True),
+    Control("autotune", lambda _: gr.Slider(0, 1, value=0, step=0.1, label="Autotune"),
+            "settings", float, True),
+    Control("quiet_threshold_db", lambda _: gr.Slider(
+        -90, -20, value=-60, step=1, label="Quiet threshold (dB): quieter input stays silent"),
+            "settings", float, True),
+    Control("trim", lambda _: gr.Checkbox(
+        False, label=f"Use the first {APP_MAX_SECONDS:g} s of longer recordings"),
+            "options", bool, True),
+)
+
+
+def round_options(values: dict[str, Any]) -> RoundOptions:
+    """The controls' values (by name) as the room's options for a round."""
+    fields: dict[str, dict[str, Any]] = {"options": {}, "settings": {}, "weights": {}}
+    for control in CONTROLS:
+        if control.target in fields:
+            fields[control.target][control.name] = control.cast(values[control.name])
+    return RoundOptions(**fields["options"], weights=fields["weights"],
+                        settings=PerformSettings(**fields["settings"]))
+
+
+def _updates(names: tuple[str, ...], c: dict[str, Any], **values: Any) -> list[Any]:
+    """Handler outputs for the components ``names`` (in that order): the given values, and no
+    change for the rest; a per-slot list takes a list of values."""
+    out: list[Any] = []
+    for name in names:
+        slots = isinstance(c[name], list)
+        value = values.get(name, [gr.skip()] * len(c[name]) if slots else gr.skip())
+        out += value if slots else [value]
+    return out
+
+
+def _components(names: tuple[str, ...], c: dict[str, Any]) -> list[Any]:
+    return [x for name in names for x in (c[name] if isinstance(c[name], list) else [c[name]])]
 
 
 def build_demo(room: Room) -> gr.Blocks:
@@ -93,69 +187,48 @@ def build_demo(room: Room) -> gr.Blocks:
     # No `delete_cache`: it ages out the examples' cached files too; the room removes each
     # session's uploads and copies itself when the session ends.
     with gr.Blocks(title="Ensemble — listening room") as demo:
-        session = gr.State(None, time_to_live=room.config.session_ttl_s,
-                           delete_callback=room.end_session)
-        local_id = gr.Textbox(visible=False)
-        reports = gr.Textbox(visible=False)  # the /listen API's input (the page uses events)
+        c: dict[str, Any] = {
+            "session": gr.State(None, time_to_live=room.config.session_ttl_s,
+                                delete_callback=room.sessions.end),
+            "local_id": gr.Textbox(visible=False),
+            "reports": gr.Textbox(visible=False),  # the /listen API's input (the page: events)
+        }
         gr.Markdown(INTRO)
-        room_info = gr.Markdown(room.describe(), elem_id="room-info")
+        c["room_info"] = gr.Markdown(room.describe(), elem_id="room-info")
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                inputs = _input_column(room)
+                _input_column(room, c)
             with gr.Column(scale=2):
-                out = _output_column(room)
-        _wire(demo, room, session, local_id, reports, room_info, inputs, out)
+                _output_column(room, c)
+        _wire(demo, room, c)
+        _wire_judging(room, c)
     demo.queue(max_size=64)
-    room.keep_copies_in(Path(demo.GRADIO_CACHE))  # a session's uploads and copies go with it
+    # A session's uploads and copies go with it.
+    room.sessions.keep_copies_in(Path(demo.GRADIO_CACHE))
     return demo
 
 
-def _input_column(room: Room) -> dict[str, Any]:
-    c: dict[str, Any] = {}
-    c["audio"] = gr.Audio(
-        sources=["upload", "microphone"], type="filepath", elem_id="audio-in",
-        label=f"Your audio (up to {APP_MAX_SECONDS:g} s; files up to {MAX_FILE_SIZE.upper()})",
-    )
-    c["upload_note"] = gr.Markdown(elem_id="upload-note")
-    examples = sorted(EXAMPLES_DIR.glob("*.wav"))
-    if examples:
-        gr.Examples([[str(p)] for p in examples], inputs=[c["audio"]], label="Examples")
-    leader = room.default_leader()
-    c["leader"] = gr.Dropdown(room.leaders, value=leader, label="Leader (plays your melody)",
-                              elem_id="leader")
-    c["band"] = gr.CheckboxGroup(room.band_choices(leader), value=room.default_band(leader),
-                                 label="Band (the conductor plays these)", elem_id="instruments")
+def _input_column(room: Room, c: dict[str, Any]) -> None:
+    """The controls, as `CONTROLS` declares them, then the Perform button."""
+    for control in CONTROLS:
+        if control.advanced:
+            continue
+        c[control.name] = control.make(room)
+        if control.target == "input":
+            c["upload_note"] = gr.Markdown(elem_id="upload-note")
+            examples = sorted(EXAMPLES_DIR.glob("*.wav"))
+            if examples:
+                gr.Examples([[str(p)] for p in examples], inputs=[c["audio"]], label="Examples")
     with gr.Accordion("Advanced", open=False):
-        c["top_k"] = gr.Slider(1, MAX_CANDIDATES, value=DEFAULT_TOP_K, step=1,
-                               label="Top-K continuations")
-        c["hops"] = gr.Slider(1, MAX_HOPS, value=1, step=1,
-                              label="Hops (retrieved segments chained)")
-        gr.Markdown("Score weights (composite = weighted sum):")
-        c["weights"] = [
-            _weight_slider(room.weights[name], top, label)
-            for (name, top), label in zip(
-                WEIGHT_TOPS.items(),
-                ("relevance (style)", "pitch coherence (seam)", "key coherence (seam)",
-                 "loudness coherence (seam)", "rhythm coherence (seam: tempo, meter)"),
-                strict=True,
-            )
-        ]
-        c["perform"] = [
-            gr.Checkbox(True, label="Auto-adjust pitch and loudness to each instrument"),
-            gr.Slider(-2, 2, value=0, step=1, label="Octave shift"),
-            gr.Slider(-12, 12, value=0, step=1, label="Semitone shift"),
-            gr.Slider(0, 1, value=0, step=0.1, label="Autotune"),
-            gr.Slider(-90, -20, value=-60, step=1,
-                      label="Quiet threshold (dB): quieter input stays silent"),
-        ]
-        c["trim"] = gr.Checkbox(False, label=f"Use the first {APP_MAX_SECONDS:g} s of longer "
-                                "recordings")
+        for control in CONTROLS:
+            if control.advanced:
+                if control.before:
+                    gr.Markdown(control.before)
+                c[control.name] = control.make(room)
     c["run"] = gr.Button("Perform and find continuations", variant="primary", elem_id="run")
-    return c
 
 
-def _output_column(room: Room) -> dict[str, Any]:
-    c: dict[str, Any] = {}
+def _output_column(room: Room, c: dict[str, Any]) -> None:
     c["queue"] = gr.Markdown(elem_id="queue")
     c["status"] = gr.Markdown(elem_id="status")
     c["mix"] = gr.Audio(type="filepath", label="Ensemble performance (mix)", interactive=False,
@@ -172,8 +245,19 @@ def _output_column(room: Room) -> dict[str, Any]:
         c["overview"] = gr.Plot(show_label=False, elem_id="overview")
     with gr.Accordion("Each candidate's waveform, melody and loudness", open=False):
         c["slots_plots"] = [gr.Plot(show_label=False, visible=False) for _ in range(MAX_CANDIDATES)]
+    _judge_panel(room, c)
+    c["reveal"] = gr.Markdown(elem_id="reveal")
+    _song_controls(c)
+    c["reveal_table"] = gr.Dataframe(headers=REVEAL_COLUMNS, visible=False, interactive=False,
+                                     label="Revealed", elem_id="reveal-table")
+    with gr.Accordion("Details: every score and measurement", open=False):
+        c["details"] = gr.Dataframe(headers=DETAIL_COLUMNS, interactive=False)
+
+
+def _judge_panel(room: Room, c: dict[str, Any]) -> None:
+    """The gate's state, a rank per candidate slot, tie / all bad, a reason, Submit and Skip."""
     with gr.Group(elem_id="judge"):
-        c["gate"] = gr.Markdown(room.gate(None).text, elem_id="gate")
+        c["gate"] = gr.Markdown(room.gate.state(None).text, elem_id="gate")
         with gr.Row():
             c["ranks"] = [
                 gr.Dropdown([], value=None, label=f"Rank of {LETTERS[slot]}", visible=False,
@@ -188,13 +272,6 @@ def _output_column(room: Room) -> dict[str, Any]:
             c["submit"] = gr.Button("Submit", variant="primary", interactive=False,
                                     elem_id="submit")
             c["skip"] = gr.Button("Skip this round", interactive=False, elem_id="skip")
-    c["reveal"] = gr.Markdown(elem_id="reveal")
-    _song_controls(c)
-    c["reveal_table"] = gr.Dataframe(headers=REVEAL_COLUMNS, visible=False, interactive=False,
-                                     label="Revealed", elem_id="reveal-table")
-    with gr.Accordion("Details: every score and measurement", open=False):
-        c["details"] = gr.Dataframe(headers=DETAIL_COLUMNS, interactive=False)
-    return c
 
 
 def _song_controls(c: dict[str, Any]) -> None:
@@ -213,91 +290,80 @@ def _song_controls(c: dict[str, Any]) -> None:
                                   elem_id="song-files")
 
 
-def _wire(demo: gr.Blocks, room: Room, session: gr.State, local_id: gr.Textbox,
-          reports: gr.Textbox, room_info: gr.Markdown, i: dict[str, Any],
-          o: dict[str, Any]) -> None:
+def _wire(demo: gr.Blocks, room: Room, c: dict[str, Any]) -> None:
+    session, weights = c["session"], [c[name] for name in PART_NAMES]
     # Each page load starts the session (with the browser's local id) and picks up weights a
     # `ratings fit` wrote while the app was running.
-    demo.load(lambda state, lid: [room.start_session(state, lid), *_page_weights(room)],
-              [session, local_id], [session, *i["weights"], room_info], js=LOCAL_ID_JS,
+    demo.load(lambda state, lid: [room.sessions.start(state, lid), *_page_weights(room)],
+              [session, c["local_id"]], [session, *weights, c["room_info"]], js=LOCAL_ID_JS,
               api_name=False, show_progress="hidden")
-    i["audio"].change(lambda state, path, trim: _arrived(room, state, path, trim),
-                      [session, i["audio"], i["trim"]], [i["upload_note"], o["status"]],
+    c["audio"].change(lambda state, path, trim: _arrived(room, state, path, trim),
+                      [session, c["audio"], c["trim"]], [c["upload_note"], c["status"]],
                       api_name=False, show_progress="hidden")
-    i["leader"].change(lambda lead, band: _band_update(room, lead, band), [i["leader"], i["band"]],
-                       i["band"], api_name=False, show_progress="hidden")
-    controls = [i["audio"], i["band"], i["leader"], i["top_k"], i["hops"], *i["weights"],
-                *i["perform"], i["trim"]]
-    judge = [o["gate"], o["submit"], o["skip"], o["reveal"], o["reveal_table"], o["details"],
-             o["also"], o["reason"]]
-    round_outputs = [o["queue"], o["status"], o["mix"], o["files"], o["players"], o["overview"],
-                     *judge, session, *o["ranks"], *o["slots_plots"]]
+    c["leader"].change(lambda lead, band: _band_update(room, lead, band),
+                       [c["leader"], c["instruments"]], c["instruments"], api_name=False,
+                       show_progress="hidden")
+    controls = [c[control.name] for control in CONTROLS]
 
-    def on_run(state: Session | None, *values: Any,
-               progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
-        # The audio is read first (a broken file is named at once, not after the wait).
-        yield from _queued_round(room, state, lambda: room.read_input(values[0], bool(values[-1])),
-                                 values, progress)
+    def round_handler(make_input: Callable[[Session | None, Any, dict[str, Any]], Input]) -> Any:
+        def handler(state: Session | None, *args: Any,
+                    progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
+            extra, values = args[: len(args) - len(CONTROLS)], args[len(args) - len(CONTROLS):]
+            named = dict(zip((ctl.name for ctl in CONTROLS), values, strict=True))
+            yield from _queued_round(room, c, state, lambda: make_input(state, *extra, named),
+                                     named, progress)
+        return handler
 
-    def on_keep(state: Session | None, letter: str | None, *values: Any,
-                progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
-        yield from _queued_round(room, state, lambda: room.keep(state, letter), values, progress)
-
-    def on_undo(state: Session | None, *values: Any,
-                progress: gr.Progress = gr.Progress()) -> Iterator[list[Any]]:  # noqa: B008
-        yield from _queued_round(room, state, lambda: room.undo(state), values, progress)
-
-    def on_analyse(state: Session | None,
-                   progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
-        return _analyse(room, state, progress)
-
+    # The audio is read first (a broken file is named at once, not after the wait).
+    on_run = round_handler(lambda _state, values: read_input(values["audio"], values["trim"]))
+    on_keep = round_handler(lambda state, letter, _values: room.songs.keep(state, letter))
+    on_undo = round_handler(lambda state, _values: room.songs.undo(state))
     # The song metrics follow as a second step, so the candidates can be heard without
     # waiting for five more pYIN passes.
-    analysed = [o["perf_plot"], o["perf_table"], o["files"]]
+    analysed = [c["perf_plot"], c["perf_table"], c["files"]]
     for button, handler, inputs, name in (
-        (i["run"], on_run, [session, *controls], "perform"),
-        (o["keep"], on_keep, [session, o["keep_choice"], *controls], "keep"),
-        (o["undo"], on_undo, [session, *controls], "undo"),
+        (c["run"], on_run, [session, *controls], "perform"),
+        (c["keep"], on_keep, [session, c["keep_choice"], *controls], "keep"),
+        (c["undo"], on_undo, [session, *controls], "undo"),
     ):
         button.click(
-            handler, inputs, round_outputs, api_name=name, concurrency_limit=None,
-            show_progress_on=[o["status"]],
+            handler, inputs, _components(ROUND_OUTPUTS, c), api_name=name,
+            concurrency_limit=None, show_progress_on=[c["status"]],
         ).then(
-            lambda state: room.timeline(state), session, o["timeline"], api_name=False,
-            show_progress="hidden",
+            room.songs.timeline, session, c["timeline"], api_name=False, show_progress="hidden",
         ).then(
-            on_analyse, session, analysed, api_name="analyse" if name == "perform" else False,
+            lambda state, progress=gr.Progress(): _analyse(room, state, progress),  # noqa: B008
+            session, analysed, api_name="analyse" if name == "perform" else False,
             concurrency_limit=1, concurrency_id="analyse",
         )
-    o["song_download"].click(lambda state: _song_files(room, state), session,
-                             [o["song_files"], o["song_note"]], api_name="song")
-    _wire_judging(room, session, reports, o)
+    c["song_download"].click(lambda state: _song_files(room, state), session,
+                             [c["song_files"], c["song_note"]], api_name="song")
 
 
-def _wire_judging(room: Room, session: gr.State, reports: gr.Textbox, o: dict[str, Any]) -> None:
+def _wire_judging(room: Room, c: dict[str, Any]) -> None:
     """The players' reports, the rank controls, Submit and Skip."""
-    gate_outputs = [o["gate"], o["submit"], o["skip"]]
+    session, gate_outputs = c["session"], _components(GATE_OUTPUTS, c)
 
     def on_players(state: Session | None, evt: gr.EventData) -> list[Any]:
-        return _listen(room, state, evt._data)
+        return _listen(room, c, state, evt._data)
 
     # "multiple": a pause and the next play are reported together; "once" would drop one.
-    o["players"].input(on_players, [session], gate_outputs, api_name=False,
+    c["players"].input(on_players, [session], gate_outputs, api_name=False,
                        concurrency_limit=None, show_progress="hidden", trigger_mode="multiple")
-    reports.submit(lambda state, text: _listen(room, state, text), [session, reports],
-                   gate_outputs, api_name="listen", concurrency_limit=None)
-    for control in (*o["ranks"], o["also"]):
-        control.input(_rank_choices, [session, o["also"], *o["ranks"]], o["ranks"], api_name=False,
-                      show_progress="hidden")
-    verdict_outputs = [o["reveal"], o["reveal_table"], o["details"], *gate_outputs, *o["ranks"],
-                       o["timeline"]]
-    o["submit"].click(lambda state, also, why, *ranks: _submit(room, state, Submission(
+    c["reports"].submit(lambda state, text: _listen(room, c, state, text),
+                        [session, c["reports"]], gate_outputs, api_name="listen",
+                        concurrency_limit=None)
+    for control in (*c["ranks"], c["also"]):
+        control.input(_rank_choices, [session, c["also"], *c["ranks"]], c["ranks"],
+                      api_name=False, show_progress="hidden")
+    verdict_outputs = _components(VERDICT_OUTPUTS, c)
+    c["submit"].click(lambda state, also, why, *ranks: _submit(room, c, state, Submission(
         list(ranks), tie=TIE in (also or []), all_bad=ALL_BAD in (also or []), reason=why)),
-        [session, o["also"], o["reason"], *o["ranks"]], verdict_outputs, api_name="submit",
+        [session, c["also"], c["reason"], *c["ranks"]], verdict_outputs, api_name="submit",
         concurrency_limit=None)
-    o["skip"].click(lambda state, why: _submit(room, state, Submission([], skip=True,
-                                                                       reason=why)),
-                    [session, o["reason"]], verdict_outputs, api_name="skip",
+    c["skip"].click(lambda state, why: _submit(room, c, state, Submission([], skip=True,
+                                                                          reason=why)),
+                    [session, c["reason"]], verdict_outputs, api_name="skip",
                     concurrency_limit=None)
 
 
@@ -306,16 +372,11 @@ def _slider_range(value: float, top: float) -> tuple[float, float]:
     return min(0.0, round(value - 0.5, 1)), max(top, round(value + 0.5, 1))
 
 
-def _weight_slider(value: float, top: float, label: str) -> gr.Slider:
-    low, high = _slider_range(value, top)
-    return gr.Slider(low, high, value=value, step=0.01, label=label)
-
-
 def _page_weights(room: Room) -> list[Any]:
-    weights = room.refresh_weights()
+    weights = room.weights.refresh()
     sliders = []
-    for name, top in WEIGHT_TOPS.items():
-        low, high = _slider_range(weights[name], top)
+    for name in PART_NAMES:
+        low, high = _slider_range(weights[name], _weight_top(name))
         sliders.append(gr.update(value=weights[name], minimum=low, maximum=high))
     return [*sliders, room.describe()]
 
@@ -330,7 +391,7 @@ def _arrived(room: Room, state: Session | None, path: str | None, trim: bool) ->
 
 
 def _band_update(room: Room, leader: str | None, band: list[str] | None) -> dict[str, Any]:
-    offered = room.band_choices(leader)
+    offered = room.roles.band_choices(leader)
     return gr.update(choices=offered, value=[n for n in band or [] if n in offered])
 
 
@@ -342,56 +403,47 @@ def _queue_text(room: Room, ticket: int) -> str:
             f"wait about {wait_s:.0f} s.")
 
 
-def _run(room: Room, state: Session | None, given: Input, values: tuple[Any, ...],
-         progress: gr.Progress, ticket: int) -> list[Any]:
-    (_, band, leader, top_k, hops, w_rel, w_pitch, w_chroma, w_loud, w_rhythm, auto, octave,
-     semitone, autotune, quiet, trim) = values
+def _run(room: Room, c: dict[str, Any], state: Session | None, given: Input,
+         values: dict[str, Any], progress: gr.Progress, ticket: int) -> list[Any]:
     session = state or Session()
-    options = RoundOptions(
-        instruments=list(band or []), leader=leader, top_k=int(top_k), hops=int(hops),
-        weights={"relevance": w_rel, "pitch_coherence": w_pitch, "chroma_coherence": w_chroma,
-                 "loudness_coherence": w_loud, "rhythm_coherence": w_rhythm},
-        perform=PerformSettings(auto_adjust=bool(auto), octave_shift=int(octave),
-                                semitone_shift=float(semitone), autotune=float(autotune),
-                                quiet_threshold_db=float(quiet)),
-        trim=bool(trim),
-    )
     try:
-        result = room.run_round(session, given, options,
+        result = room.run_round(session, given, round_options(values),
                                 lambda fraction, text: progress(fraction, desc=text),
                                 ticket=ticket)
     except EnsembleError as exc:
-        return _failed(session, exc)
-    return _round_outputs(session, result)
+        return _failed(c, session, exc)
+    return _round_outputs(c, session, result)
 
 
-def _failed(session: Session | None, exc: EnsembleError) -> list[Any]:
+def _failed(c: dict[str, Any], session: Session | None, exc: EnsembleError) -> list[Any]:
     # One message, in the status line (no toast on top of it); the previous round stays
     # playable and is labelled as such.
     earlier = (" The results below are from your previous input."
                if session is not None and session.round_folder is not None else "")
-    return ["", f"⚠️ **{exc}**{earlier}", *[gr.skip()] * (ROUND_OUTPUTS - 2)]
+    return _updates(ROUND_OUTPUTS, c, queue="", status=f"⚠️ **{exc}**{earlier}")
 
 
-def _round_outputs(session: Session, result: Any) -> list[Any]:
+def _round_outputs(c: dict[str, Any], session: Session, result: Any) -> list[Any]:
     notes = "".join(f"\n- {m}" for m in result.messages)
     k = len(result.candidates)
-    status = (f"Ready in {result.seconds:.1f} s: the performance, and {k} candidates to "
-              f"judge.{notes}")
     ranks, plots = [], []
     for slot in range(MAX_CANDIDATES):
         shown = result.candidates[slot] if slot < k else None
         ranks.append(gr.update(choices=_choices(k), value=None, visible=shown is not None,
                                interactive=True))
         plots.append(gr.update(value=shown.figure if shown else None, visible=bool(shown)))
-    players = players_html([(c.letter, c.url, c.need_s) for c in result.candidates])
-    return [
-        "", status, str(result.mix_path), [str(p) for p in result.files], players,
-        result.shown.overview if result.shown else None,
-        result.gate.text, gr.update(interactive=result.gate.ready),
-        gr.update(interactive=k > 0), "", gr.update(value=None, visible=False), None, [], "",
-        session, *ranks, *plots,
-    ]
+    return _updates(
+        ROUND_OUTPUTS, c, queue="",
+        status=f"Ready in {result.seconds:.1f} s: the performance, and {k} candidates to "
+        f"judge.{notes}",
+        mix=str(result.mix_path), files=[str(p) for p in result.files],
+        players=players_html([(s.letter, s.url, s.need_s) for s in result.candidates]),
+        overview=result.shown.overview if result.shown else None,
+        gate=result.gate.text, submit=gr.update(interactive=result.gate.ready),
+        skip=gr.update(interactive=k > 0), reveal="",
+        reveal_table=gr.update(value=None, visible=False), details=None, also=[], reason="",
+        session=session, ranks=ranks, slots_plots=plots,
+    )
 
 
 def _choices(k: int, taken: set[int] | frozenset[int] = frozenset()) -> list[tuple[str, int]]:
@@ -413,7 +465,7 @@ def _rank_choices(state: Session | None, also: list[str] | None, *ranks: Any) ->
 
 
 def _analyse(room: Room, state: Session | None, progress: gr.Progress) -> list[Any]:
-    analysis = room.analyse_performance(
+    analysis = room.rounds.analyse(
         state, lambda fraction, text: progress(fraction, desc=text)
     )
     if analysis is None:
@@ -421,51 +473,54 @@ def _analyse(room: Room, state: Session | None, progress: gr.Progress) -> list[A
     return [analysis.figure, analysis.table, [str(p) for p in analysis.files]]
 
 
-def _listen(room: Room, state: Session | None, data: Any) -> list[Any]:
+def _listen(room: Room, c: dict[str, Any], state: Session | None, data: Any) -> list[Any]:
     try:
-        gate = room.listen(state, (data or {}).get("reports", []) if isinstance(data, dict)
-                           else data)
+        gate = room.gate.listen(state, (data or {}).get("reports", [])
+                                if isinstance(data, dict) else data)
     except EnsembleError as exc:
-        return [f"⚠️ {exc}", gr.skip(), gr.skip()]
-    return [gate.text, gr.update(interactive=gate.ready), gr.skip()]
+        return _updates(GATE_OUTPUTS, c, gate=f"⚠️ {exc}")
+    return _updates(GATE_OUTPUTS, c, gate=gate.text, submit=gr.update(interactive=gate.ready))
 
 
-def _submit(room: Room, state: Session | None, form: Submission) -> list[Any]:
-    n_ranks = MAX_CANDIDATES
+def _submit(room: Room, c: dict[str, Any], state: Session | None, form: Submission
+            ) -> list[Any]:  # fmt: skip
     try:
-        result = room.submit(state, form)
+        result = room.recorder.submit(state, form)
     except EnsembleError as exc:  # said beside Submit, where the listener is looking
-        return [gr.skip()] * 3 + [f"⚠️ **{exc}**"] + [gr.skip()] * (3 + n_ranks)
-    return [
-        result.text, gr.update(value=result.rows, visible=True), result.details,
-        room.gate(state).text, gr.update(interactive=False), gr.update(interactive=False),
-        *[gr.update(interactive=False)] * n_ranks, room.timeline(state),  # sources revealed
-    ]
+        return _updates(VERDICT_OUTPUTS, c, gate=f"⚠️ **{exc}**")
+    locked = gr.update(interactive=False)
+    return _updates(
+        VERDICT_OUTPUTS, c, reveal=result.text,
+        reveal_table=gr.update(value=result.rows, visible=True), details=result.details,
+        gate=room.gate.state(state).text, submit=locked, skip=locked,
+        ranks=[locked] * MAX_CANDIDATES, timeline=room.songs.timeline(state),  # sources named
+    )
 
 
-def _queued_round(room: Room, state: Session | None, make_input: Any, values: tuple[Any, ...],
+def _queued_round(room: Room, c: dict[str, Any], state: Session | None,
+                  make_input: Callable[[], Input], values: dict[str, Any],
                   progress: gr.Progress) -> Iterator[list[Any]]:
     """A round for the input ``make_input()`` gives. Rounds run one at a time (the room's line):
     while waiting, the listener sees their place and the estimated wait, every second."""
     try:
         given = make_input()
     except EnsembleError as exc:
-        yield _failed(state, exc)
+        yield _failed(c, state, exc)
         return
     ticket, wait = room.queue.join(), 0.0  # the first look says at once who is ahead
     try:
         while not room.queue.wait_turn(ticket, timeout=wait):
-            yield [_queue_text(room, ticket), *[gr.skip()] * (ROUND_OUTPUTS - 1)]
+            yield _updates(ROUND_OUTPUTS, c, queue=_queue_text(room, ticket))
             wait = 1.0
-        yield ["Your round is being prepared.", *[gr.skip()] * (ROUND_OUTPUTS - 1)]
-        yield _run(room, state, given, values, progress, ticket)
+        yield _updates(ROUND_OUTPUTS, c, queue="Your round is being prepared.")
+        yield _run(room, c, state, given, values, progress, ticket)
     finally:
         room.queue.leave(ticket)  # also when the page went away while waiting
 
 
 def _song_files(room: Room, state: Session | None) -> list[Any]:
     try:
-        files = room.song_files(state)
+        files = room.songs.files(state)
     except EnsembleError as exc:
         return [gr.skip(), f"⚠️ {exc}"]
     return [[str(p) for p in files], "The whole song, performed: mix, MIDI, provenance, stems."]
@@ -496,7 +551,7 @@ def _sweeper(room: Room) -> Any:
         async def sweep_forever() -> None:
             while True:
                 await asyncio.sleep(min(SWEEP_EVERY_S, room.config.session_ttl_s / 2))
-                await asyncio.to_thread(room.sweep)
+                await asyncio.to_thread(room.sessions.sweep)
 
         task = asyncio.create_task(sweep_forever())
         try:
@@ -520,7 +575,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     _upload_folder()
     try:
-        room = Room(RoomConfig.from_env())
+        room = Room.from_config(RoomConfig.from_env())
     except EnsembleError as exc:  # e.g. no checkpoints yet: one readable line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -59,8 +59,8 @@ def main() -> None:
                 start = time.perf_counter()
                 out = client.predict(
                     handle_file(args.input),
-                    ["bass", "cello", "drums"],
                     "violin",
+                    ["bass", "cello", "drums"],
                     5,
                     1,
                     1.0,

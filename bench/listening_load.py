@@ -40,7 +40,7 @@ def listener(client: Any, url: str, listen_s: float) -> float:
     from gradio_client import handle_file
 
     asked = time.monotonic()
-    out = client.predict(handle_file(str(INPUT)), ["cello", "bass"], "violin", TOP_K, 1, 1.0,
+    out = client.predict(handle_file(str(INPUT)), "violin", ["cello", "bass"], TOP_K, 1, 1.0,
                          0.15, 0.15, 0.1, 0.1, True, 0, 0, 0, -60, False, api_name="/perform")
     waited = time.monotonic() - asked
     for slot, src in enumerate(re.findall(r'src="([^"]+)"', out[4])):

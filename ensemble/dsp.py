@@ -180,12 +180,19 @@ def harmonic_synth(
         keep = nyquist_mask(torch.maximum(f0, f0_next), n_harm, sample_rate).unsqueeze(2)
     budget = _BANK_CHUNK.get(amplitudes.device.type, _BANK_CHUNK["cpu"])
     chunk = max(1, budget // (batch * n_harm * hop))
+    # Without autograd one bank buffer serves every chunk: a fresh multi-MB tensor per chunk
+    # costs as much in page faults as the sines themselves (2x at 44.1 kHz). Training keeps one
+    # bank per chunk, since backward needs them all.
+    reuse = not (torch.is_grad_enabled() and amplitudes.requires_grad)
+    shape = (batch, min(chunk, n_frames), n_harm, hop)
+    buffer = torch.empty(shape, device=amplitudes.device) if reuse else None
     pieces = []
     for start in range(0, n_frames, chunk):
         stop = min(start + chunk, n_frames)
         with torch.no_grad():
             ph = phase[:, start * hop : stop * hop].reshape(batch, stop - start, 1, hop)
-            bank = torch.sin_(ph * k)  # (B, n, K, hop)
+            out = None if buffer is None else buffer[:, : stop - start]
+            bank = torch.mul(ph, k, out=out).sin_()  # (B, n, K, hop)
         # Interpolation needs the frame after the chunk, so pass one look-ahead amplitude frame.
         amps = amplitudes[:, start : min(stop + 1, n_frames)]
         pieces.append(_interpolated_sum(bank, amps, keep[:, start:stop]).reshape(batch, -1))
@@ -298,7 +305,8 @@ def filtered_noise(
     mags = torch.cat([magnitudes, magnitudes[:, -1:]], dim=1)
     ir = noise_filter_ir(mags.float())  # (B, T+1, L)
     size = ir.shape[-1]
-    n_fft = hop + size
+    # hop + size itself may be a slow FFT length (441 + 256 = 697 = 17 · 41 costs 20x 720).
+    n_fft = _fast_fft_size(hop + size)
     noise = (
         torch.rand(batch, n_frames + 1, hop, device=magnitudes.device, generator=generator)
         .mul_(2.0)
@@ -379,6 +387,14 @@ class Reverb(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, N) → (B, N) dry + wet."""
         return audio + fft_convolve(audio, self.impulse_response())
+
+
+def loss_fft_sizes(sample_rate: int) -> tuple[int, ...]:
+    """Multi-scale loss STFT sizes for a rate: powers of two from 64 samples up to the one nearest
+    64 ms (DDSP's 2048 at 16 kHz is coarser than the 10 ms frames need; 1024 at 16 kHz, 2048 at
+    44.1 kHz), so every rate weighs the same time scales."""
+    top = 2 ** round(math.log2(0.064 * sample_rate))
+    return tuple(2**k for k in range(int(math.log2(top)), 5, -1))
 
 
 def _magnitudes(audio: torch.Tensor, n_fft: int, overlap: float) -> torch.Tensor:

@@ -27,12 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ensemble import dsp
-from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble import checkpoint, dsp
+from ensemble.config import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
 from ensemble.controls import hold_unvoiced_pitch
 from ensemble.errors import CheckpointError
 from ensemble.features import hz_to_midi, midi_to_hz
@@ -42,15 +40,13 @@ from ensemble.limits import (
     DECODER_LIMITS,
     FREQUENCY_HZ,
     LOUDNESS_DB,
-    all_finite,
     check_all,
 )
 from ensemble.threads import one_torch_thread
 
 FORMAT_VERSION = 1
 CHECKPOINT_ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+WEIGHTS_FILE, CONFIG_FILE = checkpoint.WEIGHTS_FILE, checkpoint.CONFIG_FILE
 KINDS = ("pitched", "drums")
 MIDI_RANGE = (12.0, 120.0)  # f0 outside C0..C9 is clamped before the decoder sees it
 SEGMENT_FRAMES = 250  # inference: GRU segments of 2.5 s ...
@@ -141,8 +137,13 @@ class InstrumentConfig:
             raise CheckpointError(f"The instrument config is malformed: {exc}.") from exc
 
 
-def default_config(name: str, kind: str) -> InstrumentConfig:
+def default_config(name: str, kind: str, sample_rate: int = SAMPLE_RATE) -> InstrumentConfig:
     """The shipped architecture: GRU 128 × 3 (pitched) or 8 dilated convs × 128 (drums).
+
+    Above 16 kHz the frame grid stays at 100 Hz (hop = rate / 100) and the synth grows to fill
+    the band: 100 harmonics (a 220 Hz note reaches 22 kHz) and 129 noise bands (172 Hz wide at
+    44.1 kHz, about the 125 Hz of the 16 kHz decoders); drum strikes land on the finest grid
+    that divides the hop (3 per 441-sample frame: 3.3 ms).
 
     Chosen by quality per compute, measured on an H100 with 7 decoders training in parallel
     (batch 32 × 2 s, 2.5 min each): a 128-wide violin reached the same validation loss as a
@@ -151,7 +152,19 @@ def default_config(name: str, kind: str) -> InstrumentConfig:
     10.2), rendering ~1.5x faster on CPU and weighing 1.9 MB instead of 7.3 MB. Drums need no
     recurrent state (a hit is an onset plus a decay the convs see in full).
     """
-    return InstrumentConfig(name=name, kind=kind, hidden_size=128)
+    if sample_rate == SAMPLE_RATE:
+        return InstrumentConfig(name=name, kind=kind, hidden_size=128)
+    hop = sample_rate // FRAME_RATE
+    return InstrumentConfig(
+        name=name,
+        kind=kind,
+        hidden_size=128,
+        sample_rate=sample_rate,
+        hop_length=hop,
+        n_harmonics=100,
+        n_noise_bands=129,
+        strikes_per_frame=next(d for d in (4, 3, 2, 1) if hop % d == 0),
+    )
 
 
 def _mlp(n_in: int, width: int, layers: int) -> nn.Sequential:
@@ -412,43 +425,9 @@ def _check_folder_name(folder: Path, name: str) -> None:
         )
 
 
-def _hub_files(
-    name: str, repo_id: str, revision: str | None, cache_dir: str | Path | None
-) -> tuple[Path, Path]:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    paths = []
-    for filename in (CONFIG_FILE, WEIGHTS_FILE):
-        try:
-            paths.append(
-                Path(
-                    hf_hub_download(
-                        repo_id, f"{name}/{filename}", revision=revision, cache_dir=cache_dir
-                    )
-                )
-            )
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-            raise CheckpointError(
-                f"Could not fetch {name}/{filename} from the Hugging Face repo {repo_id!r}: "
-                f"{exc.__class__.__name__}. Check the repo id and name, or go online once so "
-                "the files are cached."
-            ) from exc
-    return paths[0], paths[1]
-
-
 def save_checkpoint(directory: str | Path, config: InstrumentConfig, model: nn.Module) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` (each via a temporary file, then renamed, so
-    a run killed mid-write never leaves a half-written checkpoint)."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp_weights, tmp_config = out / (WEIGHTS_FILE + ".tmp"), out / (CONFIG_FILE + ".tmp")
-    save_file(state, str(tmp_weights), metadata={"format_version": str(FORMAT_VERSION)})
-    tmp_config.write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp_weights.replace(out / WEIGHTS_FILE)
-    tmp_config.replace(out / CONFIG_FILE)
-    return out
+    """Write ``model.safetensors`` + ``config.json`` atomically (see `ensemble.checkpoint.save`)."""
+    return checkpoint.save(directory, config.to_dict(), model.state_dict(), FORMAT_VERSION)
 
 
 def _one_thread(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -499,8 +478,8 @@ class Instrument:
             CheckpointError: missing, corrupt or mismatched checkpoint.
         """
         if repo_id is not None:
-            config_path, weights_path = _hub_files(str(name_or_path), repo_id, revision, cache_dir)
-            return cls._load(config_path, weights_path)
+            files = checkpoint.hub_files(str(name_or_path), repo_id, revision, cache_dir)
+            return cls._load(*files)
         path = Path(name_or_path)
         if not path.is_dir():
             path = CHECKPOINT_ROOT / str(name_or_path)
@@ -517,37 +496,11 @@ class Instrument:
 
     @classmethod
     def _load(cls, config_path: Path, weights_path: Path) -> Instrument:
-        try:
-            data = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(
-                f"Cannot read the instrument config {config_path}: {exc}. Re-download or retrain "
-                "the instrument."
-            ) from exc
+        retrain = "Re-download or retrain the instrument."
+        data = checkpoint.read_config(config_path, "instrument", retrain)
         config = InstrumentConfig.from_dict(data)
         model = build_decoder(config)
-        try:
-            state = load_file(str(weights_path))
-        except (OSError, SafetensorError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"The instrument weights {weights_path} are missing or corrupt ({exc}). "
-                "Re-download or retrain the instrument."
-            ) from exc
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        wrong = sorted(k for k in expected if k in state and state[k].shape != expected[k].shape)
-        if missing or unexpected or wrong:
-            raise CheckpointError(
-                f"The weights in {weights_path} do not match config.json of {config.name!r} "
-                f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}). "
-                "The two files come from different models; re-export the checkpoint."
-            )
-        if not all_finite(t.float().numpy() for t in state.values()):
-            raise CheckpointError(
-                f"The weights in {weights_path} contain NaN or infinite values (a diverged "
-                "training run). Retrain the instrument."
-            )
+        state = checkpoint.read_weights(weights_path, model.state_dict(), "instrument", retrain)
         model.load_state_dict(state)
         return cls(config, model)
 

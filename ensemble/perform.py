@@ -8,13 +8,14 @@ loudness target under a true-peak ceiling); the stereo stems always sum to the s
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from ensemble.groove import Context
     from ensemble.instrument import Instrument
     from ensemble.metrics import SongMetrics
+    from ensemble.notes import NoteEvent
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ class Part:
     role: str  # "leader" | "follower"
 
 
+def plain_name(stem: str, suffix: str) -> str:
+    return f"{stem}{suffix}"
+
+
 @dataclass
 class Performance:
     """Result of `Ensemble.perform`: the mix, every stem and what produced them."""
@@ -97,6 +103,35 @@ class Performance:
         for name, stem in self.stems.items():
             out[name] = song_metrics(downmix(stem), pitched=self.parts[name].f0_hz is not None)
         return out
+
+    def write(
+        self,
+        folder: str | Path,
+        *,
+        name: Callable[[str, str], str] = plain_name,
+        audio: bool = True,
+        midi: bool = False,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> list[Path]:
+        """The one writer of a performance's files: the mix and ``stems/`` (with ``audio``), the
+        arrangement's MIDI (with ``midi``) and ``metrics`` as JSON, named ``name(stem, suffix)``
+        ("mix", "<instrument>", "arrangement", "metrics"); returns their paths, the mix first."""
+        from ensemble.audio import write_audio
+
+        out = Path(folder)
+        paths = []
+        if audio:
+            paths.append(write_audio(out / name("mix", ".wav"), self.mix))
+            paths += [write_audio(out / "stems" / name(stem, ".wav"), sound)
+                      for stem, sound in self.stems.items()]  # fmt: skip
+        if metrics is not None:
+            paths.append(out / name("metrics", ".json"))
+            paths[-1].write_text(json.dumps(metrics, indent=1, allow_nan=False))
+        if midi:
+            from ensemble.arrangement_midi import write_arrangement_midi
+
+            paths.append(write_arrangement_midi(out / name("arrangement", ".mid"), self))
+        return paths
 
 
 class Ensemble:
@@ -183,6 +218,44 @@ class Ensemble:
         computed for ``audio``.
         """
         settings = settings or PerformSettings()
+        active, leader = self._lineup(instruments, leader, settings)
+        features = features if features is not None else extract_features(audio)
+        messages = _input_messages(features, settings.quiet_threshold_db)
+        parts = {leader: _leader_part(features, self.instrument(leader), settings)}
+        kinds = {name: self.instrument(name).kind for name in active}
+        registers = {
+            name: float(self.instrument(name).stats["pitch_midi_mean"])
+            for name, kind in kinds.items()
+            if kind == "pitched"
+        }
+        roles = assign_roles(leader, kinds, registers)
+        view = _conductor_view(features, parts[leader], settings)
+        notes = leader_notes(view)  # segmented once: beats, key and chords use them
+        grid = track_beats(view, notes)
+        followers = {n: roles[n] for n in active if n != leader}
+        context = (self._accompany(view, followers, registers, grid, notes, parts, settings,
+                                   messages) if followers else None)  # fmt: skip
+        n_samples = features.n_frames * HOP_LENGTH
+        gains_db = dict(settings.gains_db)
+        gains_db[leader] = gains_db.get(leader, 0.0) + settings.leader_gain_db
+        mix, stems, mixing = mix_stems(
+            self._render(parts, active, n_samples), roles, default_pans(roles, registers),
+            gains_db=gains_db,
+        )  # fmt: skip
+        if (note := mixing.message()) is not None:
+            messages.append(note)
+        if settings.mute:
+            messages.append(f"Muted: {', '.join(settings.mute)}.")
+        return Performance(
+            grid=grid, context=context, input=np.asarray(audio[:n_samples], np.float32), mix=mix,
+            stems=stems, features=features, parts=parts, leader=leader, messages=messages,
+            mixing=mixing,
+        )  # fmt: skip
+
+    def _lineup(
+        self, instruments: Sequence[str], leader: str | None, settings: PerformSettings
+    ) -> tuple[list[str], str]:
+        """(the unmuted instruments, the leader): checked, the leader chosen when not given."""
         names = _validate_instruments(instruments, self.available)
         active = [n for n in names if n not in settings.mute]
         if not active:
@@ -195,48 +268,36 @@ class Ensemble:
             )
         if self.instrument(leader).kind != "pitched":
             raise EnsembleError(f"'{leader}' has no pitch, so it cannot lead; pick a melody one.")
-        features = features if features is not None else extract_features(audio)
-        n_frames = features.n_frames
-        messages = _input_messages(features, settings.quiet_threshold_db)
-        parts = {leader: self._leader_part(features, self.instrument(leader), settings)}
-        followers = [n for n in active if n != leader]
-        kinds = {name: self.instrument(name).kind for name in active}
-        registers = {
-            name: float(self.instrument(name).stats["pitch_midi_mean"])
-            for name, kind in kinds.items()
-            if kind == "pitched"
-        }
-        roles = assign_roles(leader, kinds, registers)
-        # The followers hear the leader as it is played: shifted pitch, and chroma moved with it.
-        conductor_view = FeatureFrame(
-            f0_hz=parts[leader].f0_hz,  # type: ignore[arg-type]
-            confidence=features.confidence,
-            loudness_db=features.loudness_db,
-            rms=features.rms,
-            chroma=np.roll(features.chroma, round(settings.semitone_shift), axis=0),
+        return active, leader
+
+    def _accompany(
+        self,
+        view: FeatureFrame,
+        followers: dict[str, str],
+        registers: dict[str, float],
+        grid: BeatGrid,
+        notes: list[NoteEvent],
+        parts: dict[str, Part],
+        settings: PerformSettings,
+        messages: list[str],
+    ) -> Context:
+        """The conductor's parts for ``followers`` ({name: role}), added to ``parts``."""
+        accompaniment = self.conductor.accompany(
+            view, followers, registers, grid, notes=notes, messages=messages
         )
-        notes = leader_notes(conductor_view)  # segmented once: beats, key and chords use them
-        grid = track_beats(conductor_view, notes)
-        context = None
-        if followers:
-            accompaniment = self.conductor.accompany(
-                conductor_view,
-                {n: roles[n] for n in followers},
-                registers,
-                grid,
-                notes=notes,
-                messages=messages,
-            )
-            context = accompaniment.context
-            for name, played in accompaniment.parts.items():
-                parts[name] = self._follower_part(played, self.instrument(name), settings)
-            for name, played_by in accompaniment.stand_ins.items():
-                if played_by != name:
-                    messages.append(
-                        f"{name} plays the conductor's {played_by} part in its own register "
-                        f"({name} is not in the conductor's vocabulary)."
-                    )
-        n_samples = n_frames * HOP_LENGTH
+        for name, played in accompaniment.parts.items():
+            parts[name] = _follower_part(played, self.instrument(name), settings)
+        for name, played_by in accompaniment.stand_ins.items():
+            if played_by != name:
+                messages.append(
+                    f"{name} plays the conductor's {played_by} part in its own register "
+                    f"({name} is not in the conductor's vocabulary)."
+                )
+        return accompaniment.context
+
+    def _render(self, parts: dict[str, Part], names: list[str], n_samples: int
+                ) -> dict[str, np.ndarray]:  # fmt: skip
+        """Each decoder's dry audio, ``n_samples`` long, in ``names`` order."""
 
         def render(name: str) -> np.ndarray:
             part = parts[name]
@@ -246,69 +307,58 @@ class Ensemble:
         # Each decoder is a one-thread batch-1 GRU that releases the GIL: two at a time use both
         # cores of the target machine.
         with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="decoder") as pool:
-            dry = dict(zip(active, pool.map(render, active), strict=True))
-        gains_db = dict(settings.gains_db)
-        gains_db[leader] = gains_db.get(leader, 0.0) + settings.leader_gain_db
-        mix, stems, mixing = mix_stems(
-            dry, roles, default_pans(roles, registers), gains_db=gains_db
-        )
-        if (note := mixing.message()) is not None:
-            messages.append(note)
-        if settings.mute:
-            messages.append(f"Muted: {', '.join(settings.mute)}.")
-        return Performance(
-            grid=grid,
-            context=context,
-            input=np.asarray(audio[:n_samples], np.float32),
-            mix=mix,
-            stems=stems,
-            features=features,
-            parts=parts,
-            leader=leader,
-            messages=messages,
-            mixing=mixing,
-        )
+            return dict(zip(names, pool.map(render, names), strict=True))
 
-    def _leader_part(
-        self, features: FeatureFrame, instrument: Instrument, settings: PerformSettings
-    ) -> Part:
-        sounding = features.loudness_db >= settings.quiet_threshold_db
-        voiced = features.voiced & sounding
-        midi = hold_unvoiced_pitch(hz_to_midi(features.f0_hz), voiced)
-        loudness = features.loudness_db.astype(np.float64)
-        octaves = settings.octave_shift
-        if settings.auto_adjust:
-            octaves += octave_shift_toward(midi, voiced, instrument.stats["pitch_midi_mean"])
-            loudness = quantile_map(loudness, voiced, instrument.stats["loudness_quantiles"])
-        midi = autotune(midi + 12 * octaves + settings.semitone_shift, settings.autotune)
-        loudness = gate_loudness(
-            loudness + settings.loudness_shift_db,
-            features.loudness_db,
-            voiced,
-            threshold_db=settings.quiet_threshold_db,
-            unvoiced_attenuation_db=settings.unvoiced_attenuation_db,
-        )
-        return Part(
-            f0_hz=midi_to_hz(midi).astype(np.float32),
-            loudness_db=loudness.astype(np.float32),
-            voiced=voiced,
-            role="leader",
-        )
 
-    def _follower_part(
-        self, played: FollowerPart, instrument: Instrument, settings: PerformSettings
-    ) -> Part:
-        loudness = played.loudness_db.astype(np.float64) + settings.loudness_shift_db
-        if instrument.kind == "drums":
-            return Part(None, loudness.astype(np.float32), played.voiced, "follower")
-        midi = hold_unvoiced_pitch(hz_to_midi(played.f0_hz), played.voiced)
-        loudness = np.where(played.voiced, loudness, loudness - settings.unvoiced_attenuation_db)
-        return Part(
-            f0_hz=midi_to_hz(midi).astype(np.float32),
-            loudness_db=loudness.astype(np.float32),
-            voiced=played.voiced,
-            role="follower",
-        )
+def _conductor_view(features: FeatureFrame, leader: Part, settings: PerformSettings
+                    ) -> FeatureFrame:  # fmt: skip
+    """The leader as the followers hear it: as played (shifted pitch), chroma moved with it."""
+    return FeatureFrame(
+        f0_hz=leader.f0_hz,  # type: ignore[arg-type]
+        confidence=features.confidence,
+        loudness_db=features.loudness_db,
+        rms=features.rms,
+        chroma=np.roll(features.chroma, round(settings.semitone_shift), axis=0),
+    )
+
+
+def _leader_part(features: FeatureFrame, instrument: Instrument, settings: PerformSettings) -> Part:
+    sounding = features.loudness_db >= settings.quiet_threshold_db
+    voiced = features.voiced & sounding
+    midi = hold_unvoiced_pitch(hz_to_midi(features.f0_hz), voiced)
+    loudness = features.loudness_db.astype(np.float64)
+    octaves = settings.octave_shift
+    if settings.auto_adjust:
+        octaves += octave_shift_toward(midi, voiced, instrument.stats["pitch_midi_mean"])
+        loudness = quantile_map(loudness, voiced, instrument.stats["loudness_quantiles"])
+    midi = autotune(midi + 12 * octaves + settings.semitone_shift, settings.autotune)
+    loudness = gate_loudness(
+        loudness + settings.loudness_shift_db,
+        features.loudness_db,
+        voiced,
+        threshold_db=settings.quiet_threshold_db,
+        unvoiced_attenuation_db=settings.unvoiced_attenuation_db,
+    )
+    return Part(
+        f0_hz=midi_to_hz(midi).astype(np.float32),
+        loudness_db=loudness.astype(np.float32),
+        voiced=voiced,
+        role="leader",
+    )
+
+
+def _follower_part(played: FollowerPart, instrument: Instrument, settings: PerformSettings) -> Part:
+    loudness = played.loudness_db.astype(np.float64) + settings.loudness_shift_db
+    if instrument.kind == "drums":
+        return Part(None, loudness.astype(np.float32), played.voiced, "follower")
+    midi = hold_unvoiced_pitch(hz_to_midi(played.f0_hz), played.voiced)
+    loudness = np.where(played.voiced, loudness, loudness - settings.unvoiced_attenuation_db)
+    return Part(
+        f0_hz=midi_to_hz(midi).astype(np.float32),
+        loudness_db=loudness.astype(np.float32),
+        voiced=played.voiced,
+        role="follower",
+    )
 
 
 def _validate_instruments(instruments: Sequence[str], available: list[str]) -> list[str]:

@@ -3,7 +3,9 @@
 Each running app owns one folder, marked with its process id. A folder whose process is gone
 was left by a crash (or a kill); the next start removes it, uploads included. Inside, each
 session has a folder that is removed when the session ends, or by `sweep` once it has been idle
-longer than the session time limit (API clients never close a page).
+longer than the session time limit (API clients never close a page). Files a listener gets have
+random names (`random_name`), new each round, so no name gives a candidate's rank away or
+recognises a clip from an earlier round.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +21,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 OWNER_FILE = "owner.pid"
+
+
+def random_name(stem: str, suffix: str = ".wav") -> str:
+    return f"{stem}-{secrets.token_hex(6)}{suffix}"
 
 
 def _alive(pid: int) -> bool:

@@ -1,39 +1,51 @@
-"""The round renderer: each retrieved continuation performed by the ensemble, measured, drawn and
-written under a random name, ready to be shown blind.
-
-Names are random per round (``candidate-<random>.wav``), so neither a file name, a URL nor a
-plot title gives the model's rank away, and a clip heard in one round is not recognisable by its
-name in the next.
-"""
+"""The round renderer: an input performed by the ensemble, its Top-K continuations retrieved
+(leaving out what this listener has had revealed) and rendered by the same lineup, measured,
+drawn and written under random names (`ensemble.room_files.random_name`), ready to be shown
+blind in a shuffled order under neutral letters."""
 
 from __future__ import annotations
 
-import secrets
+import random
+import threading
+import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ensemble.audio import write_audio
+from ensemble.audio import fingerprint, write_audio
 from ensemble.config import SAMPLE_RATE
-from ensemble.metrics import SongMetrics, song_metrics
+from ensemble.errors import EnsembleError
+from ensemble.features import FeatureFrame
+from ensemble.metrics import SongMetrics, metrics_json, song_metrics
 from ensemble.mix import downmix
-from ensemble.perform import Ensemble, PerformSettings
-from ensemble.rag import Continuation
-
-if TYPE_CHECKING:
-    import plotly.graph_objects as go
+from ensemble.perform import Performance
+from ensemble.rag import Continuation, Lineup, Retrieval, render_continuations, retrieve
+from ensemble.ratings import Candidate
+from ensemble.room_config import MAX_CANDIDATES, RoundOptions
+from ensemble.room_figures import (
+    candidate_figure,
+    overview_figure,
+    performance_figure,
+    performance_rows,
+)
+from ensemble.room_files import random_name
+from ensemble.room_gate import ListenLedger
+from ensemble.room_media import MediaRegistry
+from ensemble.room_setup import RoomResources
+from ensemble.room_state import (
+    Input,
+    PerformanceAnalysis,
+    Round,
+    Session,
+    ShownCandidate,
+    ShownRound,
+)
+from ensemble.room_verdict import LETTERS
 
 Progress = Callable[[float, str], None]
-RENDER_WORKERS = 2  # candidates rendered at once: one per core of the 2-core target machine
-CANDIDATE_PLOT_HEIGHT = 380
-PERFORMANCE_COLUMNS = [
-    "signal", "duration (s)", "peak", "average energy", "dynamic range (dB)",
-    "melodic complexity", "voiced share", "median f0 (Hz)",
-]
 
 
 @dataclass
@@ -45,101 +57,178 @@ class Rendered:
     metrics: SongMetrics
 
 
-def random_name(stem: str, suffix: str = ".wav") -> str:
-    return f"{stem}-{secrets.token_hex(6)}{suffix}"
+@dataclass
+class MadeRound:
+    performance: Performance
+    files: list[Path]  # mix, stems, arrangement MIDI
+    messages: list[str]
+    round: Round | None  # None when there are no continuations
+    shown: ShownRound | None
 
 
-def render_candidates(
-    ensemble: Ensemble,
-    continuations: list[Continuation],
-    lineup: tuple[list[str], str, PerformSettings],
-    folder: Path,
-    report: Progress,
-) -> list[Rendered]:
-    """Perform every continuation with ``lineup`` = (instruments, leader, settings)."""
-    instruments, leader, settings = lineup
-    k = len(continuations)
+class RoundRenderer:
+    """Makes rounds with the room's models, index and weights."""
 
-    def prepare(index: int) -> Rendered:
-        item = continuations[index]
-        raw = item.audio if item.audio is not None else np.zeros(0, np.float32)
-        sound = ensemble.perform(raw, instruments, leader, settings).mix
-        path = write_audio(folder / random_name("candidate"), sound)
-        return Rendered(path, len(sound) / SAMPLE_RATE, song_metrics(downmix(sound)))
+    def __init__(self, resources: RoomResources, media: MediaRegistry, listen_seconds: float,
+                 lock: threading.Lock) -> None:
+        self.resources = resources
+        self.media = media
+        self.listen_seconds = listen_seconds
+        self._lock = lock  # the room's lock over in-place session updates
 
-    # Decoders run batch-1 GRUs on one intra-op thread (see ensemble.threads) and release
-    # the GIL, so two candidates render at once on two cores.
-    report(0.35, f"Rendering {k} candidates through the ensemble")
-    done: dict[int, Rendered] = {}
-    with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool:
-        futures = {pool.submit(prepare, index): index for index in range(k)}
-        for future in as_completed(futures):
-            done[futures[future]] = future.result()
-            report(0.35 + 0.6 * len(done) / k,
-                   f"Rendered and measured {len(done)} of {k} candidates")
-    return [done[i] for i in range(k)]
-
-
-def still(figure: go.Figure) -> go.Figure:
-    """No drag-to-zoom: on a phone a swipe over the plot then scrolls the page."""
-    figure.update_xaxes(fixedrange=True)
-    figure.update_yaxes(fixedrange=True)
-    figure.update_layout(dragmode=False)
-    return figure
-
-
-def candidate_figure(metrics: SongMetrics, title: str, seams: list[float]) -> go.Figure:
-    from ensemble.plots import song_figure
-
-    figure = song_figure({title: metrics}, title)
-    for i, seam in enumerate(seams):
-        figure.add_vline(x=seam, line={"dash": "dot", "color": "#555", "width": 1})
-        # At the bottom: the subplot titles sit at the top centre, where the first seam falls.
-        figure.add_annotation(
-            x=seam, y=0.0, yref="paper", yanchor="bottom", showarrow=False,
-            text="your input │ continuation" if i == 0 else "│ seam",
-            font={"size": 11, "color": "#444"}, bgcolor="rgba(255,255,255,0.8)",
+    def make(self, session: Session, given: Input, options: RoundOptions, folder: Path,
+             report: Progress) -> MadeRound:
+        """Perform ``given`` with checked ``options`` into ``folder`` and prepare its round."""
+        messages = list(given.notes)
+        report(0.1, "Performing the ensemble")
+        performance = self.resources.ensemble.perform(
+            given.audio, options.instruments, options.leader, options.settings
         )
-    figure.update_layout(height=CANDIDATE_PLOT_HEIGHT, showlegend=False)
-    return still(figure)
+        messages += performance.messages
+        files = performance.write(folder, name=random_name, midi=True)
+        report(0.3, "Searching the index for continuations")
+        found = self._retrieve(given.audio, options, messages, performance.features, session)
+        if found is None:
+            return MadeRound(performance, files, messages, None, None)
+        lineup = Lineup(self.resources.ensemble, options.instruments, performance.leader,
+                        options.settings)  # fmt: skip
+        new_round, shown = self._blind_round(session, given.audio, found, lineup, options,
+                                             folder, report)  # fmt: skip
+        return MadeRound(performance, files, messages, new_round, shown)
 
+    def _retrieve(self, audio: np.ndarray, options: RoundOptions, messages: list[str],
+                  features: FeatureFrame, session: Session) -> Retrieval | None:
+        """Top-K continuations, leaving out any this listener has had revealed (blind across
+        rounds); problems become messages, since the performance is still worth hearing
+        without them."""
+        index = self.resources.index
+        if index is None:
+            messages.append(f"No continuations: {self.resources.index_note}")
+            return None
+        revealed = self.resources.store.listener_history(session.session_id, session.local_id)[0]
+        extra = min(len(revealed), 2 * MAX_CANDIDATES)  # room to replace what was heard
+        try:
+            found = retrieve(audio, index, top_k=options.top_k + extra, hops=options.hops,
+                             weights=options.weights, embedder=self.resources.embedder,
+                             features=features)  # fmt: skip
+        except EnsembleError as exc:
+            messages.append(f"No continuations: {exc}")
+            return None
+        if not found.continuations:
+            messages.append("The index has no continuation for this input.")
+            return None
+        messages += found.notes
+        fresh, heard = [], []
+        for item in found.continuations:
+            (heard if "+".join(item.chunk_ids) in revealed else fresh).append(item)
+        if len(fresh) < options.top_k and heard:
+            messages.append("Some candidates were revealed to you in an earlier round; this "
+                            "round's rating is kept aside as heard before.")
+        kept = sorted((fresh + heard)[: options.top_k], key=lambda c: c.rank)
+        # The model's order among what is shown.
+        found.continuations = [replace(c, rank=rank) for rank, c in enumerate(kept, start=1)]
+        return found
 
-def overview_figure(named: dict[str, SongMetrics], seam_s: float) -> go.Figure:
-    """All candidates' loudness (RMS) on one plot: one line each, toggled from the legend."""
-    import plotly.graph_objects as go
+    def _blind_round(self, session: Session, audio: np.ndarray, found: Retrieval, lineup: Lineup,
+                     options: RoundOptions, folder: Path, report: Progress
+                     ) -> tuple[Round, ShownRound]:  # fmt: skip
+        k = len(found.continuations)
+        shown_order = list(range(k))
+        random.Random(uuid.uuid4().int).shuffle(shown_order)
+        letters = [LETTERS[shown_order.index(i)] for i in range(k)]  # per candidate index
+        continuations, rendered = self._render(found, lineup, folder, report)
+        tokens = [self.media.add(r.audio_path, session.session_id) for r in rendered]
+        chunk_s = found.index.config.chunk_seconds
+        seam_s = continuations[0].seam_s
+        shown = ShownRound(
+            candidates=[
+                ShownCandidate(
+                    letter=letters[i],
+                    url=self.media.url(tokens[i]),
+                    figure=candidate_figure(
+                        rendered[i].metrics, f"Candidate {letters[i]}",
+                        [seam_s + h * chunk_s for h in range(len(continuations[i].chunk_ids))]),
+                    duration_s=rendered[i].duration_s,
+                    need_s=min(self.listen_seconds, 0.5 * rendered[i].duration_s),
+                )
+                for i in shown_order
+            ],
+            overview=overview_figure(
+                {f"Candidate {letters[i]}": rendered[i].metrics for i in shown_order}, seam_s),
+        )
+        new_round = Round(
+            uid=folder.name,  # the round's folder is named by its uid
+            fingerprint=fingerprint(audio),
+            candidates=[Candidate.from_dict(item.to_json()) for item in continuations],
+            shown_order=shown_order,
+            ledger=ListenLedger([r.duration_s for r in rendered]),
+            tokens=tokens,
+            instruments=options.instruments,
+            settings=self._settings(options, str(lineup.leader), audio),
+            metrics=[r.metrics.summary() for r in rendered],
+            shown=[letters[i] for i in shown_order],
+            continuations=[replace(c, mix=None) for c in continuations],  # raw audio, to keep
+        )
+        return new_round, shown
 
-    from ensemble.plots import PALETTE
+    def _render(self, found: Retrieval, lineup: Lineup, folder: Path, report: Progress
+                ) -> tuple[list[Continuation], list[Rendered]]:  # fmt: skip
+        """Every continuation performed by ``lineup``, written and measured (two at a time)."""
+        k = len(found.continuations)
+        done: dict[int, Rendered] = {}
 
-    figure = go.Figure()
-    for i, (name, m) in enumerate(named.items()):
-        figure.add_trace(go.Scatter(
-            x=m.dynamics.times_s, y=m.dynamics.rms, mode="lines", name=name,
-            line={"color": PALETTE[i % len(PALETTE)], "width": 1.5},
-            hovertemplate="%{x:.2f} s, RMS %{y:.3f}<extra>" + name + "</extra>",
-        ))
-    figure.add_vline(x=seam_s, line={"dash": "dot", "color": "#555", "width": 1},
-                     annotation_text="your input │ continuation", annotation_position="top")
-    figure.update_layout(
-        title="All candidates: loudness over time (click a name to hide it)", height=300,
-        margin={"l": 50, "r": 20, "t": 50, "b": 40}, template="plotly_white",
-        xaxis_title="time (s)", yaxis_title="RMS", legend={"orientation": "h", "y": -0.25},
-    )
-    return still(figure)
+        def finish(i: int, item: Continuation) -> None:
+            sound = item.mix
+            path = write_audio(folder / random_name("candidate"), sound)
+            done[i] = Rendered(path, len(sound) / SAMPLE_RATE, song_metrics(downmix(sound)))
 
+        report(0.35, f"Rendering {k} candidates through the ensemble")
+        continuations = render_continuations(
+            found, lineup, finish=finish,
+            progress=lambda n, total: report(0.35 + 0.6 * n / total,
+                                             f"Rendered and measured {n} of {total} candidates"),
+        )  # fmt: skip
+        return continuations, [done[i] for i in range(k)]
 
-def performance_figure(named: dict[str, SongMetrics]) -> go.Figure:
-    """Input and mix shown; each stem one legend click away (the mix's melody is the
-    predominant one, as pYIN hears it)."""
-    from ensemble.plots import song_figure
+    def _settings(self, options: RoundOptions, leader: str, audio: np.ndarray) -> dict[str, Any]:
+        """What a judgement records about how its round was made."""
+        perform_settings = asdict(options.settings)
+        perform_settings["mute"] = list(perform_settings["mute"])
+        return {
+            "top_k": options.top_k,
+            "hops": options.hops,
+            "weights": options.weights,
+            "weights_source": self.resources.weights.source(options.weights),
+            "leader": leader,
+            "perform": perform_settings,
+            "listen_seconds": self.listen_seconds,
+            "input_seconds": round(len(audio) / SAMPLE_RATE, 3),
+            "trim": options.trim,
+        }
 
-    figure = song_figure(named, "Input and mix (click a stem's name to show it)")
-    stems = set(named) - {"input", "mix"}
-    figure.for_each_trace(lambda t: t.update(visible="legendonly") if t.name in stems else None)
-    figure.layout.annotations[1].text = "Melody (pYIN f0; for the mix, the predominant melody)"
-    return still(figure)
+    def analyse(self, session: Session | None, progress: Progress | None = None
+                ) -> PerformanceAnalysis | None:  # fmt: skip
+        """Song metrics of the input, the mix and each stem, as a figure, a table and
+        metrics.json (None when there is no performance to analyse).
 
-
-def performance_rows(named: dict[str, SongMetrics]) -> list[list[Any]]:
-    keys = ["duration_s", "peak", "average_energy", "dynamic_range_db", "melodic_complexity",
-            "voiced_share", "median_f0_hz"]
-    return [[name, *(m.summary()[k] for k in keys)] for name, m in named.items()]
+        A separate step from making the round: five or more pYIN passes would otherwise double
+        the time before the listener can start comparing candidates.
+        """
+        with self._lock:
+            performance = session.performance if session is not None else None
+            folder = session.round_folder if session is not None else None
+        if performance is None or folder is None:
+            return None
+        (progress or (lambda _fraction, _text: None))(0.1, "Measuring melody and dynamics")
+        named = performance.metrics()
+        try:
+            (path,) = performance.write(folder, name=random_name, audio=False,
+                                        metrics=metrics_json(named))  # fmt: skip
+        except OSError:  # a newer round replaced this one's folder meanwhile
+            return None
+        with self._lock:
+            if session is not None and session.performance is performance:
+                session.performance = None  # the arrays are not needed any more
+        files = [*sorted(folder.glob("mix-*.wav")), *sorted((folder / "stems").glob("*.wav")),
+                 *sorted(folder.glob("arrangement-*.mid")), path]
+        return PerformanceAnalysis(performance_figure(named), performance_rows(named), files)

@@ -1,28 +1,138 @@
-"""What the listening room loads once at start-up: the index, the weights, version stamps, and
-which instruments can play which role (asked of the library, not listed here)."""
+"""What the listening room loads once at start-up (`load_resources`): the models, the index, the
+ratings store, the weights, version stamps, its work folder, and which instruments can play
+which role (`Roles`, asked of the library, not listed here)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import subprocess
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ensemble import __version__
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import EnsembleError
+from ensemble.limits import check_continue
 from ensemble.perform import Ensemble
-from ensemble.rag import DEFAULT_WEIGHTS, RagIndex, open_index, parse_weights
+from ensemble.rag import RagIndex, open_index, parse_weights
+from ensemble.ratings import HubSync, RatingsStore
+from ensemble.room_config import REPO_ROOT, WORK_PREFIX, RoomConfig, RoundOptions
+from ensemble.room_files import claim, remove_orphans
+from ensemble.room_weights import RankingWeights
+
+if TYPE_CHECKING:
+    from ensemble.instrument import Instrument
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PREFERRED_BAND = ("cello", "bass", "drums", "viola", "piano", "flute")
 
 
-def instrument_roles(ensemble: Ensemble) -> tuple[list[str], list[str]]:
+@dataclass
+class Roles:
+    """Which instruments the page offers to lead and to follow."""
+
+    leaders: list[str]
+    followers: list[str]
+
+    def default_leader(self) -> str | None:
+        return "violin" if "violin" in self.leaders else next(iter(self.leaders), None)
+
+    def band_choices(self, leader: str | None) -> list[str]:
+        """Instruments that can follow ``leader`` (every follower but the leader itself)."""
+        return [n for n in self.followers if n != leader]
+
+    def default_band(self, leader: str | None) -> list[str]:
+        """Up to three followers for the first page load."""
+        offered = self.band_choices(leader)
+        return [n for n in PREFERRED_BAND if n in offered][:3] or offered[:2]
+
+    def check(self, options: RoundOptions) -> RoundOptions:
+        """``options`` with the leader in the band, the weights parsed; EnsembleError with a
+        sentence for the listener when a choice cannot be played."""
+        leader = options.leader or self.default_leader()
+        band = [n for n in options.instruments if n and n != leader]
+        if leader is None or leader not in self.leaders:
+            raise EnsembleError(f"Choose a leader to play your melody: {', '.join(self.leaders)}.")
+        refused = [n for n in band if n not in self.followers]
+        if refused:
+            raise EnsembleError(
+                f"{', '.join(refused)} cannot play along (yet); the band can be "
+                f"{', '.join(self.band_choices(leader))}."
+            )
+        weights = parse_weights({k: float(v) for k, v in options.weights.items()})
+        check_continue(options.top_k, options.hops, weights)
+        chosen = options.instruments if leader in options.instruments else [leader, *band]
+        return RoundOptions(
+            instruments=[n for n in chosen if n], leader=leader, top_k=int(options.top_k),
+            hops=int(options.hops), weights=weights, settings=options.settings, trim=options.trim,
+        )
+
+
+@dataclass
+class Versions:
+    """What a judgement records about the code and data that made its round."""
+
+    model: str  # digest of the checkpoints
+    index: str  # index version name and digest ("" without an index)
+    app: str  # package version + git commit
+
+
+@dataclass
+class RoomResources:
+    """Everything the room loads once and every session shares."""
+
+    ensemble: Ensemble
+    roles: Roles
+    index: RagIndex | None
+    index_note: str  # a sentence for the page about the index (or why there is none)
+    embedder: Instrument | None  # the index's embedding model, when the ensemble has it
+    store: RatingsStore
+    weights: RankingWeights
+    versions: Versions
+    work_dir: Path
+
+
+def load_resources(config: RoomConfig) -> RoomResources:
+    """Load the models, index, store and weights ``config`` names, and stamp their versions."""
+    ensemble = Ensemble.from_pretrained(config.checkpoints)
+    index, index_note = open_room_index(config.index)
+    embedder = (
+        ensemble.instrument(index.config.embedder)
+        if index is not None and index.config.embedder in ensemble.available
+        else None
+    )
+    hub = HubSync.from_env(Path(config.ratings_db).parent / "hub-staging")
+    versions = Versions(
+        model=tree_digest(ensemble.root, ("model.safetensors", "config.json")),
+        index=(f"{index.version.name}:{tree_digest(index.version, ('config.json', 'files.json'))}"
+               if index is not None else ""),
+        app=app_version(),
+    )  # fmt: skip
+    return RoomResources(
+        ensemble=ensemble, roles=instrument_roles(ensemble), index=index, index_note=index_note,
+        embedder=embedder, store=RatingsStore(config.ratings_db, hub=hub),
+        weights=RankingWeights(config.weights), versions=versions, work_dir=work_folder(config),
+    )  # fmt: skip
+
+
+def work_folder(config: RoomConfig) -> Path:
+    """The room's own folder; folders left by crashed runs are removed first."""
+    if config.work_dir is not None:
+        return claim(Path(config.work_dir))
+    parent = Path(tempfile.gettempdir())
+    remove_orphans(parent, WORK_PREFIX)
+    return claim(parent / f"{WORK_PREFIX}{os.getpid()}")
+
+
+def instrument_roles(ensemble: Ensemble) -> Roles:
     """(instruments that can lead, instruments that can follow), found by asking
     `Ensemble.perform` to play a short tone with each: whatever the library refuses is never
     offered, and whatever it learns to play appears without a change here."""
@@ -34,7 +144,7 @@ def instrument_roles(ensemble: Ensemble) -> tuple[list[str], list[str]]:
         lead = next((n for n in leaders if n != name), None)
         if lead is not None and _plays(ensemble, tone, [lead, name], lead):
             followers.append(name)
-    return leaders, followers
+    return Roles(leaders, followers)
 
 
 def _plays(ensemble: Ensemble, tone: np.ndarray, lineup: list[str], leader: str) -> bool:
@@ -56,32 +166,6 @@ def open_room_index(path: Path | None) -> tuple[RagIndex | None, str]:
         log.warning("no RAG index: %s", exc)
         return None, str(exc)
     return index, f"Continuation index: {len(index)} chunks from {len(index.files)} files."
-
-
-def file_stamp(path: Path | None) -> tuple[int, int] | None:
-    """(mtime in ns, size) of ``path``, or None when it does not exist."""
-    try:
-        stat = Path(path).stat() if path is not None else None
-    except OSError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size) if stat is not None else None
-
-
-def initial_weights(path: Path | None) -> tuple[dict[str, float], bool, str]:
-    """Learned weights when a `ratings fit` file exists, else the library defaults; returns
-    (weights, learned, a sentence for the page)."""
-    from ensemble.ratings import load_weights
-
-    if path is None or not Path(path).is_file():
-        return (dict(DEFAULT_WEIGHTS), False,
-                "Candidates are ranked with the default score weights.")
-    try:
-        weights = parse_weights(load_weights(path))
-    except EnsembleError as exc:
-        log.warning("ignoring weights file: %s", exc)
-        return dict(DEFAULT_WEIGHTS), False, f"Default score weights ({exc})"
-    return (weights, True,
-            f"Candidates are ranked with weights learned from ratings ({Path(path).name}).")
 
 
 def tree_digest(root: Path, names: Sequence[str]) -> str:

@@ -20,7 +20,7 @@ from ensemble.config import MAX_SECONDS, SAMPLE_RATE
 from ensemble.errors import EnsembleError
 
 if TYPE_CHECKING:
-    from ensemble.perform import Ensemble, Performance, PerformSettings
+    from ensemble.perform import Performance
     from ensemble.rag.continuation import Continuation
     from ensemble.rag.index import RagIndex
     from ensemble.rag.search import Span
@@ -126,13 +126,13 @@ def grow(
         sections: how many continuations to keep.
         seconds: length of each.
         exclude: material never to use (e.g. the input's own file when it is indexed).
-        **search: passed to `continue_audio` (top_k, hops, weights, embedder, ...).
+        **search: passed to `ensemble.rag.retrieve` (top_k, hops, weights, embedder, ...).
 
     Raises:
         EnsembleError: the song would pass the longest input Ensemble performs, or the index
             has nothing left that the song does not already play.
     """
-    from ensemble.rag import continue_audio
+    from ensemble.rag import render_continuations, retrieve
 
     total = song.duration_s + sections * seconds
     if total > MAX_SECONDS:
@@ -141,35 +141,25 @@ def grow(
             "ask for fewer sections or shorter ones."
         )
     for _ in range(sections):
-        found = continue_audio(
-            song.audio, index, seconds=seconds, exclude=[*(exclude or []), *song.used()],
-            render=True, **search,
-        )  # fmt: skip
-        if not found:
+        found = retrieve(song.audio, index, seconds=seconds,
+                         exclude=[*(exclude or []), *song.used()], **search)  # fmt: skip
+        if not found.continuations:
             raise EnsembleError("The index has no continuation left that the song does not use.")
-        song = song.keep(found[0])
+        found.continuations = found.continuations[:1]  # only the kept one is heard
+        song = song.keep(render_continuations(found)[0])
     return song
-
-
-def perform_song(
-    song: Song, ensemble: Ensemble, instruments: list[str], leader: str | None = None,
-    settings: PerformSettings | None = None,
-) -> Performance:  # fmt: skip
-    """The whole song performed through the ensemble in one pass."""
-    return ensemble.perform(song.audio, instruments, leader=leader, settings=settings)
 
 
 def write_song(folder: str | Path, song: Song, performance: Performance, **meta: Any) -> Path:
     """Write ``song.wav`` (stereo mix), ``stems/``, ``song.mid`` and ``song.json``."""
-    from ensemble.arrangement_midi import write_arrangement_midi
-    from ensemble.audio import write_audio
-
     out = Path(folder)
-    write_audio(out / "song.wav", performance.mix)
-    for name, stem in performance.stems.items():
-        write_audio(out / "stems" / f"{name}.wav", stem)
-    write_arrangement_midi(out / "song.mid", performance)
+    performance.write(out, name=_song_name, midi=True)
     record = song.to_json(**meta, leader=performance.leader, instruments=list(performance.stems))
     record["rhythm"] = performance.grid.to_json()
     (out / "song.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     return out
+
+
+def _song_name(stem: str, suffix: str) -> str:
+    # The song's mix and MIDI are named after it; stems keep their instrument's name.
+    return f"{'song' if stem in ('mix', 'arrangement') else stem}{suffix}"

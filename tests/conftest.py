@@ -43,7 +43,7 @@ def served_room(root: Path, listen_seconds: float) -> Iterator[tuple[str, object
     from ensemble.listening import Room
     from tests.test_app_handlers import make_room_files
 
-    room = Room(make_room_files(root, listen_seconds=listen_seconds))
+    room = Room.from_config(make_room_files(root, listen_seconds=listen_seconds))
     demo = app.build_demo(room)
     port = free_port()
     app.launch(demo, room, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,

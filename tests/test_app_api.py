@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from ensemble.cli import main
-from ensemble.listening import MAX_CANDIDATES, Room
+from ensemble.listening import Room
 from ensemble.ratings import fit_weights
+from ensemble.room_config import MAX_CANDIDATES
 from tests.conftest import served_room
 
 LISTEN_SECONDS = 0.5
@@ -36,7 +37,7 @@ def _round(url: str, example: Path, client: object = None) -> tuple[object, list
 
     client = client or Client(url, verbose=False, download_files=False,
                               analytics_enabled=False)
-    out = client.predict(handle_file(str(example)), ["cello"], "violin", TOP_K, 1, 1.0, 0.15,
+    out = client.predict(handle_file(str(example)), "violin", ["cello"], TOP_K, 1, 1.0, 0.15,
                          0.15, 0.1, 0.1, True, 0, 0, 0, -60, False, api_name="/perform")
     status, players = out[1], out[4]
     assert f"{TOP_K} candidates to judge" in status, status

@@ -123,9 +123,9 @@ def test_the_page_offers_only_choices_the_library_plays(
     from playwright.sync_api import expect
 
     room = served[1]
-    assert _options(page, "#leader") == room.leaders  # type: ignore[attr-defined]
+    assert _options(page, "#leader") == room.roles.leaders  # type: ignore[attr-defined]
     band = page.locator("#instruments label").all_inner_texts()  # type: ignore[attr-defined]
-    assert [b.strip() for b in band] == room.band_choices("violin")  # type: ignore[attr-defined]
+    assert [b.strip() for b in band] == room.roles.band_choices("violin")  # type: ignore[attr-defined]
     # Unticking and re-ticking a band member never moves the lead.
     page.locator("#instruments label", has_text="cello").click()  # type: ignore[attr-defined]
     page.locator("#instruments label", has_text="cello").click()  # type: ignore[attr-defined]
@@ -134,7 +134,7 @@ def test_the_page_offers_only_choices_the_library_plays(
     # the round plays: no offered choice fails.
     _pick(page, "#leader", "cello")
     expect(page.locator("#instruments label")).to_have_text(  # type: ignore[attr-defined]
-        room.band_choices("cello"))  # type: ignore[attr-defined]
+        room.roles.band_choices("cello"))  # type: ignore[attr-defined]
     for label in page.locator("#instruments label").all():  # type: ignore[attr-defined]
         if not label.locator("input").is_checked():
             label.click()

@@ -25,21 +25,13 @@ from ensemble.conductor import (
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import EnsembleError
 from ensemble.instrument import Instrument, InstrumentConfig
-from ensemble.listening import (
-    APP_MAX_SECONDS,
-    LETTERS,
-    REVEAL_COLUMNS,
-    Room,
-    RoomConfig,
-    RoundOptions,
-    RoundResult,
-    Session,
-    Submission,
-)
+from ensemble.listening import Room
 from ensemble.rag import PART_NAMES, build_index
+from ensemble.room_config import APP_MAX_SECONDS, RoomConfig, RoundOptions
 from ensemble.room_gate import LATENCY_SLACK_S
 from ensemble.room_queue import RoundQueue
-from ensemble.room_verdict import ranking_from_slots
+from ensemble.room_state import RoundResult, Session
+from ensemble.room_verdict import LETTERS, REVEAL_COLUMNS, Submission, ranking_from_slots
 
 STATS = {"pitch_midi_mean": 70.0, "loudness_quantiles": list(np.linspace(-70.0, -15.0, 21))}
 LINEUP = ["violin", "cello", "drums"]
@@ -100,7 +92,7 @@ def make_room_files(root: Path, listen_seconds: float = 0.5) -> RoomConfig:
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory: pytest.TempPathFactory) -> Room:
-    return Room(make_room_files(tmp_path_factory.mktemp("room")))
+    return Room.from_config(make_room_files(tmp_path_factory.mktemp("room")))
 
 
 def example(room: Room) -> Path:
@@ -128,9 +120,9 @@ def played(first: tuple[Session, RoundResult]) -> Session:
 
 def play(room: Room, session: Session, slot: int, start: float, seconds: float) -> None:
     """The page's reports for one play of ``seconds`` at normal speed, from ``start``."""
-    room.listen(session, [{"slot": slot, "kind": "play", "pos": 0.0, "t": start}], now=start)
-    room.listen(session, [{"slot": slot, "kind": "pause", "pos": seconds, "t": start + seconds}],
-                now=start + seconds)
+    room.gate.listen(session, [{"slot": slot, "kind": "play", "pos": 0.0, "t": start}], now=start)
+    room.gate.listen(session, [{"slot": slot, "kind": "pause", "pos": seconds,
+                                "t": start + seconds}], now=start + seconds)
 
 
 def listen_all(room: Room, session: Session, seconds: float = 1.0) -> None:
@@ -161,14 +153,14 @@ def test_round_returns_performance_and_blind_candidates(
     assert [t.name for t in result.shown.overview.data] == [  # type: ignore[union-attr]
         f"Candidate {c.letter}" for c in result.candidates]
     assert not result.gate.ready
-    assert current.settings["weights"] == room.weights
+    assert current.settings["weights"] == room.weights.weights
     assert current.settings["weights_source"] == "default"
     assert current.settings["leader"] == "violin"
 
 
 def test_performance_analysis_follows(room: Room, first: tuple[Session, RoundResult]) -> None:
     session, _ = first
-    analysis = room.analyse_performance(session)
+    analysis = room.rounds.analyse(session)
     assert analysis is not None
     assert [row[0] for row in analysis.table] == ["input", "mix", *LINEUP]
     assert analysis.table[4][5] is None  # drums have no melody
@@ -178,32 +170,32 @@ def test_performance_analysis_follows(room: Room, first: tuple[Session, RoundRes
     # The mix and input are shown; stems wait one legend click away.
     hidden = {t.name for t in analysis.figure.data if t.visible == "legendonly"}
     assert hidden == set(LINEUP)
-    assert room.analyse_performance(session) is None  # measured once per round
-    assert room.analyse_performance(Session()) is None
+    assert room.rounds.analyse(session) is None  # measured once per round
+    assert room.rounds.analyse(Session()) is None
 
 
 def test_listen_gate_counts_media_time_heard(room: Room, played: Session) -> None:
-    assert not room.gate(played).ready
+    assert not room.gate.state(played).ready
     play(room, played, 0, 10.0, 0.3)
-    gate = room.gate(played)
+    gate = room.gate.state(played)
     assert not gate.ready and "A 0.3/0.5 s" in gate.text
     play(room, played, 0, 20.0, 0.3)
-    gate = room.gate(played)
+    gate = room.gate.state(played)
     assert "A ✓" in gate.text  # 0.6 s over two plays
     # A pause without a play (the player's own pause at the end) adds nothing.
     pause = [{"slot": 0, "kind": "pause", "pos": 9.0, "t": 99.0}]
-    assert room.listen(played, pause, now=99.0).text == gate.text
+    assert room.gate.listen(played, pause, now=99.0).text == gate.text
     # Half speed: 0.8 s of wall time hear 0.4 s of the clip, and 0.4 s is what counts.
-    room.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 30.0}], now=30.0)
-    room.listen(played, [{"slot": 1, "kind": "progress", "pos": 0.2, "t": 30.4}], now=30.4)
-    assert "B 0.4/0.5 s" in room.listen(
+    room.gate.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 30.0}], now=30.0)
+    room.gate.listen(played, [{"slot": 1, "kind": "progress", "pos": 0.2, "t": 30.4}], now=30.4)
+    assert "B 0.4/0.5 s" in room.gate.listen(
         played, [{"slot": 1, "kind": "pause", "pos": 0.4, "t": 30.8}], now=30.8).text
-    assert not room.gate(played).ready  # B and C not heard enough yet
+    assert not room.gate.state(played).ready  # B and C not heard enough yet
     with pytest.raises(EnsembleError, match="Listen to every candidate"):
-        room.submit(played, Submission([1, 2, 3]))
+        room.recorder.submit(played, Submission([1, 2, 3]))
     play(room, played, 1, 40.0, 0.5)
     play(room, played, 2, 50.0, 1.0)
-    assert room.gate(played).ready
+    assert room.gate.state(played).ready
     events = room.store.listened_seconds(played.session_id, played.round.fingerprint)  # type: ignore[union-attr]
     index_a = played.round.shown_order[0]  # type: ignore[union-attr]
     assert events[played.round.candidates[index_a].chunk_id] == pytest.approx(0.6)  # type: ignore[union-attr]
@@ -212,19 +204,19 @@ def test_listen_gate_counts_media_time_heard(room: Room, played: Session) -> Non
 def test_made_up_reports_are_capped_and_flagged(room: Room, played: Session) -> None:
     # Claiming 30 s heard after 1 s of server time: the credit is capped near what passed, and
     # the page's clock running ahead of the server's flags the round.
-    room.listen(played, [{"slot": 0, "kind": "play", "pos": 0.0, "t": 0.0}], now=10.0)
-    room.listen(played, [{"slot": 0, "kind": "pause", "pos": 30.0, "t": 30.0}], now=11.0)
+    room.gate.listen(played, [{"slot": 0, "kind": "play", "pos": 0.0, "t": 0.0}], now=10.0)
+    room.gate.listen(played, [{"slot": 0, "kind": "pause", "pos": 30.0, "t": 30.0}], now=11.0)
     ledger = played.round.ledger  # type: ignore[union-attr]
     assert ledger.heard[played.round.shown_order[0]] == 1.0 + LATENCY_SLACK_S  # type: ignore[union-attr]
     assert ledger.flags([True, True, True]) == ["too_fast"] and ledger.too_fast == 0
     # Positions running ahead of the page's own clock (2x playback) are counted as well.
-    room.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 40.0}], now=40.0)
-    room.listen(played, [{"slot": 1, "kind": "pause", "pos": 4.0, "t": 42.0}], now=42.0)
+    room.gate.listen(played, [{"slot": 1, "kind": "play", "pos": 0.0, "t": 40.0}], now=40.0)
+    room.gate.listen(played, [{"slot": 1, "kind": "pause", "pos": 4.0, "t": 42.0}], now=42.0)
     assert ledger.too_fast == 1 and ledger.heard[played.round.shown_order[1]] == 2.0  # type: ignore[union-attr]
     with pytest.raises(EnsembleError, match="kind is one of"):
-        room.listen(played, [{"slot": 0, "kind": "rewind", "pos": 0, "t": 0}])
+        room.gate.listen(played, [{"slot": 0, "kind": "rewind", "pos": 0, "t": 0}])
     with pytest.raises(EnsembleError, match="needs slot, kind, pos and t"):
-        room.listen(played, '[{"slot": 0}]')
+        room.gate.listen(played, '[{"slot": 0}]')
 
 
 def test_late_handling_is_not_mistaken_for_cheating(room: Room, played: Session) -> None:
@@ -232,9 +224,9 @@ def test_late_handling_is_not_mistaken_for_cheating(room: Room, played: Session)
     page's own clock keeps the spans apart and in time."""
     for slot, page_t in enumerate((0.0, 3.0, 6.0)):
         # Each play handled 2.5 s late, each pause on time: spans overlap in server time.
-        room.listen(played, [{"slot": slot, "kind": "play", "pos": 0.0, "t": page_t}],
+        room.gate.listen(played, [{"slot": slot, "kind": "play", "pos": 0.0, "t": page_t}],
                     now=100.0 + page_t + 2.5)
-        room.listen(played, [{"slot": slot, "kind": "pause", "pos": 3.0, "t": page_t + 3.0}],
+        room.gate.listen(played, [{"slot": slot, "kind": "pause", "pos": 3.0, "t": page_t + 3.0}],
                     now=100.0 + page_t + 3.0)
     ledger = played.round.ledger  # type: ignore[union-attr]
     assert ledger.flags([True, True, True]) == [] and ledger.heard == [3.0, 3.0, 3.0]
@@ -242,8 +234,8 @@ def test_late_handling_is_not_mistaken_for_cheating(room: Room, played: Session)
 
 def test_listen_events_without_a_round_are_harmless(room: Room) -> None:
     report = [{"slot": 3, "kind": "play", "pos": 0.0, "t": 0.0}]
-    assert not room.listen(None, report).ready
-    assert not room.listen(Session(), report).ready
+    assert not room.gate.listen(None, report).ready
+    assert not room.gate.listen(Session(), report).ready
 
 
 def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> None:
@@ -251,7 +243,7 @@ def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> Non
     current = played.round
     assert current is not None
     before = room.store.count()
-    reveal = room.submit(played, Submission([3, 1, 2], reason="C first"))
+    reveal = room.recorder.submit(played, Submission([3, 1, 2], reason="C first"))
     stored = room.store.judgements(played.session_id)
     assert room.store.count() == before + 1 and len(stored) == 1
     j = stored[0]
@@ -264,8 +256,8 @@ def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> Non
             "composite"} <= set(j.candidates[0].scores)
     assert j.instruments == LINEUP
     assert j.settings["top_k"] == 3 and j.settings["perform"]["auto_adjust"] is True
-    assert j.model_version == room.model_version and j.index_version == room.index_version
-    assert j.app_version == room.app_version
+    assert j.model_version == room.versions.model and j.index_version == room.versions.index
+    assert j.app_version == room.versions.app
     assert reveal.judgement_id == j.id and f"#{j.id}" in reveal.text
     assert (j.verdict, j.reason, j.ties) == ("ranking", "C first", None)
     # Handler calls never download the clips, so the gate's fetch check flags the judgement.
@@ -275,11 +267,11 @@ def test_submit_stores_judgement_and_reveals(room: Room, played: Session) -> Non
     assert len(reveal.rows[0]) == len(REVEAL_COLUMNS) == 5
     assert [row[0] for row in reveal.details] == ["A", "B", "C"]
     # A double click stores nothing new; the round is closed.
-    assert room.submit(played, Submission([3, 1, 2])).judgement_id == j.id
+    assert room.recorder.submit(played, Submission([3, 1, 2])).judgement_id == j.id
     assert room.store.count() == before + 1
     with pytest.raises(EnsembleError, match="already submitted"):
-        room.submit(played, Submission([1, 2, 3]))
-    assert "Submitted" in room.gate(played).text
+        room.recorder.submit(played, Submission([1, 2, 3]))
+    assert "Submitted" in room.gate.state(played).text
 
 
 def test_reveal_names_disagreements(room: Room, played: Session) -> None:
@@ -288,7 +280,7 @@ def test_reveal_names_disagreements(room: Room, played: Session) -> None:
     assert current is not None
     # Rank exactly against the model: the model's best last, its worst first.
     model_rank = {slot: current.candidates[i].rank for slot, i in enumerate(current.shown_order)}
-    reveal = room.submit(played, Submission([4 - model_rank[s] for s in range(3)]))
+    reveal = room.recorder.submit(played, Submission([4 - model_rank[s] for s in range(3)]))
     assert "τ = -1.00" in reveal.text
     best_slot = next(s for s, r in model_rank.items() if r == 1)
     assert f"Candidate {LETTERS[best_slot]}: you ranked it 3rd, the score 1st" in reveal.text
@@ -315,7 +307,7 @@ def test_ranking_maps_slots_to_candidates() -> None:
 
 def test_submit_without_round(room: Room) -> None:
     with pytest.raises(EnsembleError, match="nothing to rank"):
-        room.submit(Session(), Submission([1]))
+        room.recorder.submit(Session(), Submission([1]))
 
 
 @pytest.mark.parametrize(
@@ -334,7 +326,8 @@ def test_bad_uploads_are_readable_and_keep_the_room_usable(
     with pytest.raises(EnsembleError, match=message):
         room.run_round(played, path, RoundOptions(instruments=LINEUP))
     assert played.round is previous  # the earlier round can still be ranked
-    assert not list((room.work_dir / played.session_id).glob("*"))  # no half-made round left
+    # No half-made round left.
+    assert not list((room.sessions.work_dir / played.session_id).glob("*"))
 
 
 def test_silent_too_long_and_missing_uploads(room: Room, tmp_path: Path) -> None:
@@ -375,10 +368,10 @@ def test_bad_choices(room: Room, options: RoundOptions, message: str) -> None:
 
 def test_roles_are_what_the_library_plays(room: Room) -> None:
     # Asked of Ensemble.perform, not listed: drums cannot lead; all three can follow.
-    assert room.leaders == ["cello", "violin"]
-    assert room.followers == ["cello", "drums", "violin"]
-    assert room.band_choices("violin") == ["cello", "drums"]
-    assert room.default_leader() == "violin"
+    assert room.roles.leaders == ["cello", "violin"]
+    assert room.roles.followers == ["cello", "drums", "violin"]
+    assert room.roles.band_choices("violin") == ["cello", "drums"]
+    assert room.roles.default_leader() == "violin"
 
 
 def test_tie_all_bad_and_skip(room: Room, first: tuple[Session, RoundResult]) -> None:
@@ -390,10 +383,10 @@ def test_tie_all_bad_and_skip(room: Room, first: tuple[Session, RoundResult]) ->
     tied = fresh()
     listen_all(room, tied)
     with pytest.raises(EnsembleError, match='tick "tie"'):
-        room.submit(tied, Submission([1, 1, 2]))
+        room.recorder.submit(tied, Submission([1, 1, 2]))
     with pytest.raises(EnsembleError, match="give the candidates you find equal the same rank"):
-        room.submit(tied, Submission([1, 2, 3], tie=True))
-    room.submit(tied, Submission([2, 1, 2], tie=True, reason="A and C are alike"))
+        room.recorder.submit(tied, Submission([1, 2, 3], tie=True))
+    room.recorder.submit(tied, Submission([2, 1, 2], tie=True, reason="A and C are alike"))
     j = room.store.judgements(tied.session_id)[0]
     order = tied.round.shown_order  # type: ignore[union-attr]
     assert (j.verdict, j.ties, j.reason) == ("tie", [[order[0], order[2]]], "A and C are alike")
@@ -401,11 +394,11 @@ def test_tie_all_bad_and_skip(room: Room, first: tuple[Session, RoundResult]) ->
 
     bad = fresh()
     listen_all(room, bad)
-    room.submit(bad, Submission([None, None, None], all_bad=True))
+    room.recorder.submit(bad, Submission([None, None, None], all_bad=True))
     assert room.store.judgements(bad.session_id)[0].verdict == "all_bad"
 
     skipped = fresh()  # nothing heard: skipping needs no listening
-    reveal = room.submit(skipped, Submission([], skip=True))
+    reveal = room.recorder.submit(skipped, Submission([], skip=True))
     stored = room.store.judgements(skipped.session_id)[0]
     assert (stored.verdict, stored.ranking) == ("skip", None)
     assert "Kendall" not in reveal.text
@@ -414,26 +407,26 @@ def test_tie_all_bad_and_skip(room: Room, first: tuple[Session, RoundResult]) ->
 def test_blind_across_rounds(room: Room) -> None:
     """A listener (even in a new tab of the same browser) is not served a clip again under an
     old name, nor shown a candidate revealed to them before while fresh ones remain."""
-    tab = room.start_session(None, "browser-1")
+    tab = room.sessions.start(None, "browser-1")
     first = room.run_round(tab, example(room), RoundOptions(instruments=["violin"], top_k=3))
     listen_all(room, tab)
-    room.submit(tab, Submission([1, 2, 3]))
+    room.recorder.submit(tab, Submission([1, 2, 3]))
     revealed = {c.chunk_id for c in tab.round.candidates}  # type: ignore[union-attr]
-    other_tab = room.start_session(None, "browser-1")
+    other_tab = room.sessions.start(None, "browser-1")
     again = room.run_round(other_tab, example(room), RoundOptions(instruments=["violin"],
                                                                   top_k=3))
     assert not {c.url for c in first.candidates} & {c.url for c in again.candidates}
     assert not revealed & {c.chunk_id for c in other_tab.round.candidates}  # type: ignore[union-attr]
     listen_all(room, other_tab)
-    room.submit(other_tab, Submission([1, 2, 3]))
+    room.recorder.submit(other_tab, Submission([1, 2, 3]))
     assert "heard_before" not in room.store.judgements(other_tab.session_id)[0].flags
     # The same candidates judged again by the same browser are flagged, not silently mixed in.
-    third = room.start_session(None, "browser-1")
+    third = room.sessions.start(None, "browser-1")
     third.round = replace(copy.deepcopy(tab.round), uid=uuid.uuid4().hex, judgement=None)
     listen_all(room, third)
-    room.submit(third, Submission([1, 2, 3]))
+    room.recorder.submit(third, Submission([1, 2, 3]))
     assert {"heard_before", "duplicate"} <= set(room.store.judgements(third.session_id)[0].flags)
-    assert room.start_session(None, "not an id!").local_id == ""
+    assert room.sessions.start(None, "not an id!").local_id == ""
 
 
 def test_learned_weights_rank_the_candidates(tmp_path: Path, room: Room) -> None:
@@ -441,36 +434,36 @@ def test_learned_weights_rank_the_candidates(tmp_path: Path, room: Room) -> None
     weights.write_text('{"weights": {"relevance": 0.2, "pitch_coherence": 1.0, '
                        '"chroma_coherence": 0.1, "loudness_coherence": 0.3}}')
     config = RoomConfig(**{**room.config.__dict__, "weights": weights})
-    learned = Room(config)
-    assert learned.weights["pitch_coherence"] == 1.0 and learned.weights_learned
+    learned = Room.from_config(config)
+    assert learned.weights.weights["pitch_coherence"] == 1.0 and learned.weights.learned
     assert "learned" in learned.describe()
     session = Session()
     learned.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2,
-                                                           weights=learned.weights))
+                                                           weights=learned.weights.weights))
     assert session.round is not None
     assert session.round.settings["weights_source"] == "learned"
     assert session.round.settings["weights"]["pitch_coherence"] == 1.0
     learned.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2))
     assert session.round.settings["weights_source"] == "custom"  # the defaults, set by hand
     weights.write_text("not json")
-    fallback = Room(config)  # an unreadable file: the defaults, and the app still starts
-    assert fallback.weights == room.weights and not fallback.weights_learned
+    fallback = Room.from_config(config)  # unreadable: the defaults, and the app still starts
+    assert fallback.weights.weights == room.weights.weights and not fallback.weights.learned
 
 
 def test_weights_written_while_the_room_runs_are_picked_up(tmp_path: Path, room: Room) -> None:
     weights = tmp_path / "later.json"
-    live = Room(RoomConfig(**{**room.config.__dict__, "weights": weights}))
-    assert live.refresh_weights() == room.weights and not live.weights_learned
+    live = Room.from_config(RoomConfig(**{**room.config.__dict__, "weights": weights}))
+    assert live.weights.refresh() == room.weights.weights and not live.weights.learned
     weights.write_text('{"weights": {"relevance": 0.4, "pitch_coherence": 0.9, '
                        '"chroma_coherence": 0.1, "loudness_coherence": 0.2}}')
-    assert live.refresh_weights()["pitch_coherence"] == 0.9  # `ratings fit` ran meanwhile
-    assert live.weights_learned and "learned" in live.describe()
+    assert live.weights.refresh()["pitch_coherence"] == 0.9  # `ratings fit` ran meanwhile
+    assert live.weights.learned and "learned" in live.describe()
     session = Session()
     live.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=2,
-                                                        weights=live.refresh_weights()))
+                                                        weights=live.weights.refresh()))
     assert session.round is not None and session.round.settings["weights_source"] == "learned"
     weights.unlink()
-    assert live.refresh_weights() == room.weights and not live.weights_learned
+    assert live.weights.refresh() == room.weights.weights and not live.weights.learned
 
 
 def test_new_round_and_end_session_remove_old_files(room: Room, tmp_path: Path) -> None:
@@ -484,7 +477,7 @@ def test_new_round_and_end_session_remove_old_files(room: Room, tmp_path: Path) 
     assert session.round_folder is not None and session.round_folder.is_dir()
     tokens = session.round.tokens  # type: ignore[union-attr]
     assert all(room.media.open(t) is not None for t in tokens)
-    room.end_session(session)
+    room.sessions.end(session)
     assert not session.round_folder.exists()
     assert all(room.media.open(t) is None for t in tokens)
 
@@ -494,24 +487,25 @@ def test_idle_sessions_are_swept(room: Room, tmp_path: Path, monkeypatch: pytest
     session = Session()
     room.run_round(session, example(room), RoundOptions(instruments=["violin"], top_k=1))
     token = session.round.tokens[0]  # type: ignore[union-attr]
-    assert session.session_id not in room.sweep()  # fresh: kept
+    assert session.session_id not in room.sessions.sweep()  # fresh: kept
     monkeypatch.setattr(room.config, "session_ttl_s", 0.0)
     time.sleep(0.05)
-    assert session.session_id in room.sweep()  # idle past the limit (an API client that left)
-    assert not (room.work_dir / session.session_id).exists()
+    # Idle past the limit (an API client that left).
+    assert session.session_id in room.sessions.sweep()
+    assert not (room.sessions.work_dir / session.session_id).exists()
     assert room.media.open(token) is None
 
 
 def test_without_an_index_the_performance_still_plays(room: Room) -> None:
-    bare = Room(RoomConfig(**{**room.config.__dict__, "index": room.config.ratings_db.parent
-                              / "no-index"}))
+    bare = Room.from_config(RoomConfig(**{**room.config.__dict__,
+                                          "index": room.config.ratings_db.parent / "no-index"}))
     assert "No RAG index" in bare.describe()
     session = Session()
     result = bare.run_round(session, example(room),
                             RoundOptions(instruments=["violin"]))
     assert result.mix_path.is_file() and result.candidates == []
     assert any(m.startswith("No continuations: No RAG index") for m in result.messages)
-    assert session.round is None and "Perform an input first" in bare.gate(session).text
+    assert session.round is None and "Perform an input first" in bare.gate.state(session).text
 
 
 def test_room_config_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -563,10 +557,10 @@ def test_many_judgements_from_one_listener_are_flagged(
     monkeypatch.setattr(room.config, "rate_limit_per_hour", 1)
     flags = []
     for _ in range(2):
-        session = room.start_session(None, "busy-browser")
+        session = room.sessions.start(None, "busy-browser")
         session.round = replace(copy.deepcopy(first[0].round), uid=uuid.uuid4().hex)
         listen_all(room, session)
-        room.submit(session, Submission([1, 2, 3]))
+        room.recorder.submit(session, Submission([1, 2, 3]))
         flags.append(room.store.judgements(session.session_id)[0].flags)
     assert "rate_limited" not in flags[0] and "rate_limited" in flags[1]
 
@@ -574,19 +568,20 @@ def test_many_judgements_from_one_listener_are_flagged(
 def test_uploads_go_with_the_last_session_using_them(
     room: Room, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(room, "copies_dir", room.copies_dir)  # restored afterwards
-    monkeypatch.setattr(room, "_shared_copies", room._shared_copies)
+    # Restored afterwards.
+    monkeypatch.setattr(room.sessions, "copies_dir", room.sessions.copies_dir)
+    monkeypatch.setattr(room.sessions, "_shared_copies", room.sessions._shared_copies)
     cache = tmp_path / "cache"
     shipped = write_audio(cache / "h1" / "example.wav", melody(2.0, 330.0, seed=1))
-    room.keep_copies_in(cache)  # what is cached at start (the examples) is everyone's
+    room.sessions.keep_copies_in(cache)  # what is cached at start (the examples) is everyone's
     upload = write_audio(cache / "h2" / "mine.wav", melody(2.0, 330.0, seed=2))
     first, second = Session(), Session()
     for session in (first, second):  # identical uploads share one cached file
         assert room.check_upload(upload, session=session).startswith("✓ 2.0 s")
     room.check_upload(shipped, session=first)
-    room.end_session(first)
+    room.sessions.end(first)
     assert upload.exists()  # still the second session's
-    room.end_session(second)
+    room.sessions.end(second)
     assert not upload.exists() and shipped.exists()
 
 
@@ -596,14 +591,14 @@ def test_the_song_grows_from_kept_candidates_undoes_and_downloads(room: Room) ->
     room.run_round(session, example(room), options)
     input_seconds = session.song.duration_s  # type: ignore[union-attr]
     with pytest.raises(EnsembleError, match="Judge this round first"):
-        room.keep(session, "A")
+        room.songs.keep(session, "A")
     listen_all(room, session)
-    room.submit(session, Submission([1, 2, 3]))
+    room.recorder.submit(session, Submission([1, 2, 3]))
     with pytest.raises(EnsembleError, match="Choose a candidate to keep"):
-        room.keep(session, "Z")
+        room.songs.keep(session, "Z")
     before = session.song.audio.copy()  # type: ignore[union-attr]
     kept_uid = session.round.judgement.uid  # type: ignore[union-attr]
-    ending = room.keep(session, "B")
+    ending = room.songs.keep(session, "B")
     song = session.song
     assert song is not None and len(song.sections) == 1 and ending.continues_song
     index = session.round.shown_order[1]  # type: ignore[union-attr]
@@ -613,13 +608,13 @@ def test_the_song_grows_from_kept_candidates_undoes_and_downloads(room: Room) ->
     # The next round continues the song's ending; the song is kept, not restarted.
     room.run_round(session, ending, options)
     assert session.song is song
-    timeline = room.timeline(session)
+    timeline = room.songs.timeline(session)
     assert timeline is not None and "revealed after ranking" in timeline.data[1].hovertemplate
-    files = room.song_files(session)
+    files = room.songs.files(session)
     assert [p.name for p in files[:3]] == ["song.wav", "song.mid", "song.json"]
     assert sf.info(files[0]).duration == pytest.approx(song.duration_s, abs=0.02)
     assert {p.stem for p in files[3:]} == set(LINEUP)
-    room.undo(session)
+    room.songs.undo(session)
     np.testing.assert_array_equal(session.song.audio, before)  # type: ignore[union-attr]
     with pytest.raises(EnsembleError, match="no section to undo"):
-        room.undo(session)
+        room.songs.undo(session)

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from ensemble.listening import (
+from ensemble.listening import Room
+from ensemble.ratings import RatingsStore
+from ensemble.room_config import (
     ENV_CHECKPOINTS,
     ENV_DB,
     ENV_INDEX,
@@ -37,14 +39,12 @@ from ensemble.listening import (
     ENV_WEIGHTS,
     MAX_CANDIDATES,
     WORK_PREFIX,
-    Room,
     RoomConfig,
     RoundOptions,
-    Session,
-    Submission,
 )
-from ensemble.ratings import RatingsStore
 from ensemble.room_files import disk_usage, remove_orphans
+from ensemble.room_state import Session
+from ensemble.room_verdict import Submission
 from tests.conftest import free_port
 from tests.test_app_handlers import make_room_files
 
@@ -117,7 +117,7 @@ def _listener(url: str, example: Path, i: int) -> tuple[int, list[int], float]:
     client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
     asked = time.monotonic()
     out = client.predict(
-        handle_file(str(example)), [], "violin", TOP_K, 1, 1.0, 0.15, 0.15, 0.1, 0.1,
+        handle_file(str(example)), "violin", [], TOP_K, 1, 1.0, 0.15, 0.15, 0.1, 0.1,
         True, 0, 0, 0, -60, False, api_name="/perform",
     )
     waited = time.monotonic() - asked
@@ -209,7 +209,7 @@ def test_app_without_checkpoints_says_why(tmp_path: Path) -> None:
 
 def test_simultaneous_submits_through_the_handler(room_config: RoomConfig, tmp_path: Path) -> None:
     """8 sessions submit at the same instant on 8 threads (Gradio's workers do this)."""
-    room = Room(replace(room_config, ratings_db=tmp_path / "ratings.sqlite",
+    room = Room.from_config(replace(room_config, ratings_db=tmp_path / "ratings.sqlite",
                         work_dir=tmp_path / "work"))
     base = Session()
     example = room_config.ratings_db.parent / "example.wav"
@@ -226,7 +226,7 @@ def test_simultaneous_submits_through_the_handler(room_config: RoomConfig, tmp_p
     def submit(session: Session) -> None:
         barrier.wait()
         try:
-            room.submit(session, Submission([1, 2, 3]))
+            room.recorder.submit(session, Submission([1, 2, 3]))
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 

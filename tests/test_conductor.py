@@ -205,7 +205,7 @@ def test_tiny_model_learns_the_bass_line(trained: tuple[Path, dict[str, float]])
 
 def test_checkpoint_round_trip_and_files(trained: tuple[Path, dict[str, float]]) -> None:
     out, _ = trained
-    assert {"model.safetensors", "config.json", "train_log.jsonl", "state.pt"} <= {
+    assert {"model.safetensors", "config.json", "train_log.jsonl", "train_state.pt"} <= {
         p.name for p in out.iterdir()
     }
     config = json.loads((out / "config.json").read_text())
@@ -222,7 +222,7 @@ def test_resume_continues_from_the_saved_step(
     trained: tuple[Path, dict[str, float]], tmp_path: Path
 ) -> None:
     out, _ = trained
-    assert int(torch.load(out / "state.pt", weights_only=True)["step"]) == 80
+    assert int(torch.load(out / "train_state.pt", weights_only=True)["step"]) == 80
     rng = np.random.default_rng(9)
     data = [synthetic_track(rng, 300)]
     with pytest.raises(EnsembleError, match="--resume"):
@@ -234,7 +234,7 @@ def test_resume_continues_from_the_saved_step(
         fit(data, data, copy, settings=more, resume=True, progress=False)
     lines = [json.loads(x) for x in (copy / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if x["split"] == "train"][-2:] == [80, 85]
-    assert int(torch.load(copy / "state.pt", weights_only=True)["step"]) == 85
+    assert int(torch.load(copy / "train_state.pt", weights_only=True)["step"]) == 85
 
 
 def test_learning_rate_anneals_within_a_time_budget() -> None:

@@ -317,7 +317,7 @@ def test_fit_can_fine_tune_from_a_checkpoint(tmp_path: Path) -> None:
 
 def test_cli_registers_the_instrument_trainer_with_device_defaults() -> None:
     from ensemble.cli import build_parser
-    from ensemble.training.instrument import options_from_args
+    from ensemble.commands.train import instrument_options as options_from_args
 
     base = ["train", "instrument", "--data", "d", "--instrument", "violin"]
     gpu = options_from_args(build_parser().parse_args([*base, "--device", "cuda"]))

@@ -17,10 +17,12 @@ from ensemble.config import SAMPLE_RATE
 from ensemble.errors import AudioInputError, EnsembleError, IndexMismatchError
 from ensemble.instrument import Instrument, InstrumentConfig
 from ensemble.rag import (
+    Lineup,
     Span,
     build_index,
-    continue_audio,
     open_index,
+    render_continuations,
+    retrieve,
     write_continuations,
 )
 from ensemble.rag.render import equal_power_fades, read_segment, stitch
@@ -114,7 +116,8 @@ def test_query_finds_the_true_continuation_and_skips_the_prefix(
 ) -> None:
     prefix = melody(1)[: 7 * SAMPLE_RATE]  # Track00002 up to 7 s
     exclude = [Span("Track00002", 0.0, 7.0)]
-    results = continue_audio(prefix, index_dir, top_k=5, embedder=embedder, exclude=exclude)
+    found = retrieve(prefix, index_dir, top_k=5, embedder=embedder, exclude=exclude)
+    results = render_continuations(found)
     assert [r.rank for r in results] == [1, 2, 3, 4, 5]
     assert results[0].chunk_ids == ["Track00002@7s"]  # the true next chunk comes first
     composites = [r.composite for r in results]
@@ -130,7 +133,8 @@ def test_query_finds_the_true_continuation_and_skips_the_prefix(
             "rhythm_coherence",
         }
         assert r.audio is not None and len(r.audio) == 8 * SAMPLE_RATE  # 4 s tail + 4 s chunk
-    assert results[0].notes == []
+        assert r.mix is None  # no lineup: raw audio only
+    assert found.notes == []
 
 
 def test_precomputed_features_give_the_same_ranking(index_dir: Path, embedder: Instrument) -> None:
@@ -138,31 +142,27 @@ def test_precomputed_features_give_the_same_ranking(index_dir: Path, embedder: I
 
     prefix = melody(1)[: 7 * SAMPLE_RATE]
     exclude = [Span("Track00002", 0.0, 7.0)]
-    fresh = continue_audio(
-        prefix, index_dir, top_k=3, embedder=embedder, exclude=exclude, render=False
-    )
-    reused = continue_audio(
+    fresh = retrieve(prefix, index_dir, top_k=3, embedder=embedder, exclude=exclude).continuations
+    reused = retrieve(
         prefix,
         index_dir,
         top_k=3,
         embedder=embedder,
         exclude=exclude,
-        render=False,
         features=extract_features(prefix),
-    )
+    ).continuations
     assert [r.chunk_ids for r in reused] == [r.chunk_ids for r in fresh]
     assert [r.composite for r in reused] == pytest.approx([r.composite for r in fresh])
 
 
 def test_top_k_candidates_do_not_overlap_each_other(index_dir: Path, embedder: Instrument) -> None:
-    results = continue_audio(
+    results = retrieve(
         melody(1)[: 7 * SAMPLE_RATE],
         index_dir,
         top_k=4,
         embedder=embedder,
         exclude=[Span("Track00002", 0.0, 7.0)],
-        render=False,
-    )
+    ).continuations
     spans = [(r.segments[0].source, r.segments[0].start_s) for r in results]
     for i, (source, start) in enumerate(spans):
         for other_source, other_start in spans[i + 1 :]:
@@ -172,9 +172,11 @@ def test_top_k_candidates_do_not_overlap_each_other(index_dir: Path, embedder: I
 def test_ranking_json_and_audio_files(
     index_dir: Path, embedder: Instrument, tmp_path: Path
 ) -> None:
-    results = continue_audio(melody(7, 9.0), index_dir, top_k=3, embedder=embedder)
-    path = write_continuations(tmp_path, results, meta={"input": "x"})
+    found = retrieve(melody(7, 9.0), index_dir, top_k=3, embedder=embedder)
+    path = write_continuations(tmp_path, render_continuations(found), notes=found.notes,
+                               meta={"input": "x"})
     ranking = json.loads(path.read_text())
+    assert ranking["notes"] == found.notes
     first = ranking["candidates"][0]
     for key in ("rank", "chunk_id", "source", "start_s", "relevance", "coherence", "composite"):
         assert key in first
@@ -186,20 +188,20 @@ def test_ranking_json_and_audio_files(
 
 
 def test_short_input_uses_the_context_it_has(index_dir: Path, embedder: Instrument) -> None:
-    results = continue_audio(melody(4, 3.0), index_dir, top_k=2, embedder=embedder, render=False)
-    assert len(results) == 2 and results[0].audio is None
-    assert "shorter than the shortest lookback" in results[0].notes[0]
-    assert "3.0 s" in results[0].notes[0]
+    found = retrieve(melody(4, 3.0), index_dir, top_k=2, embedder=embedder)
+    assert len(found.continuations) == 2 and found.continuations[0].audio is None
+    assert "shorter than the shortest lookback" in found.notes[0]
+    assert "3.0 s" in found.notes[0]
 
 
 def test_too_short_input_is_refused(index_dir: Path, embedder: Instrument) -> None:
     with pytest.raises(AudioInputError, match=r"at least 0\.5 s"):
-        continue_audio(melody(4, 0.3), index_dir, embedder=embedder)
+        retrieve(melody(4, 0.3), index_dir, embedder=embedder)
 
 
 def test_another_embedder_is_refused(index_dir: Path) -> None:
     with pytest.raises(IndexMismatchError, match="embedding model"):
-        continue_audio(melody(4, 9.0), index_dir, embedder=untrained(seed=1))
+        retrieve(melody(4, 9.0), index_dir, embedder=untrained(seed=1))
 
 
 def test_index_from_another_feature_version_is_refused(index_dir: Path, tmp_path: Path) -> None:
@@ -225,7 +227,7 @@ def test_empty_index_gives_a_clear_message(tmp_path: Path, embedder: Instrument)
     report = build_index(tmp_path / "src", tmp_path / "idx", embedder=embedder, progress=False)
     assert len(report.index) == 0
     with pytest.raises(IndexMismatchError, match="holds no chunks"):
-        continue_audio(melody(5, 3.0), tmp_path / "idx", embedder=embedder)
+        retrieve(melody(5, 3.0), tmp_path / "idx", embedder=embedder)
 
 
 def test_add_appends_new_files_and_keeps_ids(
@@ -245,15 +247,14 @@ def test_add_appends_new_files_and_keeps_ids(
     assert old_part.stat().st_nlink >= 1  # reused (hard-linked or copied), not recomputed
     again = build_index(tmp_path / "more", copy, embedder=embedder, add=True, progress=False)
     assert again.files_added == 0 and "already in the index" in again.skipped[0]
-    hits = continue_audio(  # relevance alone locates the added file's true continuation
+    hits = retrieve(  # relevance alone locates the added file's true continuation
         melody(9)[: 6 * SAMPLE_RATE],
         copy,
         top_k=1,
         weights="pitch_coherence=0,chroma_coherence=0,loudness_coherence=0",
         embedder=embedder,
         exclude=[Span("new", 0, 6)],
-        render=False,
-    )
+    ).continuations
     assert hits[0].chunk_ids == ["new@6s"]
 
 
@@ -275,21 +276,21 @@ def test_crash_mid_build_leaves_the_old_index_usable(
     assert list(copy.glob("v-*.partial"))  # the half-written version is there ...
     index = open_index(copy)  # ... but the live one is the old, complete one
     assert len(index) == 24
-    assert continue_audio(melody(3, 9.0), index, top_k=2, embedder=embedder, render=False)
+    assert retrieve(melody(3, 9.0), index, top_k=2, embedder=embedder).continuations
     build_index(tmp_path / "more", copy, embedder=embedder, add=True, progress=False)
     assert not list(copy.glob("v-*.partial")) and len(open_index(copy)) == 32
 
 
 def test_multihop_never_reuses_material(index_dir: Path, embedder: Instrument) -> None:
     prefix = melody(0)[: 6 * SAMPLE_RATE]
-    results = continue_audio(
+    results = render_continuations(retrieve(
         prefix,
         index_dir,
         top_k=4,
         hops=3,
         embedder=embedder,
         exclude=[Span("Track00001", 0.0, 6.0)],
-    )
+    ))
     assert len(results) == 4
     for r in results:
         spans = [(s.source, s.start_s) for s in r.segments]
@@ -305,9 +306,9 @@ def test_multihop_never_reuses_material(index_dir: Path, embedder: Instrument) -
 def test_multihop_chains_offered_together_share_no_material(
     index_dir: Path, embedder: Instrument
 ) -> None:
-    results = continue_audio(
-        melody(0)[: 6 * SAMPLE_RATE], index_dir, top_k=2, hops=2, embedder=embedder, render=False
-    )
+    results = retrieve(
+        melody(0)[: 6 * SAMPLE_RATE], index_dir, top_k=2, hops=2, embedder=embedder
+    ).continuations
     assert len(results) == 2
     first, second = ([(s.source, s.start_s) for s in r.segments] for r in results)
     for src_a, a in first:
@@ -317,12 +318,10 @@ def test_multihop_chains_offered_together_share_no_material(
 
 
 def test_multihop_stops_when_the_material_runs_out(index_dir: Path, embedder: Instrument) -> None:
-    results = continue_audio(
-        melody(5, 9.0), index_dir, top_k=2, hops=12, embedder=embedder, render=False
-    )
-    hops = len(results[0].segments)
+    found = retrieve(melody(5, 9.0), index_dir, top_k=2, hops=12, embedder=embedder)
+    hops = len(found.continuations[0].segments)
     assert 1 < hops < 12  # three 12 s tracks hold only a few non-overlapping 4 s chunks
-    assert f"Only {hops} of 12 hops fit" in results[0].notes[-1]
+    assert f"Only {hops} of 12 hops fit" in found.notes[-1]
 
 
 def test_rendering_through_the_ensemble(
@@ -332,17 +331,14 @@ def test_rendering_through_the_ensemble(
 
     embedder.save(tmp_path / "ckpt" / "violin")
     ensemble = Ensemble.from_pretrained(tmp_path / "ckpt")
-    results = continue_audio(
-        melody(2, 9.0),
-        index_dir,
-        top_k=1,
-        embedder=embedder,
-        instruments=["violin"],
-        ensemble=ensemble,
-    )
-    audio = results[0].audio
-    assert audio is not None and audio.shape == (8 * SAMPLE_RATE, 2) and np.isfinite(audio).all()
+    found = retrieve(melody(2, 9.0), index_dir, top_k=1, embedder=embedder)
+    results = render_continuations(found, Lineup(ensemble, ["violin"]))
+    mix = results[0].mix
+    assert mix is not None and mix.shape == (8 * SAMPLE_RATE, 2) and np.isfinite(mix).all()
+    assert results[0].audio is not None and results[0].audio.shape == (8 * SAMPLE_RATE,)
     write_continuations(tmp_path / "out", results)
+    written, _ = sf.read(tmp_path / "out" / "continuation_01.wav")
+    assert written.shape == (8 * SAMPLE_RATE, 2)  # the performed mix is what is written
     assert sf.info(tmp_path / "out" / "continuation_01.wav").channels == 2
 
 

@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def continuation(head: np.ndarray, body: np.ndarray, source: str, start: float) -> Continuation:
-    """A kept candidate as `continue_audio` makes it: the song's ending (crossfaded at its end),
-    then the new material."""
+    """A kept candidate as `render_continuations` makes it: the song's ending (crossfaded at its
+    end), then the new material."""
     faded = head.copy()
     faded[-100:] *= np.linspace(1, 0, 100)
     segment = Segment(f"{source}@{start:g}s", source, start, 0.9, 0.5, 1.0, {})

@@ -16,15 +16,6 @@ CLASS_LINES = 200
 
 # Temporary: emptied as the branches splitting these files are merged.
 PENDING: dict[str, str] = {
-    "ensemble/listening.py::Room": "listening room in parts (room branch)",
-    "ensemble/perform.py::Ensemble": "Ensemble.perform in steps (room branch)",
-    "ensemble/perform.py::Ensemble.perform": "Ensemble.perform in steps (room branch)",
-    "ensemble/rag/continuation.py::continue_audio": "retrieval apart from rendering (room branch)",
-    "ensemble/commands/perform.py::register": "CLI option tables (room branch)",
-    "ensemble/commands/continue_cmd.py::register": "CLI option tables (room branch)",
-    "ensemble/commands/continue_cmd.py::_continue": "one render path (room branch)",
-    "ensemble/training/instrument.py::fit": "one training loop skeleton (lead)",
-    "ensemble/training/conductor.py::fit": "one training loop skeleton (lead)",
     "ensemble/training/conductor.py::WindowSampler.__init__": "training data in steps (lead)",
     "ensemble/training/conductor.py::WindowSampler.batch": "training data in steps (lead)",
     "ensemble/data/pack.py::pack": "pack in steps (lead)",

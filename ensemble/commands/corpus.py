@@ -7,6 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ensemble.config import AUDIO_RATES, SAMPLE_RATE
 from ensemble.corpus import DEFAULT_SOUNDFONT
 from ensemble.errors import DataError
 from ensemble.limits import TRACK_SECONDS
@@ -51,6 +52,10 @@ def _add_render(inner: argparse._SubParsersAction) -> None:
         default=60.0,
         help=f"longest track in seconds, {TRACK_SECONDS.describe()} (default 60)",
     )
+    render.add_argument(
+        "--sample-rate", type=int, default=SAMPLE_RATE,
+        help=f"Hz of the stems, one of {', '.join(map(str, AUDIO_RATES))} (default {SAMPLE_RATE})",
+    )  # fmt: skip
     render.set_defaults(func=_render)
 
 
@@ -115,6 +120,7 @@ def _render(args: argparse.Namespace) -> int:
         soundfont=args.soundfont,
         workers=args.workers,
         max_seconds=args.max_seconds,
+        sample_rate=args.sample_rate,
     )
     hours = sum(m["duration_s"] for m in summary.tracks.values()) / 3600
     sizes = {k: len(v) for k, v in summary.splits.items()}

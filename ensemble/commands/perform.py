@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ensemble.commands import load_inputs, output_names
 from ensemble.limits import AUTOTUNE, GAIN_DB, OCTAVES, QUIET_DB, SEMITONES
 from ensemble.outputs import check_folder, replace_folder
 
 if TYPE_CHECKING:
-    from ensemble.perform import Performance
+    from ensemble.perform import Performance, PerformSettings
 
 RESULT = "metrics.json"
 
@@ -22,6 +21,52 @@ def _gain(text: str) -> tuple[str, float]:
     if not sep:
         raise argparse.ArgumentTypeError(f"'{text}' is not NAME=DB (e.g. cello=-6)")
     return name.strip().lower(), GAIN_DB.arg()(value)
+
+
+# (flags, argparse keywords), in --help order.
+OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("inputs",), {"type": Path, "nargs": "+", "metavar": "INPUT",
+                   "help": "audio file(s) (wav, flac, ogg, mp3; 0.5-120 s); several share one "
+                   "model load and each gets DIR/<file name>/"}),
+    (("--instruments",), {"default": "violin,cello,bass,drums",
+                          "help": "comma-separated instruments to play (default: "
+                          "violin,cello,bass,drums)"}),
+    (("--leader",), {"help": "instrument that plays the input's melody (default: first pitched "
+                     "one in --instruments)"}),
+    (("--out",), {"type": Path, "required": True,
+                  "help": "output folder (created; one written by an earlier perform is "
+                  "replaced whole)"}),
+    (("--checkpoints",), {"help": "checkpoint folder or Hugging Face repo id (default: the "
+                          "shipped checkpoints/)"}),
+    (("--no-auto-adjust",), {"action": "store_true",
+                             "help": "keep the input's register and loudness instead of mapping "
+                             "them to the leader's training range"}),
+    (("--octave-shift",), {"type": OCTAVES.arg(int), "default": 0,
+                           "help": "extra octaves for the leader"}),
+    (("--semitones",), {"type": SEMITONES.arg(), "default": 0.0,
+                        "help": "extra semitones for the leader"}),
+    (("--loudness-shift",), {"type": GAIN_DB.arg(), "default": 0.0,
+                             "help": "dB added to every instrument's loudness control"}),
+    (("--quiet-threshold",), {"type": QUIET_DB.arg(), "default": -60.0,
+                              "help": "input frames quieter than this (dB) stay silent (default "
+                              "-60)"}),
+    (("--autotune",), {"type": AUTOTUNE.arg(), "default": 0.0,
+                       "help": "0..1: pull the leader's pitch toward the nearest semitone"}),
+    (("--gain",), {"type": _gain, "action": "append", "default": [], "metavar": "NAME=DB",
+                   "help": "per-instrument gain in dB on top of the loudness balance, repeatable "
+                   "(e.g. --gain drums=-6)"}),
+    (("--leader-gain",), {"type": GAIN_DB.arg(), "default": 0.0,
+                          "help": "extra dB for the leader on top of the loudness balance, which "
+                          "already puts it in front (default 0)"}),
+    (("--mute",), {"default": "", "help": "comma-separated instruments to leave out"}),
+    (("--trim",), {"action": "store_true",
+                   "help": "keep the first 120 s of a longer input instead of refusing it"}),
+    (("--png",), {"action": "store_true", "help": "also write DIR/plots.png"}),
+    (("--midi",), {"action": "store_true",
+                   "help": "also write DIR/arrangement.mid: one track per instrument (GM "
+                   "programs, drums on channel 10), tempo and time signature from the beat "
+                   "tracker"}),
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,112 +79,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is stereo: stems balanced by loudness per role, placed and in one room; the mix at "
         "-14 LUFS under -1 dBTP.",
     )
-    p.add_argument(
-        "inputs",
-        type=Path,
-        nargs="+",
-        metavar="INPUT",
-        help="audio file(s) (wav, flac, ogg, mp3; 0.5-120 s); several share one model load and "
-        "each gets DIR/<file name>/",
-    )
-    p.add_argument(
-        "--instruments",
-        default="violin,cello,bass,drums",
-        help="comma-separated instruments to play (default: violin,cello,bass,drums)",
-    )
-    p.add_argument(
-        "--leader",
-        help="instrument that plays the input's melody (default: first "
-        "pitched one in --instruments)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="output folder (created; one written by an earlier perform is replaced whole)",
-    )
-    p.add_argument(
-        "--checkpoints",
-        help="checkpoint folder or Hugging Face repo id (default: the shipped checkpoints/)",
-    )
-    p.add_argument(
-        "--no-auto-adjust",
-        action="store_true",
-        help="keep the input's register and loudness instead of mapping them to the "
-        "leader's training range",
-    )
-    p.add_argument(
-        "--octave-shift", type=OCTAVES.arg(int), default=0, help="extra octaves for the leader"
-    )
-    p.add_argument(
-        "--semitones", type=SEMITONES.arg(), default=0.0, help="extra semitones for the leader"
-    )
-    p.add_argument(
-        "--loudness-shift",
-        type=GAIN_DB.arg(),
-        default=0.0,
-        help="dB added to every instrument's loudness control",
-    )
-    p.add_argument(
-        "--quiet-threshold",
-        type=QUIET_DB.arg(),
-        default=-60.0,
-        help="input frames quieter than this (dB) stay silent (default -60)",
-    )
-    p.add_argument(
-        "--autotune",
-        type=AUTOTUNE.arg(),
-        default=0.0,
-        help="0..1: pull the leader's pitch toward the nearest semitone",
-    )
-    p.add_argument(
-        "--gain",
-        type=_gain,
-        action="append",
-        default=[],
-        metavar="NAME=DB",
-        help="per-instrument gain in dB on top of the loudness balance, repeatable "
-        "(e.g. --gain drums=-6)",
-    )
-    p.add_argument(
-        "--leader-gain",
-        type=GAIN_DB.arg(),
-        default=0.0,
-        help="extra dB for the leader on top of the loudness balance, which already puts it "
-        "in front (default 0)",
-    )
-    p.add_argument("--mute", default="", help="comma-separated instruments to leave out")
-    p.add_argument(
-        "--trim",
-        action="store_true",
-        help="keep the first 120 s of a longer input instead of refusing it",
-    )
-    p.add_argument("--png", action="store_true", help="also write DIR/plots.png")
-    p.add_argument(
-        "--midi",
-        action="store_true",
-        help="also write DIR/arrangement.mid: one track per instrument (GM programs, drums on "
-        "channel 10), tempo and time signature from the beat tracker",
-    )
+    for flags, options in OPTIONS:
+        p.add_argument(*flags, **options)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ensemble.perform import Ensemble, PerformSettings
+    from ensemble.perform import Ensemble
 
     check_folder(args.out, command="perform", result_file=RESULT)
     audios = load_inputs(args.inputs, args.trim)
-    settings = PerformSettings(
-        auto_adjust=not args.no_auto_adjust,
-        octave_shift=args.octave_shift,
-        semitone_shift=args.semitones,
-        loudness_shift_db=args.loudness_shift,
-        quiet_threshold_db=args.quiet_threshold,
-        autotune=args.autotune,
-        leader_gain_db=args.leader_gain,
-        gains_db=dict(args.gain),
-        mute=tuple(n.strip().lower() for n in args.mute.split(",") if n.strip()),
-    )
+    settings = _settings(args)
     ensemble = Ensemble.from_pretrained(args.checkpoints)
     with replace_folder(args.out, command="perform") as tmp:
         for path, audio, name in zip(args.inputs, audios, output_names(args.inputs), strict=True):
@@ -154,15 +104,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> PerformSettings:
+    from ensemble.perform import PerformSettings
+
+    return PerformSettings(
+        auto_adjust=not args.no_auto_adjust,
+        octave_shift=args.octave_shift,
+        semitone_shift=args.semitones,
+        loudness_shift_db=args.loudness_shift,
+        quiet_threshold_db=args.quiet_threshold,
+        autotune=args.autotune,
+        leader_gain_db=args.leader_gain,
+        gains_db=dict(args.gain),
+        mute=tuple(n.strip().lower() for n in args.mute.split(",") if n.strip()),
+    )
+
+
 def _write(
     out: Path, source: Path, performance: Performance, *, png: bool, midi: bool
 ) -> None:
-    from ensemble.audio import write_audio
     from ensemble.metrics import metrics_json
 
-    write_audio(out / "mix.wav", performance.mix)
-    for name, stem in performance.stems.items():
-        write_audio(out / "stems" / f"{name}.wav", stem)
     metrics = performance.metrics()
     report = {
         "input": str(source),
@@ -174,11 +136,7 @@ def _write(
         "harmony": performance.context.to_json() if performance.context else None,
         "metrics": metrics_json(metrics, series=True),
     }
-    (out / RESULT).write_text(json.dumps(report, indent=1, allow_nan=False))
-    if midi:
-        from ensemble.arrangement_midi import write_arrangement_midi
-
-        write_arrangement_midi(out / "arrangement.mid", performance)
+    performance.write(out, midi=midi, metrics=report)
     if png:
         from ensemble.plots import save_png
 

@@ -52,17 +52,16 @@ def _grow(args: argparse.Namespace) -> int:
     (audio,) = load_inputs([args.input])  # checked before the index and models load
 
     from ensemble.perform import Ensemble
-    from ensemble.rag import Span, open_index
-    from ensemble.rag.analyse import file_sha256
-    from ensemble.song import Song, grow, perform_song, write_song
+    from ensemble.rag import open_index
+    from ensemble.rag.continuation import copies_of
+    from ensemble.song import Song, grow, write_song
 
     index = open_index(args.index)
-    digest = file_sha256(args.input)
-    exclude = [Span(r.name, 0.0, r.duration_s) for r in index.files if r.sha256 == digest]
+    exclude = copies_of(index, args.input)
     song = grow(Song(audio, len(audio) / SAMPLE_RATE), index, sections=args.sections,
                 seconds=args.seconds, exclude=exclude, hops=args.hops, weights=weights)  # fmt: skip
     instruments = [n.strip() for n in args.instruments.split(",") if n.strip()]
-    performance = perform_song(song, Ensemble.from_pretrained(), instruments, args.leader)
+    performance = Ensemble.from_pretrained().perform(song.audio, instruments, args.leader)
     for message in performance.messages:
         print(message)
     with replace_folder(args.out, command="song grow") as tmp:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ensemble.config import AUDIO_RATES, SAMPLE_RATE
 from ensemble.corpus import DEFAULT_SOUNDFONT
 from ensemble.corpus.render import RenderConfig, check_renderer, render_track
 from ensemble.corpus.sources import Slot, plan
@@ -75,6 +76,7 @@ def render_corpus(
     soundfont: Path = DEFAULT_SOUNDFONT,
     workers: int = 2,
     max_seconds: float = 60.0,
+    sample_rate: int = SAMPLE_RATE,
     progress: bool = True,
 ) -> CorpusSummary:
     """Render a Slakh-layout corpus from music21's bundled scores.
@@ -87,6 +89,8 @@ def render_corpus(
         soundfont: General MIDI soundfont for FluidSynth.
         workers: parallel render processes.
         max_seconds: longest track (before the 1 s release tail).
+        sample_rate: rate of the rendered stems and mix (one of `AUDIO_RATES`; 44.1 kHz for
+            training hi-fi decoders, which read the stems at their own rate).
         progress: show a tqdm bar.
     """
     from tqdm import tqdm
@@ -95,6 +99,9 @@ def render_corpus(
         raise DataError(f"--max-pieces must be at least 1 (got {max_pieces}).")
     if max_seconds < 4:
         raise DataError(f"--max-seconds must be at least 4 s (got {max_seconds:g}).")
+    if sample_rate not in AUDIO_RATES:
+        rates = ", ".join(str(r) for r in AUDIO_RATES)
+        raise DataError(f"--sample-rate must be one of {rates} Hz (got {sample_rate}).")
     soundfont = Path(soundfont).expanduser().resolve()
     check_renderer(soundfont)
     out = Path(out)
@@ -102,7 +109,7 @@ def render_corpus(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"Cannot create the output folder '{out}' ({exc.strerror}).") from exc
-    config = RenderConfig(seed=seed, soundfont=soundfont, max_seconds=float(max_seconds))
+    config = RenderConfig(seed, soundfont, float(max_seconds), int(sample_rate))
     slots = plan(max_pieces, seed)
     tracks: dict[str, dict] = {}
     skipped: list[str] = []

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from ensemble.config import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
+from ensemble.config import FRAME_RATE, SAMPLE_RATE
 from ensemble.corpus.arrangement import Arrangement
 from ensemble.corpus.classical import arrange_chorale, arrange_quartet
 from ensemble.corpus.folk import arrange_folk
@@ -41,10 +41,18 @@ class RenderConfig:
     seed: int
     soundfont: Path
     max_seconds: float
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def hop(self) -> int:
+        """Samples per frame of the shared 100 Hz frame grid at this rate."""
+        return self.sample_rate // FRAME_RATE
 
     def matches(self, meta: dict) -> bool:
         """Whether an existing track was rendered with these settings (then it is kept)."""
-        return meta.get("render") == self.as_meta()
+        stored = meta.get("render")
+        # Corpora from before the rate was a setting were all rendered at 16 kHz.
+        return isinstance(stored, dict) and {"sample_rate": SAMPLE_RATE} | stored == self.as_meta()
 
     def as_meta(self) -> dict:
         return {
@@ -52,6 +60,7 @@ class RenderConfig:
             "soundfont": self.soundfont.name,
             "max_seconds": self.max_seconds,
             "layout": 2,  # 2: metadata holds beats_s and downbeats_s
+            "sample_rate": self.sample_rate,
         }
 
 
@@ -79,12 +88,14 @@ def check_renderer(soundfont: Path) -> str:
     return binary
 
 
-def synthesise(midi_path: Path, soundfont: Path, n_samples: int) -> np.ndarray:
-    """(n_samples,) float32 mono rendering of a MIDI file at SAMPLE_RATE (padded or cut)."""
+def synthesise(
+    midi_path: Path, soundfont: Path, n_samples: int, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """(n_samples,) float32 mono rendering of a MIDI file at ``sample_rate`` (padded or cut)."""
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "out.wav"
         command = [
-            "fluidsynth", "-ni", "-q", "-g", str(FLUIDSYNTH_GAIN), "-r", str(SAMPLE_RATE),
+            "fluidsynth", "-ni", "-q", "-g", str(FLUIDSYNTH_GAIN), "-r", str(sample_rate),
             "-O", "float", "-F", str(wav), str(soundfont), str(midi_path),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -94,8 +105,8 @@ def synthesise(midi_path: Path, soundfont: Path, n_samples: int) -> np.ndarray:
                 f"{(result.stderr or result.stdout).strip()[:300]}"
             )
         audio, sr = sf.read(wav, dtype="float32", always_2d=True)
-    if sr != SAMPLE_RATE:
-        raise DataError(f"FluidSynth wrote {sr} Hz audio instead of {SAMPLE_RATE} Hz.")
+    if sr != sample_rate:
+        raise DataError(f"FluidSynth wrote {sr} Hz audio instead of {sample_rate} Hz.")
     mono = audio.mean(axis=1)
     out = np.zeros(n_samples, np.float32)
     out[: min(n_samples, len(mono))] = mono[:n_samples]
@@ -150,7 +161,7 @@ def _write_track(folder: Path, arrangement: Arrangement, config: RenderConfig) -
     from ensemble.audio import write_audio
 
     n_frames = int(np.ceil((arrangement.duration_s + TAIL_S) * FRAME_RATE))
-    n_samples = n_frames * HOP_LENGTH
+    n_samples = n_frames * config.hop
     stems_meta: dict[str, dict] = {}
     mix = np.zeros(n_samples, np.float64)
     for k, part in enumerate(arrangement.parts):
@@ -158,11 +169,11 @@ def _write_track(folder: Path, arrangement: Arrangement, config: RenderConfig) -
         midi_path = write_part(
             folder / "MIDI" / f"{stem}.mid", part, arrangement.bpm, arrangement.length
         )
-        audio = synthesise(midi_path, config.soundfont, n_samples)
+        audio = synthesise(midi_path, config.soundfont, n_samples, config.sample_rate)
         peak = float(np.max(np.abs(audio)))
         if peak > STEM_PEAK:
             audio *= STEM_PEAK / peak
-        write_audio(folder / "stems" / f"{stem}.flac", audio)
+        write_audio(folder / "stems" / f"{stem}.flac", audio, config.sample_rate)
         mix += audio
         f0 = np.zeros(n_frames, np.float32) if part.voice.is_drum else midi_f0(midi_path, n_frames)
         (folder / "f0").mkdir(exist_ok=True)
@@ -181,7 +192,7 @@ def _write_track(folder: Path, arrangement: Arrangement, config: RenderConfig) -
         }
     peak = float(np.max(np.abs(mix)))
     mix_gain = MIX_PEAK / peak if peak > 0 else 1.0
-    write_audio(folder / "mix.flac", (mix * mix_gain).astype(np.float32))
+    write_audio(folder / "mix.flac", (mix * mix_gain).astype(np.float32), config.sample_rate)
     beats, downbeats = arrangement.beat_grid()
     meta = {
         "source": arrangement.source,
@@ -194,8 +205,8 @@ def _write_track(folder: Path, arrangement: Arrangement, config: RenderConfig) -
         # Ground truth for beat trackers and metrical models: exact, since the audio came from MIDI.
         "beats_s": [round(t, 4) for t in beats],
         "downbeats_s": [round(t, 4) for t in downbeats],
-        "duration_s": round(n_samples / SAMPLE_RATE, 3),
-        "sample_rate": SAMPLE_RATE,
+        "duration_s": round(n_frames / FRAME_RATE, 3),
+        "sample_rate": config.sample_rate,
         "frame_rate": FRAME_RATE,
         "audio_dir": "stems",
         "midi_dir": "MIDI",

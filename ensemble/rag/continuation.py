@@ -1,4 +1,8 @@
-"""The library entry point: continue a piece of audio with Top-K retrieved continuations."""
+"""Retrieval: the Top-K continuations of a piece of audio, ranked, with their seams planned.
+
+`retrieve` answers with scores and provenance only; `ensemble.rag.render` makes their audio (raw,
+or performed by the ensemble) and `write_continuations` writes what a run found.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,16 +23,10 @@ from ensemble.rag.analyse import analyse_query, check_embedder
 from ensemble.rag.chunks import Embedder, QueryFeatures
 from ensemble.rag.index import RagIndex, open_index
 from ensemble.rag.multihop import Chain, beam_search
-from ensemble.rag.render import perform, read_segment, stitch
-from ensemble.rag.seam import Pulse, SeamPlan, after, plan_seam, time_stretch
+from ensemble.rag.seam import Pulse, SeamPlan, after, plan_seam
 from ensemble.rag.search import DEFAULT_CANDIDATES, Span, require_chunks
 
-if TYPE_CHECKING:
-    from ensemble.perform import Ensemble
-
-TAIL_SECONDS = 4.0  # how much of the input the rendered file starts with
-FADE_SECONDS = 0.1  # seam crossfade: long enough to hide a click, short enough to keep onsets
-
+TAIL_SECONDS = 4.0  # how much of the input a continuation's audio starts with
 
 
 @dataclass
@@ -49,12 +47,12 @@ class Segment:
 
 @dataclass
 class Continuation:
-    """A ranked continuation: one chunk (or a chain of ``hops`` chunks) and its audio.
+    """A ranked continuation: one chunk (or a chain of ``hops`` chunks), where its seams fall
+    and, once rendered (`ensemble.rag.render`), its audio.
 
     Scores are means over hops (the beam search ranks by their sum, which orders chains of equal
-    length identically). ``audio`` is the input's ending + seams + segments: (N, 2) stereo
-    rendered through the ensemble when instruments were chosen, else (N,) raw mono; None when
-    rendering was not asked for.
+    length identically). ``audio`` is the input's ending + seams + segments, (N,) raw mono;
+    ``mix`` is that performed by the ensemble, (N, 2) stereo. Both are None until rendered.
     """
 
     rank: int
@@ -65,8 +63,10 @@ class Continuation:
     composite: float
     parts: dict[str, float]
     audio: np.ndarray | None = None
-    notes: list[str] = field(default_factory=list)
     seam_s: float = TAIL_SECONDS  # where the continuation starts in ``audio``
+    mix: np.ndarray | None = None
+    rows: list[int] = field(default_factory=list, repr=False)  # the chain's index rows
+    plans: list[SeamPlan] = field(default_factory=list, repr=False)  # its planned seams
 
     def to_json(self, audio_file: str | None = None) -> dict[str, Any]:
         """The ranking.json record; ``scores`` is the flat dict the ratings module reads."""
@@ -153,28 +153,6 @@ def plan_chain(
     return plans
 
 
-def _render_raw(
-    index: RagIndex, audio: np.ndarray, chain: Chain, plans: list[SeamPlan], seconds: float
-) -> np.ndarray:
-    head = audio[-round(TAIL_SECONDS * SAMPLE_RATE) :]
-    per_hop = seconds / len(chain.rows)
-    fade = round(FADE_SECONDS * SAMPLE_RATE)
-    pieces = []
-    for row, plan in zip(chain.rows, plans, strict=True):
-        # Read what the stretched segment needs, with its pre-roll, and stretch both together.
-        raw = read_segment(
-            index.source_path(row),
-            plan.start_s - FADE_SECONDS * plan.rate,
-            (FADE_SECONDS + per_hop) * plan.rate,
-        )
-        played = time_stretch(raw, plan.rate)
-        body = np.zeros(round(per_hop * SAMPLE_RATE), np.float32)
-        tail = played[fade : fade + len(body)]
-        body[: len(tail)] = tail
-        pieces.append((played[:fade], body))
-    return stitch(head, pieces)
-
-
 def _near_file_ends(index: RagIndex, seconds: float) -> list[Span]:
     """Spans that block chunks whose source ends before ``seconds`` of material."""
     chunk = index.config.chunk_seconds
@@ -185,7 +163,28 @@ def _near_file_ends(index: RagIndex, seconds: float) -> list[Span]:
     ]
 
 
-def continue_audio(
+def copies_of(index: RagIndex, path: Path) -> list[Span]:
+    """The indexed files identical to ``path``, whole: a query with an indexed file would
+    otherwise find its own chunks, trivially "perfect"."""
+    from ensemble.rag.analyse import file_sha256
+
+    digest = file_sha256(path)
+    return [Span(r.name, 0.0, r.duration_s) for r in index.files if r.sha256 == digest]
+
+
+@dataclass
+class Retrieval:
+    """What one query found: the ranked continuations and notes about the run as a whole, with
+    what rendering their audio needs (the query's audio, the index, each hop's length)."""
+
+    continuations: list[Continuation]
+    notes: list[str]
+    signal: np.ndarray  # (N,) the query's audio, mono
+    index: RagIndex
+    seconds: float  # each continuation's length after the query's ending
+
+
+def retrieve(
     audio: AudioSource | np.ndarray,
     index: RagIndex | str | Path,
     *,
@@ -195,13 +194,9 @@ def continue_audio(
     candidates: int = DEFAULT_CANDIDATES,
     exclude: Iterable[Span] = (),
     embedder: Embedder | None = None,
-    instruments: list[str] | None = None,
-    leader: str | None = None,
-    ensemble: Ensemble | None = None,
-    render: bool = True,
     features: FeatureFrame | None = None,
     seconds: float | None = None,
-) -> list[Continuation]:
+) -> Retrieval:
     """Top-K continuations of ``audio`` from ``index``.
 
     Args:
@@ -213,9 +208,6 @@ def continue_audio(
         candidates: stage-1 neighbours reranked exactly.
         exclude: indexed material the results must not overlap (e.g. where the input came from).
         embedder: the index's embedding model (default: loaded by the name the index records).
-        instruments, leader: render through the ensemble with these instruments (raw if None).
-        ensemble: the ensemble to render with (default: `Ensemble.from_pretrained()`).
-        render: build each continuation's audio.
         features: features of ``audio`` already computed (e.g. `Performance.features`), so the
             query does not extract them again.
         seconds: length of each continuation after the input's ending (default: one chunk per
@@ -228,7 +220,6 @@ def continue_audio(
     """
     index = index if isinstance(index, RagIndex) else open_index(index)
     require_chunks(index)
-    exclude = list(exclude)
     weights = scoring.parse_weights(weights)
     signal = load_audio((audio, SAMPLE_RATE) if isinstance(audio, np.ndarray) else audio)
     if embedder is None:
@@ -238,15 +229,38 @@ def continue_audio(
     check_embedder(index.config, embedder)
     query = analyse_query(signal, index.config, embedder, index.centre, features)
     seconds = seconds if seconds is not None else hops * index.config.chunk_seconds
+    exclude = list(exclude)
     chains = beam_search(
-        index,
-        query,
-        hops=hops,
-        top_k=top_k,
-        weights=weights,
-        candidates=candidates,
-        exclude=[*exclude, *_near_file_ends(index, seconds / hops)],
+        index, query, hops=hops, top_k=top_k, weights=weights,
+        candidates=candidates, exclude=[*exclude, *_near_file_ends(index, seconds / hops)],
+    )  # fmt: skip
+    seam_s = min(TAIL_SECONDS, len(signal) / SAMPLE_RATE)
+    found = [
+        _continuation(index, rank, chain, plan_chain(index, query, chain, seconds, exclude), seam_s)
+        for rank, chain in enumerate(chains, start=1)
+    ]
+    return Retrieval(found, _run_notes(query, chains, hops, top_k), signal, index, seconds)
+
+
+def _continuation(
+    index: RagIndex, rank: int, chain: Chain, plans: list[SeamPlan], seam_s: float
+) -> Continuation:
+    segments = _segments(index, chain, plans)
+    return Continuation(
+        rank=rank,
+        chunk_ids=[s.chunk_id for s in segments],
+        segments=segments,
+        relevance=_mean(s.relevance for s in segments),
+        coherence=_mean(s.coherence for s in segments),
+        composite=_mean(s.composite for s in segments),
+        parts={k: _mean(s.parts[k] for s in segments) for k in scoring.PART_NAMES},
+        seam_s=seam_s,
+        rows=list(chain.rows),
+        plans=plans,
     )
+
+
+def _run_notes(query: QueryFeatures, chains: list[Chain], hops: int, top_k: int) -> list[str]:
     notes = list(query.notes)
     if chains and len(chains[0].hops) < hops:
         notes.append(
@@ -255,54 +269,29 @@ def continue_audio(
         )
     if len(chains) < top_k:
         notes.append(f"Only {len(chains)} continuation(s) found (asked for {top_k}).")
-    if instruments and ensemble is None:
-        from ensemble.perform import Ensemble
-
-        ensemble = Ensemble.from_pretrained()
-    results = []
-    for rank, chain in enumerate(chains, start=1):
-        plans = plan_chain(index, query, chain, seconds, exclude)
-        segments = _segments(index, chain, plans)
-        sound = None
-        if render:
-            sound = _render_raw(index, signal, chain, plans, seconds)
-            if instruments:
-                sound = perform(sound, ensemble, instruments, leader)  # type: ignore[arg-type]
-        results.append(
-            Continuation(
-                rank=rank,
-                chunk_ids=[s.chunk_id for s in segments],
-                segments=segments,
-                relevance=_mean(s.relevance for s in segments),
-                coherence=_mean(s.coherence for s in segments),
-                composite=_mean(s.composite for s in segments),
-                parts={k: _mean(s.parts[k] for s in segments) for k in scoring.PART_NAMES},
-                audio=sound,
-                notes=notes,
-                seam_s=min(TAIL_SECONDS, len(signal) / SAMPLE_RATE),
-            )
-        )
-    return results
+    return notes
 
 
 def write_continuations(
     out: str | Path,
     continuations: list[Continuation],
     *,
+    notes: Iterable[str] = (),
     meta: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``out/ranking.json`` and one ``continuation_NN.wav`` per continuation with audio."""
+    """Write ``out/ranking.json`` (``notes``: the run's, from `Retrieval.notes`) and one
+    ``continuation_NN.wav`` per rendered continuation (its mix when performed, else raw)."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     records = []
     for item in continuations:
+        sound = item.mix if item.mix is not None else item.audio
         name = None
-        if item.audio is not None:
+        if sound is not None:
             name = f"continuation_{item.rank:02d}.wav"
-            write_audio(folder / name, item.audio)
+            write_audio(folder / name, sound)
         records.append(item.to_json(name))
-    notes = continuations[0].notes if continuations else []
-    ranking = {**(meta or {}), "notes": notes, "candidates": records}
+    ranking = {**(meta or {}), "notes": list(notes), "candidates": records}
     path = folder / "ranking.json"
     # Strict JSON (no bare NaN): the index refuses damaged vectors, so every score is finite.
     path.write_text(json.dumps(ranking, indent=2, allow_nan=False) + "\n")

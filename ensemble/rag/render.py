@@ -1,12 +1,18 @@
-"""Audio of a continuation: the input's ending, equal-power seams, then the retrieved chunks.
+"""Audio of retrieved continuations: the one render path of the CLI (`continue`, `song grow`)
+and the listening room.
 
+A continuation's raw audio is the input's ending, equal-power seams, then the retrieved chunks.
 Each retrieved chunk brings a short pre-roll (the audio just before it in its source), which is
 crossfaded with the last ``fade`` samples of what precedes it. The seam therefore sits exactly at
-the chunk start and the chunk itself is heard whole.
+the chunk start and the chunk itself is heard whole. Given a `Lineup`, the raw audio is then
+performed by the ensemble.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +22,14 @@ import soundfile as sf
 from ensemble.audio import resample
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import DataError
+from ensemble.rag.continuation import TAIL_SECONDS, Continuation, Retrieval
+from ensemble.rag.seam import time_stretch
 
 if TYPE_CHECKING:
-    from ensemble.perform import Ensemble
+    from ensemble.perform import Ensemble, PerformSettings
+
+FADE_SECONDS = 0.1  # seam crossfade: long enough to hide a click, short enough to keep onsets
+RENDER_WORKERS = 2  # continuations rendered at once: one per core of the 2-core target machine
 
 
 def read_segment(path: Path, start_s: float, seconds: float) -> np.ndarray:
@@ -68,9 +79,69 @@ def stitch(head: np.ndarray, segments: list[tuple[np.ndarray, np.ndarray]]) -> n
     return np.concatenate(out)
 
 
-def perform(
-    audio: np.ndarray, ensemble: Ensemble, instruments: list[str], leader: str | None
-) -> np.ndarray:
-    """Render stitched (N,) mono audio through the ensemble with the chosen instruments; returns
-    the (N, 2) stereo mix."""
-    return ensemble.perform(audio, instruments=instruments, leader=leader).mix
+@dataclass
+class Lineup:
+    """Who performs a continuation: the ensemble, its instruments, the leader and the controls."""
+
+    ensemble: Ensemble
+    instruments: list[str]
+    leader: str | None = None
+    settings: PerformSettings | None = None
+
+    def play(self, audio: np.ndarray) -> np.ndarray:
+        """(N,) mono → the (N, 2) stereo mix."""
+        return self.ensemble.perform(audio, self.instruments, self.leader, self.settings).mix
+
+
+def render_continuations(
+    found: Retrieval,
+    lineup: Lineup | None = None,
+    *,
+    finish: Callable[[int, Continuation], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Continuation]:
+    """``found``'s continuations with their raw ``audio`` and, given ``lineup``, their ``mix``.
+
+    ``finish(i, rendered)`` runs in the worker as the i-th is done (the app writes and measures
+    it there, in parallel); ``progress(done, total)`` in the caller's thread.
+    """
+
+    def render(i: int, item: Continuation) -> Continuation:
+        raw = _stitched(found, item)
+        done = replace(item, audio=raw, mix=lineup.play(raw) if lineup else None)
+        if finish is not None:
+            finish(i, done)
+        return done
+
+    total = len(found.continuations)
+    # Decoders run batch-1 GRUs on one intra-op thread (see ensemble.threads) and release the
+    # GIL, so two continuations render at once on two cores.
+    with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool:
+        futures = {pool.submit(render, i, item): i for i, item in enumerate(found.continuations)}
+        rendered: dict[int, Continuation] = {}
+        for future in as_completed(futures):
+            rendered[futures[future]] = future.result()
+            if progress is not None:
+                progress(len(rendered), total)
+    return [rendered[i] for i in range(total)]
+
+
+def _stitched(found: Retrieval, item: Continuation) -> np.ndarray:
+    """The query's ending, then each hop's planned material after an equal-power seam."""
+    head = found.signal[-round(TAIL_SECONDS * SAMPLE_RATE) :]
+    per_hop = found.seconds / len(item.rows)
+    fade = round(FADE_SECONDS * SAMPLE_RATE)
+    pieces = []
+    for row, plan in zip(item.rows, item.plans, strict=True):
+        # Read what the stretched segment needs, with its pre-roll, and stretch both together.
+        raw = read_segment(
+            found.index.source_path(row),
+            plan.start_s - FADE_SECONDS * plan.rate,
+            (FADE_SECONDS + per_hop) * plan.rate,
+        )
+        played = time_stretch(raw, plan.rate)
+        body = np.zeros(round(per_hop * SAMPLE_RATE), np.float32)
+        tail = played[fade : fade + len(body)]
+        body[: len(tail)] = tail
+        pieces.append((played[:fade], body))
+    return stitch(head, pieces)

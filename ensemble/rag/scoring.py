@@ -20,6 +20,14 @@ from ensemble.errors import EnsembleError
 RELEVANCE = "relevance"
 COHERENCE_PARTS = ("pitch_coherence", "chroma_coherence", "loudness_coherence", "rhythm_coherence")
 PART_NAMES = (RELEVANCE, *COHERENCE_PARTS)
+# What each part measures, in a listener's words (the app's weight sliders).
+PART_LABELS = {
+    RELEVANCE: "relevance (style)",
+    "pitch_coherence": "pitch coherence (seam)",
+    "chroma_coherence": "key coherence (seam)",
+    "loudness_coherence": "loudness coherence (seam)",
+    "rhythm_coherence": "rhythm coherence (seam: tempo, meter)",
+}
 
 # Relevance leads; the seam parts break ties between stylistically close chunks. On the
 # validation tracks (bench/rag.py), recall@10 is flat for seam weights <= 0.15 while recall@1

@@ -15,11 +15,9 @@ the one with the best validation score (see `evaluate`), not the last.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,13 +40,9 @@ from ensemble.conductor import (
 )
 from ensemble.errors import DataError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi
-from ensemble.limits import BATCH_SIZE, MINUTES, STEPS
-from ensemble.outputs import check_writable
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.pt"
-LOG_FILE = "train_log.jsonl"
 
 
 @dataclass
@@ -467,13 +461,85 @@ def _autocast(device: torch.device) -> torch.autocast:
 
 def _lr_at(step: int, settings: TrainSettings, elapsed_s: float = 0.0) -> float:
     """Linear warm-up then cosine decay to 10 % of the peak, ending at `steps` or at the
-    `max_minutes` budget, whichever comes first (so `--steps 1000000 --max-minutes 4` anneals)."""
+    `max_minutes` budget, whichever comes first (so `--steps 1000000 --time-limit 4` anneals)."""
+    spent = elapsed_s / (60.0 * settings.max_minutes) if settings.max_minutes else 0.0
+    return _lr(step, settings, spent)
+
+
+def _lr(step: int, settings: TrainSettings, time_progress: float) -> float:
     if step < settings.warmup_steps:
         return settings.lr * (step + 1) / settings.warmup_steps
     progress = (step - settings.warmup_steps) / max(settings.steps - settings.warmup_steps, 1)
-    if settings.max_minutes is not None:
-        progress = max(progress, elapsed_s / (60.0 * settings.max_minutes))
+    progress = max(progress, time_progress)
     return settings.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
+
+
+class ConductorTrainee:
+    """The conductor, its windows and its loss, for `ensemble.training.loop.run`. Rendered
+    corpora are small, so only the checkpoint with the best validation score is kept."""
+
+    name = "conductor"
+
+    def __init__(self, train: list[ConductorTrack], val: list[ConductorTrack], out: Path,
+                 model_config: ModelConfig | None, settings: TrainSettings, device: str,
+                 resume: bool) -> None:  # fmt: skip
+        from ensemble.training.loop import STATE_FILE, prepare_device
+
+        self.settings, self.out = settings, out
+        self.device = prepare_device(device)
+        if resume and (out / STATE_FILE).exists():
+            self.config = ConductorConfig.from_json(json.loads((out / "config.json").read_text()))
+        else:
+            self.config = fit_config(train, model_config or ModelConfig())
+        torch.manual_seed(settings.seed)
+        self.model = ConductorNet(self.config.model, len(self.config.instruments)).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            fused=self.device.type == "cuda",
+        )
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.sampler = WindowSampler(train, self.config, self.device)
+        self.val_sampler = WindowSampler(val, self.config, self.device) if val else self.sampler
+        self.val_windows = self.val_sampler.validation_windows(limit=256)
+        if not val:
+            log.warning("no validation tracks: validating on training windows")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(self.config.to_json(), indent=2))
+
+    def learning_rate(self, step: int, time_progress: float) -> float:
+        return _lr(step, self.settings, time_progress)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        batch = self.sampler.random_batch(self.settings, self.generator)
+        with _autocast(self.device):
+            raw = self.model(batch["x"], batch["inst"])
+        terms = conductor_loss(raw, batch, self.config.norm, self.settings.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        total = terms.pop("total").detach()
+        return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
+
+    def validate(self) -> dict[str, float]:
+        metrics = evaluate(self.model, self.val_sampler, self.val_windows, self.settings.batch_size)
+        log.info(
+            "validation score %.4f, loudness L1 %.2f dB, pitch-class accuracy %.1f%%",
+            metrics["score"], metrics["loudness_l1_db"], 100 * metrics["pitch_class_acc"],
+        )  # fmt: skip
+        return metrics
+
+    def save(self, step: int, elapsed_s: float, metrics: dict[str, float], best: bool) -> None:
+        if best:
+            Conductor(self.config, self.model).save(self.out)
+
+    def extra_state(self) -> dict[str, float]:
+        return {}
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        del state  # the architecture comes from the run's own config.json
 
 
 def fit(
@@ -489,122 +555,23 @@ def fit(
 ) -> dict[str, float]:
     """Train on `train`, validate on `val`, write the best model to `out`.
 
-    Writes `out/model.safetensors` + `config.json` (best validation score so far), `state.pt`
-    (tensors only: weights, optimiser, step, RNG; for --resume) and `train_log.jsonl`.
-    Returns the final validation metrics.
+    Writes `out/model.safetensors` + `config.json` (best validation score so far) and the loop's
+    `train_state.pt` and `train_log.jsonl` (see `ensemble.training.loop`). Returns the final
+    validation metrics.
     """
-    from tqdm import tqdm
+    from ensemble.training.loop import LoopOptions, run
 
     settings = settings or TrainSettings()
-    dev = torch.device(device)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE_FILE
-    if state_path.exists() and not resume:
-        raise EnsembleError(
-            f"{out} already holds a training run; pass --resume to continue it or choose another "
-            "--out folder."
-        )
-    if resume and state_path.exists():
-        config = ConductorConfig.from_json(json.loads((out / "config.json").read_text()))
-    else:
-        config = fit_config(train, model_config or ModelConfig())
-    torch.manual_seed(settings.seed)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # float32 leftovers (loss, norms) on TF32
-    model = ConductorNet(config.model, len(config.instruments)).to(dev)
-    optimiser = torch.optim.AdamW(
-        model.parameters(),
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        fused=dev.type == "cuda",
+    trainee = ConductorTrainee(train, val, out, model_config, settings, device, resume)
+    options = LoopOptions(
+        steps=settings.steps,
+        time_limit_min=settings.max_minutes,
+        val_every=settings.val_every,
+        log_every=settings.log_every,
+        resume=resume,
+        progress=progress,
     )
-    gen = torch.Generator().manual_seed(settings.seed)
-    step, best = 0, math.inf
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        gen.set_state(state["generator"])
-        step, best = int(state["step"]), float(state["best"])
-        log.info("resuming at step %d (best validation score %.4f)", step, best)
-    train_sampler = WindowSampler(train, config, dev)
-    val_sampler = WindowSampler(val, config, dev) if val else train_sampler
-    val_windows = val_sampler.validation_windows(limit=256)
-    if not val:
-        log.warning("no validation tracks: validating on training windows")
-    (out / "config.json").write_text(json.dumps(config.to_json(), indent=2))
-    metrics: dict[str, float] = {}
-    with (
-        open(out / LOG_FILE, "a") as log_file,
-        tqdm(total=settings.steps, initial=step, desc="conductor", disable=not progress) as bar,
-    ):
-        model.train()
-        tick = began = time.perf_counter()
-        tick_step = step
-        out_of_time = False
-        while step < settings.steps and not out_of_time:
-            lr = _lr_at(step, settings, time.perf_counter() - began)
-            for group in optimiser.param_groups:
-                group["lr"] = lr
-            batch = train_sampler.random_batch(settings, gen)
-            with _autocast(dev):
-                out_raw = model(batch["x"], batch["inst"])
-            terms = conductor_loss(out_raw, batch, config.norm, settings.label_smoothing)
-            optimiser.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            step += 1
-            bar.update(1)
-            if step % settings.log_every == 0 or step == settings.steps:
-                now = time.perf_counter()
-                record = {k: round(v.item(), 5) for k, v in terms.items()}
-                record.update(
-                    step=step,
-                    split="train",
-                    lr=lr,
-                    steps_per_s=round((step - tick_step) / (now - tick), 2),
-                )
-                tick, tick_step = now, step
-                bar.set_postfix(loss=f"{record['total']:.3f}")
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-            if settings.max_minutes is not None:
-                out_of_time = time.perf_counter() - began > 60.0 * settings.max_minutes
-            if step % settings.val_every == 0 or step == settings.steps or out_of_time:
-                metrics = evaluate(model, val_sampler, val_windows, settings.batch_size)
-                improved = metrics["score"] < best
-                if improved:
-                    best = metrics["score"]
-                    Conductor(config, model).save(out)
-                log_file.write(
-                    json.dumps(
-                        {
-                            "step": step,
-                            "split": "validation",
-                            "best": improved,
-                            **{k: round(v, 5) for k, v in metrics.items()},
-                        }
-                    )
-                    + "\n"
-                )
-                log_file.flush()
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimiser": optimiser.state_dict(),
-                        "generator": gen.get_state(),
-                        "step": torch.tensor(step),
-                        "best": torch.tensor(best),
-                    },
-                    state_path,
-                )
-                bar.write(
-                    f"step {step}: validation score {metrics['score']:.4f}, loudness L1 "
-                    f"{metrics['loudness_l1_db']:.2f} dB, pitch-class accuracy "
-                    f"{metrics['pitch_class_acc']:.1%}"
-                )
-    return metrics
+    return run(trainee, out, options)
 
 
 def train_conductor(
@@ -617,14 +584,16 @@ def train_conductor(
     batch_size: int = 32,
     max_minutes: float | None = None,
     model_config: ModelConfig | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+    val_every: int = 250,
+    progress: bool = True,
 ) -> dict[str, float]:
     """Train the conductor on the cached corpus at `data` (splits from `data/splits.json`)."""
     if not data.is_dir():
         raise DataError(f"Data folder {data} does not exist; render or download a corpus first.")
     if steps < 1 or batch_size < 1:
         raise EnsembleError("--steps and --batch-size must be at least 1.")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise EnsembleError("--device cuda was asked for but no CUDA GPU is visible; use cpu.")
     train = tracks_from_cache(data, "train")
     val = tracks_from_cache(data, "validation")
     if not train:
@@ -633,46 +602,9 @@ def train_conductor(
             "build the feature cache first."
         )
     log.info("conductor data: %d training tracks, %d validation tracks", len(train), len(val))
-    settings = replace(TrainSettings(), steps=steps, batch_size=batch_size, max_minutes=max_minutes)
-    return fit(
-        train, val, out, model_config=model_config, settings=settings, device=device, resume=resume
-    )
-
-
-def _handler(args: argparse.Namespace) -> int:
-    metrics = train_conductor(
-        Path(args.data),
-        check_writable(args.out),
-        steps=args.steps,
-        device=args.device,
-        resume=args.resume,
-        batch_size=args.batch_size,
-        max_minutes=args.max_minutes,
-    )
-    print(json.dumps({"validation": metrics, "out": str(args.out)}))
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "conductor",
-        help="train the conductor (leader features -> follower parts)",
-        description="Train the conductor on a cached multitrack corpus.",
-    )
-    parser.add_argument("--data", required=True, help="corpus root with splits.json and cache/")
-    parser.add_argument("--out", default="checkpoints/conductor", help="checkpoint folder")
-    parser.add_argument(
-        "--steps", type=STEPS.arg(int), default=5000, help="optimiser steps (default 5000)"
-    )
-    parser.add_argument(
-        "--batch-size", type=BATCH_SIZE.arg(int), default=32, help="windows per step"
-    )
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument(
-        "--max-minutes",
-        type=MINUTES.arg(),
-        default=None,
-        help="stop (after a last validation and save) once this much wall time is spent",
-    )
-    parser.set_defaults(func=_handler)
+    settings = replace(TrainSettings(), steps=steps, batch_size=batch_size,
+                       max_minutes=max_minutes, seed=seed, val_every=val_every)  # fmt: skip
+    if threads:
+        torch.set_num_threads(threads)
+    return fit(train, val, out, model_config=model_config, settings=settings, device=device,
+               resume=resume, progress=progress)  # fmt: skip

@@ -17,10 +17,8 @@ ends first), so a time-boxed GPU run still anneals. Gradients are clipped at nor
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,32 +26,20 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.config import HOP_LENGTH, SAMPLE_RATE
+from ensemble.config import FRAME_RATE, SAMPLE_RATE
 from ensemble.controls import QUANTILE_LEVELS, hold_unvoiced_pitch
 from ensemble.errors import DataError, EnsembleError
 from ensemble.features import VOICED_THRESHOLD, hz_to_midi, midi_to_hz
-from ensemble.limits import (
-    BATCH_SIZE,
-    EXCERPT_SECONDS,
-    HIDDEN_SIZE,
-    LEARNING_RATE,
-    MINUTES,
-    STEPS,
-    THREADS,
-)
-from ensemble.outputs import check_writable
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "train_state.pt"
-LOG_FILE = "train_log.jsonl"
 ACTIVE_DB = -60.0  # a frame counts as sounding above this A-weighted loudness
 MIN_ACTIVE_FRACTION = 0.3  # excerpts quieter than this are skipped
 
 
 @dataclass
 class Stem:
-    """One stem's arrays on the project grid (T frames, T * HOP_LENGTH samples)."""
+    """One stem's arrays on the project grid (T frames, T * hop samples at the decoder's rate)."""
 
     audio: np.ndarray  # (T * hop,) int16
     f0_hz: np.ndarray  # (T,) training f0 (see `training_f0`), all > 0 for pitched stems
@@ -78,7 +64,7 @@ class TrainOptions:
     val_every: int = 500
     log_every: int = 50
     val_excerpts: int = 32
-    fft_sizes: tuple[int, ...] = (1024, 512, 256, 128, 64)
+    fft_sizes: tuple[int, ...] | None = None  # None: `dsp.loss_fft_sizes` of the decoder's rate
     seed: int = 0
     threads: int | None = None  # CPU intra-op threads (1 is far faster on a busy shared CPU)
     resume: bool = False
@@ -117,11 +103,43 @@ def training_f0(
     return midi_to_hz(hold_unvoiced_pitch(hz_to_midi(f0), voiced)).astype(np.float32), voiced
 
 
-def _stem_from_cache(arrays: dict[str, Any], label: str) -> Stem:
-    """A `Stem` from one stem's cache entry (see `ensemble.data.cache`)."""
+def stem_audio_file(root: Path, track: str, stem: str, sample_rate: int) -> np.ndarray:
+    """(N,) int16 audio of a Slakh-layout stem file at ``sample_rate``, read beside the cache.
+
+    The cache holds 16 kHz audio (what analysis uses); a decoder trained at another rate reads
+    the rendered stem itself, which must already be at that rate (no resampling: a 16 kHz stem
+    upsampled has nothing above 8 kHz to learn from).
+    """
+    import soundfile as sf
+
+    from ensemble.data.slakh import AUDIO_SUFFIXES
+
+    folder = root / track / "stems"
+    files = [folder / f"{stem}{suffix}" for suffix in AUDIO_SUFFIXES]
+    path = next((f for f in files if f.is_file()), None)
+    if path is None:
+        raise DataError(
+            f"Training at {sample_rate} Hz reads the stems themselves, and {folder}/{stem}.flac "
+            "is missing; train from the rendered corpus folder, not a pack."
+        )
+    info = sf.info(path)
+    if info.samplerate != sample_rate:
+        raise DataError(
+            f"{path} is {info.samplerate} Hz but the decoder trains at {sample_rate} Hz; render "
+            f"the corpus with 'corpus render --sample-rate {sample_rate}'."
+        )
+    audio, _ = sf.read(path, dtype="int16", always_2d=True)
+    return audio.mean(axis=1).astype(np.int16) if audio.shape[1] > 1 else audio[:, 0]
+
+
+def _stem_from_cache(
+    arrays: dict[str, Any], label: str, audio: np.ndarray | None = None, hop: int = 160
+) -> Stem:
+    """A `Stem` from one stem's cache entry (see `ensemble.data.cache`); ``audio`` replaces the
+    cached 16 kHz audio for a decoder with another ``hop`` (samples per frame)."""
     loud = np.asarray(arrays["loudness_db"], np.float32)
-    n_samples = len(loud) * HOP_LENGTH
-    audio = np.asarray(arrays["audio"], np.int16)[:n_samples]
+    n_samples = len(loud) * hop
+    audio = np.asarray(arrays["audio"] if audio is None else audio, np.int16)[:n_samples]
     audio = np.pad(audio, (0, n_samples - len(audio)))
     if arrays["is_drum"]:
         return Stem(
@@ -131,17 +149,25 @@ def _stem_from_cache(arrays: dict[str, Any], label: str) -> Stem:
     return Stem(audio, f0, loud, voiced, False, label)
 
 
-def load_stems(root: str | Path, instrument: str, split: str) -> list[Stem]:
-    """All stems of ``instrument`` in ``split`` of the feature cache under ``root`` (reads only
-    ``root/cache/*.npz``)."""
+def load_stems(
+    root: str | Path, instrument: str, split: str, sample_rate: int = SAMPLE_RATE
+) -> list[Stem]:
+    """All stems of ``instrument`` in ``split`` of the feature cache under ``root``, with audio at
+    ``sample_rate`` (16 kHz: only ``root/cache/*.npz`` is read; otherwise the stem files too)."""
     from ensemble.data.cache import iter_cached_tracks
 
-    return [
-        _stem_from_cache(arrays, f"{track.track}/{stem_id}")
-        for track in iter_cached_tracks(Path(root), split)
-        for stem_id, arrays in track.stems.items()
-        if arrays["instrument"] == instrument
-    ]
+    root = Path(root)
+    hop = sample_rate // FRAME_RATE
+    stems = []
+    for track in iter_cached_tracks(root, split):
+        for stem_id, arrays in track.stems.items():
+            if arrays["instrument"] != instrument:
+                continue
+            audio = None
+            if sample_rate != SAMPLE_RATE:
+                audio = stem_audio_file(root, track.track, stem_id, sample_rate)
+            stems.append(_stem_from_cache(arrays, f"{track.track}/{stem_id}", audio, hop))
+    return stems
 
 
 def dataset_stats(stems: Sequence[Stem], kind: str) -> dict[str, Any]:
@@ -154,7 +180,7 @@ def dataset_stats(stems: Sequence[Stem], kind: str) -> dict[str, Any]:
     sounding = loud > ACTIVE_DB
     stats: dict[str, Any] = {
         "quantile_levels": [round(float(q), 4) for q in QUANTILE_LEVELS],
-        "seconds": round(len(loud) / (SAMPLE_RATE / HOP_LENGTH), 1),
+        "seconds": round(len(loud) / FRAME_RATE, 1),
         "n_stems": len(stems),
     }
     if kind == "pitched":
@@ -190,6 +216,7 @@ class ExcerptSampler:
         import torch
 
         self.n_frames = n_frames
+        self.hop = len(stems[0].audio) // len(stems[0].loudness_db) if stems else 1
         starts, offset = [], 0
         for stem in stems:
             t = len(stem.loudness_db)
@@ -209,7 +236,7 @@ class ExcerptSampler:
         self.audio = torch.from_numpy(np.concatenate([s.audio for s in stems])).to(device)
         self.device = device
         self._frame_idx = torch.arange(n_frames, device=device)
-        self._sample_idx = torch.arange(n_frames * HOP_LENGTH, device=device)
+        self._sample_idx = torch.arange(n_frames * self.hop, device=device)
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -221,30 +248,120 @@ class ExcerptSampler:
         pick = torch.randint(len(self.candidates), (size,), generator=generator)
         start = self.candidates[pick].to(self.device).unsqueeze(1)
         frames = start + self._frame_idx
-        samples = start * HOP_LENGTH + self._sample_idx
+        samples = start * self.hop + self._sample_idx
         audio = self.audio[samples].float() / 32768.0
         return self.f0[frames], self.loudness[frames], audio
-
-
-def _lr(options: TrainOptions, step: int, elapsed_s: float) -> tuple[float, float]:
-    """(learning rate, progress in [0, 1]) after ``step`` steps and ``elapsed_s`` seconds."""
-    progress = step / options.steps
-    if options.time_limit_min:
-        progress = max(progress, elapsed_s / (60.0 * options.time_limit_min))
-    progress = min(progress, 1.0)
-    return options.lr * 0.1**progress, progress
 
 
 def _architecture(config: Any) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in ("stats", "training")}
 
 
-def _save_state(path: Path, payload: dict[str, Any]) -> None:
-    import torch
+def _initial_state(init: str, config: Any, model: Any) -> dict[str, Any]:
+    """Weights of the checkpoint ``init`` for ``model``: as they are at the same rate, mapped by
+    `rate_transfer.transfer_state` from another rate."""
+    from ensemble.instrument import Instrument
+    from ensemble.training.rate_transfer import transfer_state
 
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    base = Instrument.from_pretrained(init)
+    if base.config.sample_rate != config.sample_rate:
+        return transfer_state(base.model.state_dict(), base.config, config, model.state_dict())
+    if _architecture(base.config) != _architecture(config):
+        raise EnsembleError(
+            f"--init {init} has another architecture than this run (e.g. --hidden-size); drop "
+            "the override to fine-tune it."
+        )
+    return base.model.state_dict()
+
+
+class DecoderTrainee:
+    """A decoder, its excerpts and its loss, for `ensemble.training.loop.run`."""
+
+    def __init__(self, train: Sequence[Stem], validation: Sequence[Stem], config: Any,
+                 out: Path, options: TrainOptions) -> None:  # fmt: skip
+        import torch
+
+        from ensemble.dsp import loss_fft_sizes
+        from ensemble.instrument import build_decoder
+        from ensemble.training.loop import STATE_FILE, prepare_device
+
+        self.device = prepare_device(options.device, options.threads)
+        self.name, self.config, self.out, self.options = config.name, config, out, options
+        config.stats = dataset_stats(train, config.kind)
+        self.fft_sizes = options.fft_sizes or loss_fft_sizes(config.sample_rate)
+        n_frames = round(options.seconds * FRAME_RATE)
+        self.sampler = ExcerptSampler(train, n_frames, options.device)
+        self.generator = torch.Generator().manual_seed(options.seed)
+        torch.manual_seed(options.seed)
+        self.model = build_decoder(config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
+        if options.init and not (options.resume and (out / STATE_FILE).exists()):
+            self.model.load_state_dict(_initial_state(options.init, config, self.model))
+            log.info("fine-tuning from %s", options.init)
+        if not validation:
+            log.warning("no validation stems: validating on training excerpts")
+        held_out = ExcerptSampler(validation, n_frames, options.device) if validation else None
+        source = held_out or self.sampler
+        count = min(options.val_excerpts, len(source))
+        self.val_batch = source.batch(count, torch.Generator().manual_seed(1234))
+        self.amp = options.amp and self.device.type == "cuda"
+
+    def learning_rate(self, step: int, time_progress: float) -> float:
+        """Exponential decay from ``lr`` to ``lr / 10`` over the steps or the time budget."""
+        return self.options.lr * 0.1 ** min(max(step / self.options.steps, time_progress), 1.0)
+
+    def _loss(self, batch: tuple[Any, Any, Any], generator: Any = None) -> Any:
+        import torch
+
+        from ensemble.dsp import multiscale_spectral_loss
+
+        f0, loudness, audio = batch
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+            pred = self.model(f0, loudness, generator)
+        return multiscale_spectral_loss(pred, audio, self.fft_sizes)
+
+    def train_step(self) -> dict[str, Any]:
+        import torch
+
+        loss = self._loss(self.sampler.batch(self.options.batch_size, self.generator))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 3.0)
+        self.optimizer.step()
+        return {"loss": loss.detach()}
+
+    def validate(self) -> dict[str, float]:
+        import torch
+
+        noise = torch.Generator(device=self.device).manual_seed(0)
+        value = float(self._loss(self.val_batch, noise))
+        return {"score": value, "val_loss": value}
+
+    def save(self, step: int, elapsed_s: float, metrics: dict[str, float], best: bool) -> None:
+        """Every validation is saved (the decoders keep improving; the last one is kept)."""
+        from ensemble.instrument import save_checkpoint
+
+        excluded = ("progress", "resume", "threads")
+        self.config.training = {
+            "steps": step,
+            "elapsed_s": round(elapsed_s, 1),
+            "val_loss": metrics["val_loss"],
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "options": {k: v for k, v in asdict(self.options).items() if k not in excluded},
+        }
+        save_checkpoint(self.out, self.config, self.model)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"config": json.dumps(self.config.to_dict())}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        from ensemble.instrument import InstrumentConfig
+
+        saved = InstrumentConfig.from_dict(json.loads(state["config"]))
+        if _architecture(saved) != _architecture(self.config):
+            raise EnsembleError(
+                f"The run in {self.out} used another architecture; resume with the same options."
+            )
 
 
 def fit(
@@ -257,168 +374,22 @@ def fit(
     """Train a decoder for ``config`` (an `InstrumentConfig`) and write its checkpoint to ``out``.
 
     Writes ``model.safetensors`` + ``config.json`` (with dataset stats) at every validation and at
-    the end, ``train_log.jsonl`` and ``train_state.pt`` (model, optimiser and RNG state; tensors
-    and numbers only, read back with ``weights_only=True``) for ``resume``.
+    the end, and the loop's ``train_log.jsonl`` and ``train_state.pt`` (see
+    `ensemble.training.loop`).
     """
-    import torch
-    from tqdm import tqdm
-
-    from ensemble.dsp import multiscale_spectral_loss
-    from ensemble.instrument import InstrumentConfig, build_decoder, save_checkpoint
+    from ensemble.training.loop import LoopOptions, run
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE_FILE
-    if state_path.exists() and not options.resume:
-        raise EnsembleError(
-            f"{out} already holds a training run ({STATE_FILE}); pass --resume to continue it "
-            "or choose another --out."
-        )
-    device = torch.device(options.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EnsembleError("--device cuda was asked for but no CUDA GPU is visible.")
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    config.stats = dataset_stats(train, config.kind)
-    n_frames = round(options.seconds * SAMPLE_RATE / HOP_LENGTH)
-    sampler = ExcerptSampler(train, n_frames, options.device)
-    generator = torch.Generator().manual_seed(options.seed)
-    torch.manual_seed(options.seed)
-    model = build_decoder(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
-    step, elapsed = 0, 0.0
-    if options.resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        saved = InstrumentConfig.from_dict(json.loads(state["config"]))
-        if _architecture(saved) != _architecture(config):
-            raise EnsembleError(
-                f"The run in {out} used another architecture; resume with the same options."
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        step, elapsed = int(state["step"]), float(state["elapsed_s"])
-        log.info("resumed %s at step %d", out, step)
-    elif options.init:
-        from ensemble.instrument import Instrument
-
-        base = Instrument.from_pretrained(options.init)
-        if _architecture(base.config) != _architecture(config):
-            raise EnsembleError(
-                f"--init {options.init} has another architecture than this run (e.g. "
-                "--hidden-size); drop the override to fine-tune it."
-            )
-        model.load_state_dict(base.model.state_dict())
-        log.info("fine-tuning from %s", options.init)
-
-    val_batch = None
-    if validation:
-        val_sampler = ExcerptSampler(validation, n_frames, options.device)
-        val_gen = torch.Generator().manual_seed(1234)
-        val_batch = val_sampler.batch(min(options.val_excerpts, len(val_sampler)), val_gen)
-    else:
-        log.warning("no validation stems: validation loss is not tracked")
-
-    amp = options.amp and device.type == "cuda"
-    n_params = sum(p.numel() for p in model.parameters())
-
-    def validate() -> float | None:
-        if val_batch is None:
-            return None
-        model.eval()
-        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
-            noise = torch.Generator(device=device).manual_seed(0)
-            pred = model(val_batch[0], val_batch[1], noise)
-            value = float(multiscale_spectral_loss(pred, val_batch[2], options.fft_sizes))
-        model.train()
-        return value
-
-    def checkpoint(val_loss: float | None) -> None:
-        config.training = {
-            "steps": step,
-            "elapsed_s": round(elapsed, 1),
-            "val_loss": val_loss,
-            "parameters": n_params,
-            "options": {
-                k: v
-                for k, v in asdict(options).items()
-                if k not in ("progress", "resume", "threads")
-            },
-        }
-        save_checkpoint(out, config, model)
-        _save_state(
-            state_path,
-            {
-                "step": step,
-                "elapsed_s": elapsed,
-                "config": json.dumps(config.to_dict()),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-            },
-        )
-
-    log_file = (out / LOG_FILE).open("a", encoding="utf-8")
-    bar = tqdm(total=options.steps, initial=step, disable=not options.progress, desc=config.name)
-    model.train()
-    t0, last_log, last_step = time.perf_counter() - elapsed, time.perf_counter(), step
-    val_loss = None
-    try:
-        while step < options.steps:
-            lr, progress = _lr(options, step, elapsed)
-            if progress >= 1.0:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            f0, loudness, audio = sampler.batch(options.batch_size, generator)
-            with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                pred = model(f0, loudness)
-            loss = multiscale_spectral_loss(pred, audio, options.fft_sizes)
-            if not torch.isfinite(loss):
-                raise EnsembleError(
-                    f"Training diverged at step {step} (loss is not finite); lower --lr or resume "
-                    "from the last checkpoint."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
-            optimizer.step()
-            step += 1
-            elapsed = time.perf_counter() - t0
-            bar.update(1)
-            if step % options.log_every == 0:
-                now = time.perf_counter()
-                rate = (step - last_step) / max(now - last_log, 1e-9)
-                last_log, last_step = now, step
-                loss_value = loss.item()
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}")
-                record = {"step": step, "loss": loss_value, "lr": lr, "steps_per_s": rate}
-                log_file.write(json.dumps(record | {"elapsed_s": round(elapsed, 1)}) + "\n")
-            if step % options.val_every == 0:
-                val_loss = validate()
-                log_file.write(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
-                log_file.flush()
-                checkpoint(val_loss)
-        val_loss = validate()
-        log_file.write(json.dumps({"step": step, "val_loss": val_loss, "final": True}) + "\n")
-        checkpoint(val_loss)
-    finally:
-        bar.close()
-        log_file.close()
-    log.info(
-        "%s: %d steps in %.0f s, validation loss %s → %s",
-        config.name,
-        step,
-        elapsed,
-        "n/a" if val_loss is None else f"{val_loss:.3f}",
-        out,
+    trainee = DecoderTrainee(train, validation, config, out, options)
+    loop = LoopOptions(
+        steps=options.steps,
+        time_limit_min=options.time_limit_min,
+        val_every=options.val_every,
+        log_every=options.log_every,
+        resume=options.resume,
+        progress=options.progress,
     )
+    run(trainee, out, loop)
     return out
 
 
@@ -428,26 +399,29 @@ def train_instrument(
     out: str | Path,
     options: TrainOptions | None = None,
     hidden_size: int | None = None,
+    sample_rate: int | None = None,
 ) -> Path:
     """Train ``instrument`` from the feature cache under ``data`` and write its checkpoint to
-    ``out``. Several calls can run in parallel processes on one GPU (each holds its own data)."""
-    from ensemble.instrument import default_config
+    ``out``. Several calls can run in parallel processes on one GPU (each holds its own data).
+
+    ``sample_rate`` (default: the ``--init`` checkpoint's, else 16 kHz) is the rate the decoder
+    renders at; above 16 kHz the stems are read at that rate beside the cache."""
+    from ensemble.instrument import Instrument, InstrumentConfig, default_config
 
     options = options or TrainOptions()
-    train = load_stems(data, instrument, "train")
+    base = Instrument.from_pretrained(options.init).config if options.init else None
+    rate = sample_rate or (base.sample_rate if base else SAMPLE_RATE)
+    train = load_stems(data, instrument, "train", rate)
     if not train:
         raise DataError(
             f"No '{instrument}' stems in the train split of the cache under {data}; build the "
             "cache first (`python -m ensemble corpus cache`) or check the instrument name."
         )
-    validation = load_stems(data, instrument, "validation")
+    validation = load_stems(data, instrument, "validation", rate)
     kind = "drums" if train[0].is_drum else "pitched"
-    config = default_config(instrument, kind)
-    if options.init:  # fine-tuning keeps the starting checkpoint's architecture
-        from ensemble.instrument import Instrument, InstrumentConfig
-
-        base = Instrument.from_pretrained(options.init).config.to_dict()
-        config = InstrumentConfig.from_dict(base | {"name": instrument, "stats": {}})
+    config = default_config(instrument, kind, rate)
+    if base is not None and base.sample_rate == rate:  # fine-tuning keeps the architecture
+        config = InstrumentConfig.from_dict(base.to_dict() | {"name": instrument, "stats": {}})
     if hidden_size is not None:
         config.hidden_size = hidden_size
     log.info(
@@ -459,78 +433,3 @@ def train_instrument(
         len(validation),
     )
     return fit(train, validation, config, out, options)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "instrument",
-        help="train one specialist instrument decoder from the feature cache",
-        description="Train a DDSP decoder for one instrument on its stems in a feature cache "
-        "(the cache folder with splits.json is all it reads). Resumable; writes "
-        "model.safetensors, config.json, train_log.jsonl and train_state.pt into --out.",
-    )
-    parser.add_argument("--data", required=True, type=Path, help="corpus root holding cache/")
-    parser.add_argument("--instrument", required=True, help="canonical name, e.g. violin, drums")
-    parser.add_argument("--out", type=Path, help="checkpoint folder (default checkpoints/<name>)")
-    parser.add_argument("--steps", type=STEPS.arg(int), default=TrainOptions.steps)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument(
-        "--batch-size", type=BATCH_SIZE.arg(int), help="default 32 on cuda, 8 on cpu"
-    )
-    parser.add_argument(
-        "--seconds",
-        type=EXCERPT_SECONDS.arg(),
-        help="excerpt length (default 2 on cuda, 1 on cpu)",
-    )
-    parser.add_argument(
-        "--lr", type=LEARNING_RATE.arg(), default=TrainOptions.lr, help=LEARNING_RATE.describe()
-    )
-    parser.add_argument(
-        "--time-limit", type=MINUTES.arg(), help="stop (and save) after this many minutes"
-    )
-    parser.add_argument("--val-every", type=STEPS.arg(int), default=TrainOptions.val_every)
-    parser.add_argument(
-        "--hidden-size", type=HIDDEN_SIZE.arg(int), help="override the decoder width"
-    )
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast for the network (CUDA)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads", type=THREADS.arg(int), help="CPU threads (default: torch's choice)"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument(
-        "--init",
-        help="fine-tune from this checkpoint (a shipped name such as drums, or a folder) "
-        "instead of starting from scratch",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_run)
-
-
-def options_from_args(args: argparse.Namespace) -> TrainOptions:
-    """CLI arguments → TrainOptions; batch and excerpt length default by device."""
-    gpu = args.device.startswith("cuda")
-    return TrainOptions(
-        steps=args.steps,
-        batch_size=args.batch_size or (TrainOptions.batch_size if gpu else 8),
-        seconds=args.seconds or (TrainOptions.seconds if gpu else 1.0),
-        lr=args.lr,
-        device=args.device,
-        amp=args.amp,
-        time_limit_min=args.time_limit,
-        val_every=args.val_every,
-        seed=args.seed,
-        threads=args.threads,
-        resume=args.resume,
-        init=args.init,
-        progress=not args.quiet,
-    )
-
-
-def _run(args: argparse.Namespace) -> int:
-    from ensemble.instrument import CHECKPOINT_ROOT
-
-    out = check_writable(args.out or CHECKPOINT_ROOT / args.instrument)
-    train_instrument(args.data, args.instrument, out, options_from_args(args), args.hidden_size)
-    print(f"wrote {out}")
-    return 0
