@@ -29,14 +29,8 @@ from pathlib import Path
 import numpy as np
 from _timing import timed
 
-from ensemble.conductor import (
-    DEFAULT_CHECKPOINT,
-    QUIET_DB,
-    Conductor,
-    FollowerPart,
-    detect_onsets,
-    onset_strength,
-)
+from ensemble.accompaniment import QUIET_DB, FollowerPart
+from ensemble.conductor import DEFAULT_CHECKPOINT, Conductor, detect_onsets, onset_strength
 from ensemble.config import FRAME_RATE
 from ensemble.errors import EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi

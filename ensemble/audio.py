@@ -116,16 +116,7 @@ def load_audio(
     Raises:
         AudioInputError: empty, not audio, corrupt, NaN/inf, silent, too short or too long.
     """
-    name = "the input"
-    if isinstance(source, tuple):
-        data, sr = np.asarray(source[0]), int(source[1])
-        if data.ndim == 2 and data.shape[0] <= 8 < data.shape[1]:
-            data = data.T  # channels-first arrays (as from librosa) become (N, C)
-        data = _to_float(data.reshape(len(data), -1) if data.ndim else data.reshape(0, 1))
-    else:
-        path = Path(source)
-        name = f"'{path.name}'"
-        data, sr = _read_file(path, max_seconds, trim)
+    name, data, sr = _decode(source, max_seconds, trim)
     if data.size == 0 or data.shape[0] == 0:
         raise AudioInputError(f"{name} contains no audio samples; upload a recording.")
     _check_rate(name, sr)
@@ -134,6 +125,26 @@ def load_audio(
             f"{name} contains NaN or infinite samples; re-export it from your editor."
         )
     mono = data.mean(axis=1) if data.ndim == 2 else data
+    mono = _within_length(name, mono, sr, max_seconds, trim)
+    return np.ascontiguousarray(resample(_audible(name, mono).astype(np.float32), sr, SAMPLE_RATE))
+
+
+def _decode(source: AudioSource, max_seconds: float, trim: bool
+            ) -> tuple[str, np.ndarray, int]:
+    """(name for messages, (N, C) float samples, sample rate) of a path or an array."""
+    if isinstance(source, tuple):
+        data, sr = np.asarray(source[0]), int(source[1])
+        if data.ndim == 2 and data.shape[0] <= 8 < data.shape[1]:
+            data = data.T  # channels-first arrays (as from librosa) become (N, C)
+        return "the input", _to_float(
+            data.reshape(len(data), -1) if data.ndim else data.reshape(0, 1)), sr
+    path = Path(source)
+    return f"'{path.name}'", *_read_file(path, max_seconds, trim)
+
+
+def _within_length(name: str, mono: np.ndarray, sr: int, max_seconds: float, trim: bool
+                   ) -> np.ndarray:
+    """Too short refused; too long refused, or cut to ``max_seconds`` with ``trim``."""
     seconds = len(mono) / sr
     if seconds < MIN_SECONDS:
         raise AudioInputError(
@@ -144,6 +155,11 @@ def load_audio(
         if not trim:
             raise _too_long(name, seconds, max_seconds)
         mono = mono[: int(max_seconds * sr)]
+    return mono
+
+
+def _audible(name: str, mono: np.ndarray) -> np.ndarray:
+    """Silence refused, clipping warned about, float overshoot scaled back to full scale."""
     peak = float(np.max(np.abs(mono)))
     if peak <= 10 ** (SILENCE_DBFS / 20):
         raise AudioInputError(
@@ -156,11 +172,11 @@ def load_audio(
             f"{name} is clipped ({clipped:.1%} of samples at full scale); it is used as is, but "
             "distortion will colour the pitch tracking.",
             ClippingWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of load_audio
         )
     if peak > 1.0:
         mono = mono / peak  # float files may exceed full scale; keep the shape, not the overshoot
-    return np.ascontiguousarray(resample(mono.astype(np.float32), sr, SAMPLE_RATE))
+    return mono
 
 
 def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:

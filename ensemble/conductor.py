@@ -11,8 +11,9 @@ Transformer layers (shared weights, batched over followers) turn them into that 
 Followers never attend to each other, so any subset of the vocabulary can be chosen at run time and
 each part is the same whichever others are playing. Per 100 Hz frame the model predicts loudness
 (dB), a distribution over 128 MIDI notes plus a voicing logit (pitched instruments), and an onset
-logit (drums). Pitch is decoded with a Viterbi pass that charges for note changes, so followers
-play notes rather than per-frame jitter.
+logit (drums). `ensemble.accompaniment` decodes these into parts: frame by frame with a Viterbi
+pass that charges for note changes, so followers play notes rather than per-frame jitter, or on
+the leader's beat grid, key and chords.
 """
 
 from __future__ import annotations
@@ -27,19 +28,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from ensemble.accompaniment import (
+    N_PITCHES,
+    QUIET_DB,
+    Accompaniment,
+    FollowerPart,
+    frame_parts,
+    groove_parts,
+    harmonic_context,
+    rest_part,
+)
 from ensemble.config import FRAME_RATE
 from ensemble.errors import CheckpointError, EnsembleError
-from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz
-from ensemble.groove import Context, decode_part, drum_pattern
+from ensemble.features import FeatureFrame, hz_to_midi
 from ensemble.limits import CONDUCTOR_LIMITS, all_finite, check_all
 from ensemble.notes import NoteEvent
 from ensemble.rhythm import BeatGrid, leader_notes
 from ensemble.threads import one_torch_thread
-from ensemble.tonality import estimate_key, fit_chords, harmonic_segments
 
-N_PITCHES = 128  # output classes: MIDI notes 0..127
 STRIDE = 4  # 100 Hz frames -> 25 Hz tokens
-QUIET_DB = -80.0  # loudness floor for targets and metrics: quieter is inaudible in a mix
 REL_FLOOR_DB = -60.0  # leader loudness more than 60 dB under its reference level counts as silence
 SILENT_LEADER_DB = -70.0  # a leader never louder than this is silence (cf. config.SILENCE_DBFS)
 MIN_LEADER_FRAMES = 8  # 80 ms: shorter input has no musical content to follow
@@ -94,24 +101,6 @@ class InstrumentInfo:
 
 
 @dataclass
-class FollowerPart:
-    """One follower's part on the leader's frame grid (T = leader.n_frames)."""
-
-    f0_hz: np.ndarray  # (T,) float32, 0 where unvoiced (always 0 for drums)
-    voiced: np.ndarray  # (T,) bool
-    loudness_db: np.ndarray  # (T,) float32 dB; drums: sharpened attacks at predicted onsets
-
-
-@dataclass
-class Accompaniment:
-    """The followers' parts and the metrical and harmonic context they were decoded in."""
-
-    parts: dict[str, FollowerPart]
-    context: Context | None  # None when the leader could not be followed (every part rests)
-    stand_ins: dict[str, str]  # follower -> vocabulary instrument that played its part
-
-
-@dataclass
 class ConductorConfig:
     """Everything besides the weights: architecture, data statistics, instrument vocabulary."""
 
@@ -161,6 +150,25 @@ def onset_strength(loudness_db: torch.Tensor) -> torch.Tensor:
     first = loudness_db[..., :1].expand(*loudness_db.shape[:-1], 3)
     previous = torch.cat([first, loudness_db[..., :-3]], dim=-1)
     return torch.relu(loudness_db - previous)
+
+
+def detect_onsets(loudness_db: np.ndarray, threshold_db: float = 6.0) -> np.ndarray:
+    """Frame indices of attacks in a loudness curve: 30 ms rises of >= threshold_db that are local
+    maxima within +-30 ms, at least 50 ms apart, and audible (> QUIET_DB + 20 dB).
+
+    Used for the drum targets, for shaping predicted drum envelopes and for the onset metric, so
+    all three agree on what an onset is.
+    """
+    loud = np.maximum(np.asarray(loudness_db, np.float32), QUIET_DB)
+    rise = onset_strength(torch.from_numpy(loud)).numpy()
+    padded = np.pad(rise, 3)
+    local_max = rise >= np.lib.stride_tricks.sliding_window_view(padded, 7).max(axis=1)
+    candidates = np.flatnonzero(local_max & (rise >= threshold_db) & (loud > QUIET_DB + 20.0))
+    onsets: list[int] = []
+    for frame in candidates:
+        if not onsets or frame - onsets[-1] >= 5:
+            onsets.append(int(frame))
+    return np.asarray(onsets, dtype=np.int64)
 
 
 def leader_inputs(
@@ -275,128 +283,6 @@ class ConductorNet(nn.Module):
         return self.head(frames)
 
 
-# --- decoding ---------------------------------------------------------------------------------
-
-
-def detect_onsets(loudness_db: np.ndarray, threshold_db: float = 6.0) -> np.ndarray:
-    """Frame indices of attacks in a loudness curve: 30 ms rises of >= threshold_db that are local
-    maxima within +-30 ms, at least 50 ms apart, and audible (> QUIET_DB + 20 dB).
-
-    Used for the drum targets, for shaping predicted drum envelopes and for the onset metric, so
-    all three agree on what an onset is.
-    """
-    loud = np.maximum(np.asarray(loudness_db, np.float32), QUIET_DB)
-    rise = onset_strength(torch.from_numpy(loud)).numpy()
-    padded = np.pad(rise, 3)
-    local_max = rise >= np.lib.stride_tricks.sliding_window_view(padded, 7).max(axis=1)
-    candidates = np.flatnonzero(local_max & (rise >= threshold_db) & (loud > QUIET_DB + 20.0))
-    onsets: list[int] = []
-    for frame in candidates:
-        if not onsets or frame - onsets[-1] >= 5:
-            onsets.append(int(frame))
-    return np.asarray(onsets, dtype=np.int64)
-
-
-def pick_peaks(prob: np.ndarray, threshold: float = 0.5, min_gap: int = 5) -> np.ndarray:
-    """Frames where (T,) onset probability is a local maximum above threshold, min_gap apart."""
-    padded = np.pad(prob, 2)
-    local_max = prob >= np.lib.stride_tricks.sliding_window_view(padded, 5).max(axis=1)
-    peaks: list[int] = []
-    for frame in np.flatnonzero(local_max & (prob >= threshold)):
-        if not peaks or frame - peaks[-1] >= min_gap:
-            peaks.append(int(frame))
-        elif prob[frame] > prob[peaks[-1]]:
-            peaks[-1] = int(frame)
-    return np.asarray(peaks, dtype=np.int64)
-
-
-def drum_envelope(
-    loudness_db: np.ndarray, onsets: np.ndarray, attack_db: float = 12.0
-) -> np.ndarray:
-    """Sharpen a predicted drum loudness curve (T,) at the predicted onset frames: each onset
-    rises to the local peak of the prediction (at least 20 dB above QUIET_DB + attack_db) and the
-    30 ms before it sit attack_db under that peak; elsewhere the prediction is kept.
-
-    A regression-trained curve is smooth where timing is uncertain; the drum decoder needs clear
-    attacks, and `detect_onsets` on the result finds every predicted onset. (Forcing a pure decay
-    between onsets instead cost ~1 dB loudness L1 on held-out drums for no onset-F1 gain.)
-    """
-    out = np.asarray(loudness_db, np.float32).copy()
-    previous = 0
-    for frame in onsets.tolist():
-        peak = max(float(out[frame : frame + 3].max()), QUIET_DB + attack_db + 20.0)
-        out[frame] = peak
-        # pick_peaks keeps onsets >= 50 ms apart, so the dip never cuts the previous attack.
-        lo = max(frame - 3, previous)
-        out[lo:frame] = np.minimum(out[lo:frame], peak - attack_db)
-        previous = frame + 1
-    return out
-
-
-def viterbi_notes(
-    pitch_logp: np.ndarray, voiced_p: np.ndarray, change_cost: float = 6.0
-) -> np.ndarray:
-    """Most likely note sequence with a cost per change, so notes are held rather than flickering.
-
-    Args:
-        pitch_logp: (F, T, 128) log-probabilities of each MIDI note given voiced.
-        voiced_p: (F, T) voicing probabilities.
-        change_cost: log-probability charged for every note change or rest/note switch
-            (6 nats ~ a new note must be clearly better for several frames).
-
-    Returns:
-        (F, T) int MIDI note per frame, -1 for rests.
-    """
-    f, t, _ = pitch_logp.shape
-    eps = 1e-6
-    # Notes are scored relative to the frame's most likely note, so "play or rest" is decided by
-    # the voicing probability alone and an uncertain pitch does not turn a note into a rest.
-    relative = pitch_logp - pitch_logp.max(axis=-1, keepdims=True)
-    emit = np.concatenate(
-        [relative + np.log(voiced_p + eps)[..., None], np.log(1.0 - voiced_p + eps)[..., None]],
-        axis=-1,
-    )  # (F, T, 129): state 128 is the rest
-    back = np.empty((t, f, N_PITCHES + 1), dtype=np.int16)
-    score = emit[:, 0].copy()
-    rows = np.arange(f)
-    for i in range(1, t):
-        best = score.argmax(axis=1)
-        switch = score[rows, best] - change_cost
-        stay = score >= switch[:, None]
-        back[i] = np.where(stay, np.arange(N_PITCHES + 1)[None], best[:, None])
-        score = np.maximum(score, switch[:, None]) + emit[:, i]
-    path = np.empty((f, t), dtype=np.int64)
-    path[:, -1] = score.argmax(axis=1)
-    for i in range(t - 1, 0, -1):
-        path[:, i - 1] = back[i, rows, path[:, i]]
-    return np.where(path == N_PITCHES, -1, path)
-
-
-def pitched_part(notes: np.ndarray, loudness_db: np.ndarray) -> FollowerPart:
-    """A pitched follower from (T,) MIDI notes (-1 = rest) and its loudness curve."""
-    voiced = notes >= 0
-    f0 = np.where(voiced, midi_to_hz(np.maximum(notes, 0)), 0.0).astype(np.float32)
-    return FollowerPart(f0, voiced, loudness_db)
-
-
-def in_register(notes: np.ndarray, register_midi: float) -> np.ndarray:
-    """(T,) notes (-1 = rest) moved by whole octaves so their mean is nearest ``register_midi``."""
-    sounding = notes >= 0
-    if not sounding.any():
-        return notes
-    shift = 12 * round((register_midi - float(np.mean(notes[sounding]))) / 12)
-    return np.where(sounding, np.clip(notes + shift, 0, N_PITCHES - 1), -1)
-
-
-def rest_part(n_frames: int) -> FollowerPart:
-    """Silence: no pitch, no voicing, loudness at the floor."""
-    return FollowerPart(
-        f0_hz=np.zeros(n_frames, np.float32),
-        voiced=np.zeros(n_frames, bool),
-        loudness_db=np.full(n_frames, QUIET_DB, np.float32),
-    )
-
-
 # --- public API -------------------------------------------------------------------------------
 
 
@@ -498,13 +384,13 @@ class Conductor:
         n = leader.n_frames
         if not ids:
             return {}
-        problem = self._unusable(leader)
+        problem = unusable_leader(leader)
         if problem is not None:
-            self._tell(f"{problem}; the followers rest.", messages)
+            _tell(f"{problem}; the followers rest.", messages)
             return {name: rest_part(n) for name in ids}
         with one_torch_thread():
-            out = self._predict(leader, list(ids.values()))
-        return self._decode(out, list(ids))
+            out = predict(self.model, self.config, leader, list(ids.values()))
+        return frame_parts(out, list(ids), [self._is_drum(name) for name in ids])
 
     def accompany(
         self,
@@ -535,30 +421,19 @@ class Conductor:
         """
         stand_ins = {name: self.stand_in(name, registers.get(name)) for name in followers}
         n = leader.n_frames
-        problem = self._unusable(leader) if stand_ins else None
+        problem = unusable_leader(leader) if stand_ins else None
         if problem is not None:
-            self._tell(f"{problem}; the followers rest.", messages)
+            _tell(f"{problem}; the followers rest.", messages)
             return Accompaniment({name: rest_part(n) for name in stand_ins}, None, stand_ins)
         if not stand_ins:
             return Accompaniment({}, None, stand_ins)
         with one_torch_thread():
-            out = self._predict(leader, [self._index[v] for v in stand_ins.values()])
+            out = predict(self.model, self.config, leader,
+                          [self._index[v] for v in stand_ins.values()])
+        drums = [self._is_drum(v) for v in stand_ins.values()]
         notes = leader_notes(leader) if notes is None else notes
-        context = self._context(leader, grid, out, list(stand_ins.values()), notes)
-        parts: dict[str, FollowerPart] = {}
-        for i, (name, played_by) in enumerate(stand_ins.items()):
-            loud = np.maximum(out["loud"][i], QUIET_DB).astype(np.float32)
-            if self.config.instruments[self._index[played_by]].is_drum:
-                env, onsets = drum_pattern(grid, loud)
-                parts[name] = FollowerPart(
-                    np.zeros_like(loud), np.zeros(n, bool), drum_envelope(env, onsets)
-                )
-                continue
-            role = "bass" if followers[name] == "bass" else "harmony"
-            notes = decode_part(out["pitch"][i], out["voiced"][i], context, role)
-            if played_by != name and registers.get(name) is not None:
-                notes = in_register(notes, registers[name])
-            parts[name] = pitched_part(notes, loud)
+        context = harmonic_context(leader, grid, out, drums, notes)
+        parts = groove_parts(out, followers, stand_ins, drums, registers, context)
         return Accompaniment(parts, context, stand_ins)
 
     def stand_in(self, name: str, pitch_midi_mean: float | None = None) -> str:
@@ -574,34 +449,8 @@ class Conductor:
             )
         return min(pitched, key=lambda i: abs(i.pitch_midi_mean - pitch_midi_mean)).name
 
-    def _context(
-        self,
-        leader: FeatureFrame,
-        grid: BeatGrid,
-        out: dict[str, np.ndarray],
-        names: list[str],
-        notes: list[NoteEvent],
-    ) -> Context:
-        """Key and chords from the leader's notes, its chroma and what the followers expect."""
-        pitched = [i for i, v in enumerate(names) if not self.config.instruments[
-            self._index[v]].is_drum]  # fmt: skip
-        n = leader.n_frames
-        expected = np.zeros((12, n))
-        if pitched:
-            probs = out["pitch"][pitched] * out["voiced"][pitched][..., None]  # (F, T, 128)
-            mass = probs.sum(axis=0)  # (T, 128)
-            for pc in range(12):
-                expected[pc] = mass[:, pc::12].sum(axis=1)
-        key = estimate_key(notes, leader.chroma, expected.sum(axis=1))
-        bounds = harmonic_segments(grid.downbeats * FRAME_RATE, grid.beats_per_bar, n)
-        return Context(grid, key, fit_chords(notes, key, bounds, expected))
-
-    @staticmethod
-    def _tell(note: str, messages: list[str] | None) -> None:
-        if messages is None:
-            warnings.warn(note, ConductorWarning, stacklevel=3)
-        else:
-            messages.append(note)
+    def _is_drum(self, name: str) -> bool:
+        return self.config.instruments[self._index[name]].is_drum
 
     def _resolve(self, followers: list[str]) -> dict[str, int]:
         ids: dict[str, int] = {}
@@ -614,86 +463,80 @@ class Conductor:
             ids[key] = self._index[key]
         return ids
 
-    @staticmethod
-    def _unusable(leader: FeatureFrame) -> str | None:
-        n = leader.n_frames
-        if n < MIN_LEADER_FRAMES:
-            return (
-                f"The leader is too short to follow ({n} frames, {n * 1000 // FRAME_RATE} ms; "
-                f"at least {MIN_LEADER_FRAMES * 1000 // FRAME_RATE} ms is needed)"
-            )
-        if float(np.max(leader.loudness_db)) < SILENT_LEADER_DB:
-            return "The leader is silent"
-        if int(leader.voiced.sum()) < MIN_VOICED_FRAMES:
-            return "No pitch was found in the leader (it is unvoiced or noise-like)"
-        return None
 
-    @torch.inference_mode()
-    def _predict(self, leader: FeatureFrame, ids: list[int]) -> dict[str, np.ndarray]:
-        """Run the network over overlapping windows and cross-fade them.
+def unusable_leader(leader: FeatureFrame) -> str | None:
+    """Why a leader cannot be followed (too short, silent, unvoiced), or None."""
+    n = leader.n_frames
+    if n < MIN_LEADER_FRAMES:
+        return (
+            f"The leader is too short to follow ({n} frames, {n * 1000 // FRAME_RATE} ms; "
+            f"at least {MIN_LEADER_FRAMES * 1000 // FRAME_RATE} ms is needed)"
+        )
+    if float(np.max(leader.loudness_db)) < SILENT_LEADER_DB:
+        return "The leader is silent"
+    if int(leader.voiced.sum()) < MIN_VOICED_FRAMES:
+        return "No pitch was found in the leader (it is unvoiced or noise-like)"
+    return None
 
-        Returns {"loud": (F, T) dB, "pitch": (F, T, 128) probs, "voiced": (F, T), "onset": (F, T)}.
-        """
-        cfg, norm = self.config.model, self.config.norm
-        n = leader.n_frames
-        ref = reference_level(leader.loudness_db)
-        x = leader_inputs(
-            torch.from_numpy(hz_to_midi(leader.f0_hz).astype(np.float32))[None],
-            torch.from_numpy(np.asarray(leader.confidence, np.float32))[None],
-            torch.from_numpy(np.asarray(leader.loudness_db, np.float32))[None],
-            torch.from_numpy(np.asarray(leader.chroma, np.float32))[None],
-            torch.tensor([ref], dtype=torch.float32),
-            norm,
-        )[0]  # (C, T)
-        win = min(cfg.window_frames, -(-n // STRIDE) * STRIDE)
-        if n < win:  # pad a short clip to whole tokens with silence-like inputs
-            x = torch.nn.functional.pad(x, (0, win - n))
-        hop = cfg.window_frames - cfg.overlap_frames
-        starts = list(range(0, max(n - win, 0) + 1, hop))
-        if starts[-1] + win < n:
-            starts.append(n - win)
-        batch = torch.stack([x[:, s : s + win] for s in starts])
-        raw = self.model(batch, torch.tensor([ids] * len(starts)))  # (W, F, win, N_OUT)
-        # Triangular cross-fade weights so window edges (little context) count least.
-        ramp = torch.ones(win)
-        edge = min(cfg.overlap_frames, win // 2)
-        if len(starts) > 1 and edge > 0:
-            fade = (torch.arange(edge, dtype=torch.float32) + 0.5) / edge
-            ramp[:edge], ramp[-edge:] = fade, fade.flip(0)
-        total = max(n, win)
-        acc = torch.zeros(len(ids), total, 3 + N_PITCHES)
-        weight = torch.zeros(total)
-        for w, s in enumerate(starts):
-            values = torch.cat(
-                [
-                    raw[w, :, :, :1],
-                    torch.sigmoid(raw[w, :, :, 129:131]),
-                    torch.softmax(raw[w, :, :, 1:129], dim=-1),
-                ],
-                dim=-1,
-            )
-            acc[:, s : s + win] += values * ramp[None, :, None]
-            weight[s : s + win] += ramp
-        acc = (acc / weight[None, :, None])[:, :n]
-        return {
-            "loud": (acc[..., 0] * norm.loudness_std_db + norm.loudness_mean_db).numpy(),
-            "voiced": acc[..., 1].numpy(),
-            "onset": acc[..., 2].numpy(),
-            "pitch": acc[..., 3:].numpy(),
-        }
 
-    def _decode(self, out: dict[str, np.ndarray], names: list[str]) -> dict[str, FollowerPart]:
-        drum = np.array([self.config.instruments[self._index[k]].is_drum for k in names])
-        notes = np.full(out["voiced"].shape, -1, dtype=np.int64)
-        if (~drum).any():
-            logp = np.log(out["pitch"][~drum] + 1e-8)
-            notes[~drum] = viterbi_notes(logp, out["voiced"][~drum])
-        parts: dict[str, FollowerPart] = {}
-        for i, name in enumerate(names):
-            loud = np.maximum(out["loud"][i], QUIET_DB).astype(np.float32)
-            if drum[i]:
-                env = drum_envelope(loud, pick_peaks(out["onset"][i]))
-                parts[name] = FollowerPart(np.zeros_like(loud), np.zeros(len(loud), bool), env)
-                continue
-            parts[name] = pitched_part(notes[i], loud)
-        return parts
+def _tell(note: str, messages: list[str] | None) -> None:
+    if messages is None:
+        warnings.warn(note, ConductorWarning, stacklevel=3)
+    else:
+        messages.append(note)
+
+
+@torch.inference_mode()
+def predict(model: ConductorNet, config: ConductorConfig, leader: FeatureFrame, ids: list[int]
+            ) -> dict[str, np.ndarray]:
+    """Run the network over overlapping windows and cross-fade them.
+
+    Returns {"loud": (F, T) dB, "pitch": (F, T, 128) probs, "voiced": (F, T), "onset": (F, T)}.
+    """
+    cfg, norm = config.model, config.norm
+    n = leader.n_frames
+    ref = reference_level(leader.loudness_db)
+    x = leader_inputs(
+        torch.from_numpy(hz_to_midi(leader.f0_hz).astype(np.float32))[None],
+        torch.from_numpy(np.asarray(leader.confidence, np.float32))[None],
+        torch.from_numpy(np.asarray(leader.loudness_db, np.float32))[None],
+        torch.from_numpy(np.asarray(leader.chroma, np.float32))[None],
+        torch.tensor([ref], dtype=torch.float32),
+        norm,
+    )[0]  # (C, T)
+    win = min(cfg.window_frames, -(-n // STRIDE) * STRIDE)
+    if n < win:  # pad a short clip to whole tokens with silence-like inputs
+        x = torch.nn.functional.pad(x, (0, win - n))
+    hop = cfg.window_frames - cfg.overlap_frames
+    starts = list(range(0, max(n - win, 0) + 1, hop))
+    if starts[-1] + win < n:
+        starts.append(n - win)
+    batch = torch.stack([x[:, s : s + win] for s in starts])
+    raw = model(batch, torch.tensor([ids] * len(starts)))  # (W, F, win, N_OUT)
+    # Triangular cross-fade weights so window edges (little context) count least.
+    ramp = torch.ones(win)
+    edge = min(cfg.overlap_frames, win // 2)
+    if len(starts) > 1 and edge > 0:
+        fade = (torch.arange(edge, dtype=torch.float32) + 0.5) / edge
+        ramp[:edge], ramp[-edge:] = fade, fade.flip(0)
+    total = max(n, win)
+    acc = torch.zeros(len(ids), total, 3 + N_PITCHES)
+    weight = torch.zeros(total)
+    for w, s in enumerate(starts):
+        values = torch.cat(
+            [
+                raw[w, :, :, :1],
+                torch.sigmoid(raw[w, :, :, 129:131]),
+                torch.softmax(raw[w, :, :, 1:129], dim=-1),
+            ],
+            dim=-1,
+        )
+        acc[:, s : s + win] += values * ramp[None, :, None]
+        weight[s : s + win] += ramp
+    acc = (acc / weight[None, :, None])[:, :n]
+    return {
+        "loud": (acc[..., 0] * norm.loudness_std_db + norm.loudness_mean_db).numpy(),
+        "voiced": acc[..., 1].numpy(),
+        "onset": acc[..., 2].numpy(),
+        "pitch": acc[..., 3:].numpy(),
+    }

@@ -41,8 +41,8 @@ def exp_sigmoid(x: torch.Tensor, exponent: float = 10.0, max_value: float = 2.0)
 
 
 def hz_to_midi(f0_hz: torch.Tensor) -> torch.Tensor:
-    """MIDI note number of a frequency in Hz (0 Hz maps far below the piano, not to -inf)."""
-    return 69.0 + 12.0 * torch.log2(torch.clamp(f0_hz, min=1e-3) / 440.0)
+    """MIDI note number of a frequency in Hz; no pitch (<= 0 Hz) is 0, as features.hz_to_midi."""
+    return torch.where(f0_hz > 0, 69.0 + 12.0 * torch.log2(f0_hz.clamp(min=1e-6) / 440.0), 0.0)
 
 
 def midi_to_hz(midi: torch.Tensor) -> torch.Tensor:

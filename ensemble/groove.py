@@ -1,7 +1,7 @@
 """Metrical decoding: the conductor's predictions played on the beat grid, in key, with chords.
 
 The conductor network predicts, per 10 ms frame, a distribution over notes and a voicing
-probability for each follower. Decoded frame by frame (`conductor.viterbi_notes`) those parts
+probability for each follower. Decoded frame by frame (`accompaniment.viterbi_notes`) those parts
 drift off the beat, change notes rarely and stray out of key. Here they are decoded on the
 metrical grid instead:
 

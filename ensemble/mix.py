@@ -353,61 +353,92 @@ def mix_stems(
         a silent stem keeps 0 dB of balance.
     """
     gains_db = gains_db or {}
-
-    def place(name: str) -> tuple[np.ndarray, float]:
-        """The stem at unit gain, (N, 2), and its loudness."""
-        audio, role = dry[name], roles[name]
-        unit = pan(audio, pans[name]) + reverb_return(audio, REVERB_SEND_DB[role], sample_rate)
-        return unit, integrated_loudness(unit, sample_rate)
-
-    placed = {name: place(name) for name in dry}
-    balance = {
-        name: min(REFERENCE_LUFS + ROLE_OFFSET_LU[roles[name]] - lufs, MAX_BOOST_DB)
-        if np.isfinite(lufs)
-        else 0.0
-        for name, (_, lufs) in placed.items()
+    placed = {
+        name: _place(audio, roles[name], pans[name], gains_db.get(name, 0.0), sample_rate)
+        for name, audio in dry.items()
     }
-    gains = {name: balance[name] + gains_db.get(name, 0.0) for name in dry}
-    premix = np.zeros_like(next(iter(placed.values()))[0])
-    for name, (unit, _) in placed.items():  # summed in place: long inputs hold one copy
-        premix += unit * np.float32(db_to_gain(gains[name]))
+    premix = np.zeros_like(next(iter(placed.values())).audio)
+    for stem in placed.values():  # summed in place: long inputs hold one copy
+        premix += stem.audio * np.float32(db_to_gain(stem.gain_db))
     lufs = integrated_loudness(premix, sample_rate)
     envelope = peak_envelope(premix)
     level_db, limiter = _level(premix, envelope, lufs, target_lufs, ceiling_dbtp, sample_rate)
-    stems: dict[str, np.ndarray] = {}
-    for name, (unit, _) in placed.items():  # each placed stem is scaled where it lies
-        unit *= (np.float32(db_to_gain(gains[name] + level_db)) * limiter)[:, None]
-        stems[name] = unit
+    for stem in placed.values():  # each placed stem is scaled where it lies
+        stem.audio *= (np.float32(db_to_gain(stem.gain_db + level_db)) * limiter)[:, None]
     mix = np.zeros_like(premix)
-    for stem in stems.values():
-        mix += stem
-    reports = {}
+    for stem in placed.values():
+        mix += stem.audio
+    report = _mix_report(placed, mix, lufs, envelope, level_db, limiter, target_lufs,
+                         ceiling_dbtp, sample_rate)
+    return mix, {name: stem.audio for name, stem in placed.items()}, report
+
+
+@dataclass
+class _Placed:
+    """One stem on its way into the mix: panned with its reverb at unit gain, then scaled."""
+
+    audio: np.ndarray  # (N, 2)
+    lufs: float  # at unit gain
+    role: str
+    pan: float
+    balance_db: float
+    user_db: float
+
+    @property
+    def gain_db(self) -> float:
+        """Balance and the user's gain, before the mix is levelled."""
+        return self.balance_db + self.user_db
+
+
+def _place(audio: np.ndarray, role: str, position: float, user_db: float, sample_rate: int
+           ) -> _Placed:
+    """The stem at unit gain and its balance: its role's offset from the reference level (at
+    most MAX_BOOST_DB up; 0 when silent)."""
+    unit = pan(audio, position) + reverb_return(audio, REVERB_SEND_DB[role], sample_rate)
+    lufs = integrated_loudness(unit, sample_rate)
+    balance = (min(REFERENCE_LUFS + ROLE_OFFSET_LU[role] - lufs, MAX_BOOST_DB)
+               if np.isfinite(lufs) else 0.0)  # fmt: skip
+    return _Placed(unit, lufs, role, position, balance, user_db)
+
+
+def _mix_report(
+    placed: dict[str, _Placed],
+    mix: np.ndarray,
+    premix_lufs: float,
+    envelope: np.ndarray,
+    level_db: float,
+    limiter: np.ndarray,
+    target_lufs: float,
+    ceiling_dbtp: float,
+    sample_rate: int,
+) -> MixReport:
     limited = bool(limiter.min() < 1.0)
-    for name, (_, measured) in placed.items():
-        gain_db = gains[name] + level_db
+    reports = {}
+    for name, stem in placed.items():
+        gain_db = stem.gain_db + level_db
         reports[name] = StemReport(
-            role=roles[name],
-            pan=float(pans[name]),
-            balance_db=balance[name],
-            user_db=gains_db.get(name, 0.0),
+            role=stem.role,
+            pan=float(stem.pan),
+            balance_db=stem.balance_db,
+            user_db=stem.user_db,
             gain_db=gain_db,
             # a constant gain moves loudness exactly (but for the -70 LUFS gate); the limiter's
             # does not, so limited stems are measured again
-            lufs=integrated_loudness(stems[name], sample_rate) if limited else measured + gain_db,
+            lufs=integrated_loudness(stem.audio, sample_rate) if limited else stem.lufs + gain_db,
         )
-    final_lufs = integrated_loudness(mix, sample_rate) if limited else lufs + level_db
-    report = MixReport(
+    final_lufs = integrated_loudness(mix, sample_rate) if limited else premix_lufs + level_db
+    return MixReport(
         stems=reports,
         lufs=final_lufs,
         # the limiter's gain is smooth, so the mix's peaks are the premix's peaks times it
         true_peak_dbtp=_db(float(np.max(envelope * limiter)) * db_to_gain(level_db)),
         gain_db=level_db,
-        peak_limited=bool(np.isfinite(lufs) and final_lufs < target_lufs - PEAK_LIMITED_LU),
+        peak_limited=bool(np.isfinite(premix_lufs)
+                          and final_lufs < target_lufs - PEAK_LIMITED_LU),
         limiting_db=float(-20.0 * np.log10(max(float(limiter.min()), 1e-12))),
         target_lufs=target_lufs,
         ceiling_dbtp=ceiling_dbtp,
     )
-    return mix, stems, report
 
 
 def _db(amplitude: float) -> float:

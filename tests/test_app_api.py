@@ -17,7 +17,7 @@ import pytest
 
 from ensemble.cli import main
 from ensemble.listening import Room
-from ensemble.ratings import fit
+from ensemble.ratings import fit_weights
 from ensemble.room_config import MAX_CANDIDATES
 from tests.conftest import served_room
 
@@ -106,7 +106,7 @@ def test_gaming_the_gate_is_flagged_and_left_out_of_fitting(
     assert stored[both].flags == ["overlap"]
     assert stored[clean].flags == []
     assert urllib.request.urlopen(clips[0]).status == 200  # served while the round is current
-    result = fit(list(stored.values()), holdout=0, resamples=10)
+    result = fit_weights(list(stored.values()), holdout=0, resamples=10)
     assert result.fitted_on == 1 and result.excluded == {"not_fetched": 1, "overlap": 1}
     db = str(room.config.ratings_db)
     assert main(["ratings", "fit", "--db", db, "--holdout", "0", "--resamples", "10",

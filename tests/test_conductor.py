@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from ensemble.accompaniment import QUIET_DB, drum_envelope, viterbi_notes
 from ensemble.conductor import (
-    QUIET_DB,
     Conductor,
     ConductorConfig,
     ConductorNet,
@@ -26,8 +26,6 @@ from ensemble.conductor import (
     InstrumentInfo,
     ModelConfig,
     detect_onsets,
-    drum_envelope,
-    viterbi_notes,
 )
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi, midi_to_hz

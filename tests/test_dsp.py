@@ -221,3 +221,17 @@ def test_loss_gradient_drives_harmonic_amplitudes_toward_target() -> None:
         opt.step()
     assert losses[-1] < 0.2 * losses[0]
     assert torch.allclose(dsp.exp_sigmoid(logits), wanted[0, 0], atol=0.03)
+
+
+def test_hz_to_midi_is_one_convention_in_torch_and_numpy() -> None:
+    from ensemble.features import hz_to_midi
+    from ensemble.instrument import MIDI_RANGE, scale_f0
+
+    hz = np.array([-5.0, 0.0, 1e-4, 8.1758, 261.6256, 440.0, 4186.01])
+    midi = dsp.hz_to_midi(torch.tensor(hz, dtype=torch.float64)).numpy()
+    assert np.allclose(midi, hz_to_midi(hz), atol=1e-4)
+    assert midi[0] == midi[1] == hz_to_midi(np.array([0.0]))[0] == 0.0  # no pitch is 0, not -inf
+    assert np.allclose(midi[3:], [0.0, 60.0, 69.0, 108.0], atol=1e-3)
+    # the decoders clamp to MIDI_RANGE, so no pitch and a sub-audio pitch reach them alike
+    scaled = scale_f0(torch.tensor([0.0, 1e-4, 1.0], dtype=torch.float32))
+    assert torch.allclose(scaled, torch.full((3,), MIDI_RANGE[0] / 127.0))

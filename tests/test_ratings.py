@@ -25,7 +25,7 @@ from ensemble.ratings import (
     Judgement,
     RatingsStore,
     disagreements,
-    fit,
+    fit_weights,
     load_weights,
     read_export,
     save_weights,
@@ -257,7 +257,7 @@ def test_hub_mirror_pushes_jsonl_through_commit_scheduler(
 @pytest.mark.parametrize("kind", ["ranking", "ratings"])
 def test_fit_recovers_hidden_listener_weights(tmp_path: Path, kind: str) -> None:
     judgements = synthetic_judgements(200, TRUE, WRONG, kind=kind, noise=0.15, seed=1)
-    result = fit(judgements, holdout=0.25, seed=0)
+    result = fit_weights(judgements, holdout=0.25, seed=0)
     held = result.metrics["held_out"]
     assert held["judgements"] == 50
     # The wrong old weights agree with held-out listeners far less than the fitted ones.
@@ -275,7 +275,7 @@ def test_fit_recovers_hidden_listener_weights(tmp_path: Path, kind: str) -> None
 
 def test_fit_does_not_claim_gains_over_true_weights() -> None:
     # Control: when the ranker already uses the listener's weights, fitting cannot beat it much.
-    result = fit(synthetic_judgements(200, TRUE, TRUE, noise=0.15, seed=2), seed=0)
+    result = fit_weights(synthetic_judgements(200, TRUE, TRUE, noise=0.15, seed=2), seed=0)
     held = result.metrics["held_out"]
     assert abs(held["gain"]["pairwise_accuracy"]) < 0.03
     low, high = held["gain"]["pairwise_accuracy_ci95"]
@@ -284,14 +284,14 @@ def test_fit_does_not_claim_gains_over_true_weights() -> None:
 
 def test_fit_errors_are_sentences() -> None:
     with pytest.raises(EnsembleError, match="no judgements yet"):
-        fit([])
+        fit_weights([])
     with pytest.raises(EnsembleError, match="at least 2"):
-        fit([judgement()])
-    assert fit([judgement()], holdout=0).fitted_on == 1
+        fit_weights([judgement()])
+    assert fit_weights([judgement()], holdout=0).fitted_on == 1
     unweighted = judgement(settings={})  # no stored weights: every shared non-aggregate part
-    assert list(fit([unweighted], holdout=0).weights) == ["relevance"]
+    assert list(fit_weights([unweighted], holdout=0).weights) == ["relevance"]
     with pytest.raises(EnsembleError, match=r"No judgement .* compares"):
-        fit([judgement(), judgement()], parts=["loudness"])
+        fit_weights([judgement(), judgement()], parts=["loudness"])
 
 
 def test_pairwise_outcomes_and_tau() -> None:

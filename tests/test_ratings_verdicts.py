@@ -11,9 +11,9 @@ import pytest
 
 from ensemble.cli import main
 from ensemble.errors import EnsembleError
-from ensemble.ratings import RatingsStore, fit, read_export
+from ensemble.ratings import RatingsStore, fit_weights, read_export
 from ensemble.ratings.fit import human_utility, pairwise_outcomes
-from ensemble.ratings.store import MIGRATIONS
+from ensemble.ratings.schema import MIGRATIONS
 from ensemble.ratings.synthetic import synthetic_judgements
 from tests.test_ratings import judgement
 
@@ -135,10 +135,10 @@ def test_flagged_judgements_are_left_out_and_counted(
     gamed = synthetic_judgements(40, {k: -v for k, v in TRUE.items()}, RANKER, seed=6)
     for n, j in enumerate(gamed):
         j.flags = [("not_fetched", "overlap", "too_fast", "heard_before")[n % 4]]
-    result = fit(honest + gamed, seed=0, resamples=50)
+    result = fit_weights(honest + gamed, seed=0, resamples=50)
     assert result.fitted_on == 40 and result.excluded["not_fetched"] == 10
     assert result.weights["pitch_coherence"] > 0.5
-    assert fit(honest + gamed, seed=0, include_flagged=True, resamples=10).fitted_on == 80
+    assert fit_weights(honest + gamed, seed=0, include_flagged=True, resamples=10).fitted_on == 80
 
     db = tmp_path / "r.db"
     store = RatingsStore(db)

@@ -23,7 +23,11 @@ def _at_least_one(value: int | None, option: str) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("corpus", help="render the multitrack corpus and cache its features")
     inner = parser.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
+    for add in (_add_render, _add_cache, _add_pack, _add_unpack):
+        add(inner)
 
+
+def _add_render(inner: argparse._SubParsersAction) -> None:
     render = inner.add_parser(
         "render",
         help="render scores from music21's corpus into Slakh-layout stems with FluidSynth",
@@ -54,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     render.set_defaults(func=_render)
 
+
+def _add_cache(inner: argparse._SubParsersAction) -> None:
     cache = inner.add_parser(
         "cache",
         help="compute per-stem features of a dataset into ROOT/cache/<track>.npz",
@@ -65,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cache.add_argument("--split", choices=("train", "validation", "test"), default=None)
     cache.set_defaults(func=_cache)
 
+
+def _add_pack(inner: argparse._SubParsersAction) -> None:
     pack = inner.add_parser(
         "pack",
         help="shrink a cached corpus into a training pack for a remote GPU machine",
@@ -76,20 +84,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     pack.add_argument("--out", type=Path, required=True, help="pack folder")
     pack.add_argument("--instruments", required=True, help="comma-separated decoder instruments")
-    pack.add_argument(
-        "--train-seconds",
-        type=float,
-        default=150.0,
-        help="audio budget per instrument in the train split (default 150)",
-    )
-    pack.add_argument(
-        "--validation-seconds",
-        type=float,
-        default=20.0,
-        help="audio budget per instrument in the validation split (default 20)",
-    )
+    for split, seconds in (("train", 150.0), ("validation", 20.0)):
+        pack.add_argument(
+            f"--{split}-seconds",
+            type=float,
+            default=seconds,
+            help=f"audio budget per instrument in the {split} split (default {seconds:g})",
+        )
     pack.set_defaults(func=_pack)
 
+
+def _add_unpack(inner: argparse._SubParsersAction) -> None:
     unpack = inner.add_parser("unpack", help="restore a training pack into feature caches")
     unpack.add_argument("pack", type=Path, help="pack folder")
     unpack.add_argument(

@@ -72,7 +72,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from ensemble.ratings import RatingsStore, fit, load_weights, save_weights
+    from ensemble.ratings import RatingsStore, fit_weights, load_weights, save_weights
     from ensemble.ratings.fit import MIN_JUDGEMENTS, with_keeps
 
     check_file(args.out, force=True)  # the stated rule: fit replaces its weights file
@@ -80,7 +80,7 @@ def _fit(args: argparse.Namespace) -> int:
     old = load_weights(args.old_weights) if args.old_weights else None
     parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else None
     judgements = with_keeps(store.judgements(), store.keeps())  # keeping is a preference too
-    result = fit(judgements, old_weights=old, parts=parts, holdout=args.holdout,
+    result = fit_weights(judgements, old_weights=old, parts=parts, holdout=args.holdout,
                  seed=args.seed, l2=args.l2, include_flagged=args.include_flagged,
                  resamples=args.resamples)
     print(_weights_report(result))

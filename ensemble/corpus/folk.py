@@ -7,7 +7,7 @@ the melody (`ensemble.corpus.harmony`). Short tunes are played up to three times
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -141,6 +141,36 @@ def arrange_folk(
     ref: PieceRef, data: ScoreData, rng: np.random.Generator, max_seconds: float
 ) -> Arrangement:
     """A four-stem band arrangement (lead, bass, comping, drums) of a single-line tune."""
+    data, beat, bpm = _tune_at_length(data, rng, max_seconds)
+    lead = VOICES[str(rng.choice(FOLK_LEADS))]
+    shift = choose_transposition(rng, [(data.parts[0], lead)])
+    melody = fit_range(transpose(data.parts[0], shift), lead)
+    chords = _transposed_chords(data, shift) if _has_chord_symbols(data) else fit_chords(
+        melody, data.bars, estimate_key(melody))
+    gain = float(rng.uniform(0.8, 1.15))
+    backing = _Backing.draw(rng, beat, bpm)  # drawn before any note, as the seeds expect
+    lead_part = Part(
+        "lead",
+        lead,
+        perform(
+            melody,
+            rng,
+            gain=gain,
+            offset=8,
+            downbeats=_downbeats(data),
+            articulation=float(rng.uniform(0.8, 0.97)),
+        ),
+        role="leader",
+        expression=expression_curve(rng, data.length, 2 * data.bars[-1].full),
+    )
+    parts = [lead_part, *backing.parts(chords, data, rng, gain)]
+    return Arrangement.of("folk", ref, data, bpm, shift, parts)
+
+
+def _tune_at_length(data: ScoreData, rng: np.random.Generator, max_seconds: float
+                    ) -> tuple[ScoreData, float, float]:
+    """The tune's melody alone, cut at `max_seconds` or repeated towards it; its beat (quarter
+    notes) and a drawn tempo (quarter notes per minute)."""
     melody = monophonic(data.parts[0])
     if len(melody) < MIN_NOTES:
         raise UnusableScore(f"the tune has only {len(melody)} notes")
@@ -149,81 +179,79 @@ def arrange_folk(
     bpm = _tempo(rng, beat)
     tune_seconds = data.length * 60.0 / bpm
     if tune_seconds > max_seconds:
-        data = data.excerpt(0, max_seconds * bpm / 60.0)
-    else:
-        data = _repeat(data, min(MAX_REPEATS, int(max_seconds // tune_seconds)))
-    melody = data.parts[0]
+        return data.excerpt(0, max_seconds * bpm / 60.0), beat, bpm
+    return _repeat(data, min(MAX_REPEATS, int(max_seconds // tune_seconds))), beat, bpm
 
-    lead = VOICES[str(rng.choice(FOLK_LEADS))]
-    shift = choose_transposition(rng, [(melody, lead)])
-    melody = fit_range(transpose(melody, shift), lead)
-    has_symbols = (
-        bool(data.chords) and sum(c.end - c.start for c in data.chords) > 0.5 * data.length
-    )
-    if has_symbols:
-        chords = [
-            replace(
-                c,
-                root=(c.root + shift) % 12,
-                pitch_classes=tuple((p + shift) % 12 for p in c.pitch_classes),
-            )
-            for c in data.chords
-        ]
-    else:
-        chords = fit_chords(melody, data.bars, estimate_key(melody))
 
-    gain = float(rng.uniform(0.8, 1.15))
-    downbeats = np.array([b.start for b in data.bars])
-    bass_voice = VOICES[str(rng.choice(FOLK_BASSES))]
-    comp_name = str(rng.choice(FOLK_COMPING))
-    comp_voice = VOICES[comp_name]
-    compound = abs(beat - 1.5) < 1e-6
-    bass_style = str(rng.choice(["root", "halves"] if compound else ["root", "halves", "beats"]))
-    comp_style = str(
-        rng.choice(
-            ["strum", "offbeat"] if "guitar" in comp_name else ["sustain", "offbeat", "strum"]
+def _has_chord_symbols(data: ScoreData) -> bool:
+    """Chord symbols covering more than half the tune (else the chords are fitted)."""
+    return bool(data.chords) and sum(c.end - c.start for c in data.chords) > 0.5 * data.length
+
+
+def _transposed_chords(data: ScoreData, shift: int) -> list[ChordSpan]:
+    return [
+        replace(
+            c,
+            root=(c.root + shift) % 12,
+            pitch_classes=tuple((p + shift) % 12 for p in c.pitch_classes),
         )
-    )
-    strum = 0.03 * bpm / 120.0 if "guitar" in comp_name else 0.0  # ~15 ms between strings
-    bar_length = data.bars[-1].full
-    parts = [
-        Part(
-            "lead",
-            lead,
-            perform(
-                melody,
-                rng,
-                gain=gain,
-                offset=8,
-                downbeats=downbeats,
-                articulation=float(rng.uniform(0.8, 0.97)),
-            ),
-            role="leader",
-            expression=expression_curve(rng, data.length, 2 * bar_length),
-        ),
-        Part(
+        for c in data.chords
+    ]
+
+
+def _downbeats(data: ScoreData) -> np.ndarray:
+    return np.array([b.start for b in data.bars])
+
+
+@dataclass(frozen=True)
+class _Backing:
+    """The rhythm section's voices and styles."""
+
+    beat: float
+    bass: Voice
+    bass_style: str
+    comp: Voice
+    comp_style: str
+    strum: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, beat: float, bpm: float) -> _Backing:
+        bass = VOICES[str(rng.choice(FOLK_BASSES))]
+        comp_name = str(rng.choice(FOLK_COMPING))
+        compound = abs(beat - 1.5) < 1e-6
+        bass_styles = ["root", "halves"] if compound else ["root", "halves", "beats"]
+        bass_style = str(rng.choice(bass_styles))
+        guitar = "guitar" in comp_name
+        comp_styles = ["strum", "offbeat"] if guitar else ["sustain", "offbeat", "strum"]
+        comp_style = str(rng.choice(comp_styles))
+        strum = 0.03 * bpm / 120.0 if guitar else 0.0  # ~15 ms between strings
+        return cls(beat, bass, bass_style, VOICES[comp_name], comp_style, strum)
+
+    def parts(self, chords: list[ChordSpan], data: ScoreData, rng: np.random.Generator,
+              gain: float) -> list[Part]:
+        """Bass, comping and drums, performed in that order (the order the seeds expect)."""
+        bass = Part(
             "bass",
-            bass_voice,
+            self.bass,
             perform(
-                bass_line(chords, beat, bass_style, bass_voice),
+                bass_line(chords, self.beat, self.bass_style, self.bass),
                 rng,
                 gain=gain,
-                downbeats=downbeats,
+                downbeats=_downbeats(data),
                 articulation=0.9,
             ),
-        ),
-        Part(
+        )
+        comp = Part(
             "comping",
-            comp_voice,
+            self.comp,
             perform(
-                comping(chords, beat, comp_style, strum),
+                comping(chords, self.beat, self.comp_style, self.strum),
                 rng,
                 gain=gain,
                 offset=-12,
                 articulation=0.85,
             ),
-            expression=expression_curve(rng, data.length, 4 * bar_length, low=90),
-        ),
-        Part("drums", VOICES["drums"], drum_part(data.bars, rng, DrumStyle.draw(rng), gain)),
-    ]
-    return Arrangement.of("folk", ref, data, bpm, shift, parts)
+            expression=expression_curve(rng, data.length, 4 * data.bars[-1].full, low=90),
+        )
+        drums = Part("drums", VOICES["drums"], drum_part(data.bars, rng, DrumStyle.draw(rng), gain))
+        return [bass, comp, drums]

@@ -99,6 +99,24 @@ def load_slakh_track(ref: TrackRef) -> list[StemExample]:
     meta = _read_metadata(folder)
     audio_dir = folder / str(meta.get("audio_dir") or "stems")
     midi_dir = folder / str(meta.get("midi_dir") or "MIDI")
+    stems = _rendered_stems(meta)
+    audio = {stem: read_mono(_audio_file(audio_dir, stem)) for stem in stems}
+    n_samples = _common_length(folder, audio)
+    n_frames = n_samples // HOP_LENGTH
+    f0s: dict[str, tuple[np.ndarray, str]] = {}
+    classes: dict[str, str] = {}
+    for stem, info in stems.items():
+        program, is_drum = _program(info)
+        classes[stem] = str(info.get("inst_class") or gm_instrument(program, is_drum)[1])
+        f0s[stem] = _stem_f0(folder, midi_dir, stem, info, audio[stem][:n_samples], n_frames)
+    roles = _roles(stems, {stem: f0 for stem, (f0, _) in f0s.items()}, classes)
+    return [
+        _example(ref, stem, info, audio[stem][:n_samples], *f0s[stem], roles[stem])
+        for stem, info in stems.items()
+    ]
+
+
+def _rendered_stems(meta: dict) -> dict[str, dict]:
     stems = {
         str(k): v
         for k, v in sorted(meta["stems"].items())
@@ -106,55 +124,62 @@ def load_slakh_track(ref: TrackRef) -> list[StemExample]:
     }
     if not stems:
         raise DataError("metadata.yaml lists no rendered stems")
-    audio = {stem: read_mono(_audio_file(audio_dir, stem)) for stem in stems}
+    return stems
+
+
+def _common_length(folder: Path, audio: dict[str, np.ndarray]) -> int:
+    """Samples every stem (and the mix, read from its header) has; unequal lengths refused."""
     lengths = {stem: len(a) for stem, a in audio.items()}
     mix = next((folder / f"mix{s}" for s in AUDIO_SUFFIXES if (folder / f"mix{s}").is_file()), None)
     if mix is not None:
         lengths[mix.name] = n_samples_of(mix)
-    n_samples = check_lengths(lengths)
-    n_frames = n_samples // HOP_LENGTH
-    f0s: dict[str, np.ndarray] = {}
-    sources: dict[str, str] = {}
-    classes: dict[str, str] = {}
-    for stem, info in stems.items():
-        is_drum = bool(info.get("is_drum", False))
-        program = int(info.get("program_num", 0) or 0)
-        classes[stem] = str(info.get("inst_class") or gm_instrument(program, is_drum)[1])
-        midi = midi_dir / f"{stem}.mid"
-        f0_file = folder / str(info["f0"]) if info.get("f0") else None
-        sources[stem] = "midi"
-        if is_drum:
-            f0s[stem] = np.zeros(n_frames, np.float32)
-        elif midi.is_file():
-            f0s[stem] = midi_f0(midi, n_frames)
-        elif f0_file is not None:
-            if not f0_file.is_file():
-                raise DataError(f"f0 file '{info['f0']}' of stem {stem} is missing")
-            f0s[stem] = fit_frames(np.load(f0_file).astype(np.float32), n_frames, f"f0 of {stem}")
-        else:
-            f0s[stem] = tracked_f0(audio[stem][:n_samples])
-            sources[stem] = "tracker"
+    return check_lengths(lengths)
+
+
+def _program(info: dict) -> tuple[int, bool]:
+    """(General MIDI program, is_drum) of a stem's metadata."""
+    return int(info.get("program_num", 0) or 0), bool(info.get("is_drum", False))
+
+
+def _stem_f0(folder: Path, midi_dir: Path, stem: str, info: dict, clip: np.ndarray,
+             n_frames: int) -> tuple[np.ndarray, str]:
+    """(f0 (T,), source): zeros for drums, else from the MIDI file, our renderer's f0 array or
+    the pitch tracker, in that order of preference."""
+    midi = midi_dir / f"{stem}.mid"
+    if info.get("is_drum", False):
+        return np.zeros(n_frames, np.float32), "midi"
+    if midi.is_file():
+        return midi_f0(midi, n_frames), "midi"
+    if info.get("f0"):
+        f0_file = folder / str(info["f0"])
+        if not f0_file.is_file():
+            raise DataError(f"f0 file '{info['f0']}' of stem {stem} is missing")
+        return fit_frames(np.load(f0_file).astype(np.float32), n_frames, f"f0 of {stem}"), "midi"
+    return tracked_f0(clip), "tracker"
+
+
+def _roles(stems: dict[str, dict], f0s: dict[str, np.ndarray], classes: dict[str, str]
+           ) -> dict[str, str]:
+    """The roles the metadata gives, else the leader picked by pitch and the rest followers."""
     roles = {stem: info.get("role") for stem, info in stems.items()}
     if not any(r == "leader" for r in roles.values()):
         leader = _pick_leader(f0s, classes)
         roles = {stem: "leader" if stem == leader else "follower" for stem in stems}
-    examples = []
-    for stem, info in stems.items():
-        is_drum = bool(info.get("is_drum", False))
-        program = int(info.get("program_num", 0) or 0)
-        clip = audio[stem][:n_samples]
-        examples.append(
-            StemExample(
-                track=ref.track,
-                stem=stem,
-                instrument=str(info.get("instrument") or gm_instrument(program, is_drum)[0]),
-                is_drum=is_drum,
-                role=str(roles[stem] or "follower"),
-                split=ref.split,
-                audio=clip,
-                f0_hz=f0s[stem],
-                loudness_db=loudness(clip),
-                f0_source=sources[stem],
-            )
-        )
-    return examples
+    return {stem: str(role or "follower") for stem, role in roles.items()}
+
+
+def _example(ref: TrackRef, stem: str, info: dict, clip: np.ndarray, f0: np.ndarray,
+             source: str, role: str) -> StemExample:
+    program, is_drum = _program(info)
+    return StemExample(
+        track=ref.track,
+        stem=stem,
+        instrument=str(info.get("instrument") or gm_instrument(program, is_drum)[0]),
+        is_drum=is_drum,
+        role=role,
+        split=ref.split,
+        audio=clip,
+        f0_hz=f0,
+        loudness_db=loudness(clip),
+        f0_source=source,
+    )

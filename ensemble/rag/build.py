@@ -52,6 +52,7 @@ from ensemble.rag.store import (
     write_json,
     write_part,
 )
+from ensemble.threads import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -367,24 +368,63 @@ def _build(
         embedder = existing.config.embedder if existing else DEFAULT_EMBEDDER
     model, reference = _load_embedder(embedder)
     config = _target_config(existing, model, reference, chunk_seconds, hop_seconds)
-    sources = find_sources(source)
     known = existing.files if existing else []
-    known_paths = {(root / r.path).resolve() for r in known}
-    known_sha = {r.sha256 for r in known}
-    fresh = [s for s in sources if s.path.resolve() not in known_paths]
-    skipped = [f"{s.name}: already in the index" for s in sources if s not in fresh]
-
+    fresh, skipped = _new_sources(find_sources(source), root, known)
     writer = _VersionWriter(root, existing, config, on_stage)
-    taken = {r.name for r in known}
-    audio_seconds, chunks_added, files_added = 0.0, 0, 0
-    parallel = workers or os.cpu_count() or 1
+    parallel = workers or available_cores()
     analysed: Iterable[Analysed] = (
         _analyse_ray(fresh, config, model, parallel)
         if engine == "ray"
         else _analyse_local(fresh, config, model, parallel)
     )
+    added = _write_analysed(analysed, len(fresh), root, known, writer, skipped, progress)
+    for message in skipped:
+        log.warning("skipped %s", message)
+    if writer.publish() == 0:
+        log.warning("The index at %s holds no chunks: every file was skipped or too short.", root)
+    return BuildReport(
+        index=open_index(root),
+        files_added=added.files,
+        chunks_added=added.chunks,
+        skipped=skipped,
+        audio_seconds=added.audio_seconds,
+        analyse_seconds=added.analyse_seconds,
+        total_seconds=time.perf_counter() - begin,
+    )
+
+
+def _new_sources(sources: list[SourceFile], root: Path, known: list[FileRecord]
+                 ) -> tuple[list[SourceFile], list[str]]:
+    """The sources not yet in the index (by path), and a skip message for each of the others."""
+    known_paths = {(root / r.path).resolve() for r in known}
+    fresh = [s for s in sources if s.path.resolve() not in known_paths]
+    return fresh, [f"{s.name}: already in the index" for s in sources if s not in fresh]
+
+
+@dataclass
+class _Added:
+    files: int = 0
+    chunks: int = 0
+    audio_seconds: float = 0.0
+    analyse_seconds: float = 0.0  # wall time of the analysis, writing included
+
+
+def _write_analysed(
+    analysed: Iterable[Analysed],
+    n_files: int,
+    root: Path,
+    known: list[FileRecord],
+    writer: _VersionWriter,
+    skipped: list[str],
+    progress: bool,
+) -> _Added:
+    """Hand each analysed file to the writer as it arrives; files that failed, and audio
+    already indexed (by content), are appended to ``skipped``."""
+    known_sha = {r.sha256 for r in known}
+    taken = {r.name for r in known}
+    added = _Added()
     started = time.perf_counter()
-    bar = tqdm(total=len(fresh), desc="indexing", unit="file", disable=None if progress else True)
+    bar = tqdm(total=n_files, desc="indexing", unit="file", disable=None if progress else True)
     for item in analysed:
         bar.update(1)
         if item.chunks is None or item.sha256 in known_sha:
@@ -393,22 +433,10 @@ def _build(
         known_sha.add(item.sha256)
         item.chunks.name = _unique_name(item.chunks.name, taken)
         writer.add(item.chunks, _record(root, item, item.chunks))
-        audio_seconds += item.chunks.duration_s
-        chunks_added += len(item.chunks.start_s)
-        files_added += 1
-        bar.set_postfix(realtime=f"{audio_seconds / (time.perf_counter() - started):.0f}x")
+        added.audio_seconds += item.chunks.duration_s
+        added.chunks += len(item.chunks.start_s)
+        added.files += 1
+        bar.set_postfix(realtime=f"{added.audio_seconds / (time.perf_counter() - started):.0f}x")
     bar.close()
-    analyse_seconds = time.perf_counter() - started
-    for message in skipped:
-        log.warning("skipped %s", message)
-    if writer.publish() == 0:
-        log.warning("The index at %s holds no chunks: every file was skipped or too short.", root)
-    return BuildReport(
-        index=open_index(root),
-        files_added=files_added,
-        chunks_added=chunks_added,
-        skipped=skipped,
-        audio_seconds=audio_seconds,
-        analyse_seconds=analyse_seconds,
-        total_seconds=time.perf_counter() - begin,
-    )
+    added.analyse_seconds = time.perf_counter() - started
+    return added

@@ -13,7 +13,7 @@ from ensemble.ratings.fit import (
     Disagreement,
     FitResult,
     disagreements,
-    fit,
+    fit_weights,
     load_weights,
     save_weights,
 )
@@ -29,7 +29,7 @@ __all__ = [
     "Judgement",
     "RatingsStore",
     "disagreements",
-    "fit",
+    "fit_weights",
     "load_weights",
     "read_export",
     "save_weights",

@@ -125,12 +125,6 @@ def _pairs_design(judgements: list[Judgement], parts: list[str]) -> tuple[np.nda
     return np.array(diffs).reshape(-1, len(parts)), np.array(targets)
 
 
-def fit_weights(judgements: list[Judgement], parts: list[str], *, l2: float = 1.0
-                ) -> np.ndarray:
-    """Bradley–Terry–Davidson weights (raw scale: w · x is a log-odds) for `parts`."""
-    return fit_davidson(judgements, parts, l2=l2)[0]
-
-
 def fit_davidson(judgements: list[Judgement], parts: list[str], *, l2: float = 1.0
                  ) -> tuple[np.ndarray, float]:
     """Weights (raw scale) and the tie parameter ν of Davidson's model (0 without ties)."""
@@ -285,7 +279,7 @@ def default_parts(judgements: list[Judgement]) -> list[str]:
     return sorted((common or set()) - set(EXCLUDED_PARTS))
 
 
-def fit(
+def fit_weights(
     judgements: list[Judgement],
     *,
     old_weights: dict[str, float] | None = None,
@@ -324,7 +318,7 @@ def fit(
             f"have the parts {', '.join(parts)}; check the parts or collect more ratings."
         )
     train, test = _split(usable, holdout, seed)
-    w_train = fit_weights(train, parts, l2=l2)
+    w_train = fit_davidson(train, parts, l2=l2)[0]
     metrics: dict[str, Any] = {
         "parts": parts, "holdout": holdout, "seed": seed, "l2": l2,
         "skipped": len(kept) - len(usable),
