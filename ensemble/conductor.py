@@ -18,7 +18,6 @@ the leader's beat grid, key and chords.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ensemble import checkpoint
 from ensemble.accompaniment import (
     N_PITCHES,
     QUIET_DB,
@@ -41,7 +41,7 @@ from ensemble.accompaniment import (
 from ensemble.config import FRAME_RATE
 from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, hz_to_midi
-from ensemble.limits import CONDUCTOR_LIMITS, all_finite, check_all
+from ensemble.limits import CONDUCTOR_LIMITS, check_all
 from ensemble.notes import NoteEvent
 from ensemble.rhythm import BeatGrid, leader_notes
 from ensemble.threads import one_torch_thread
@@ -305,61 +305,35 @@ class Conductor:
 
         Raises CheckpointError when the files are missing, unreadable or do not match each other.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         folder = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if folder.is_file():
             folder = folder.parent
-        weights, config_path = folder / "model.safetensors", folder / "config.json"
+        weights, config_path = folder / checkpoint.WEIGHTS_FILE, folder / checkpoint.CONFIG_FILE
         for needed in (weights, config_path):
             if not needed.is_file():
                 raise CheckpointError(
                     f"No conductor checkpoint at {folder} ({needed.name} is missing); train one "
                     f"with `python -m ensemble train conductor --data DIR --out {folder}`."
                 )
+        retrain = "Retrain the conductor or re-download it."
+        data = checkpoint.read_config(config_path, "conductor", retrain)
         try:
-            config = ConductorConfig.from_json(json.loads(config_path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            config = ConductorConfig.from_json(data)
+        except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
-                f"{config_path} is not a valid conductor config ({exc}); retrain or re-download it."
+                f"{config_path} is not a valid conductor config ({exc}). {retrain}"
             ) from exc
         _check_config(config, config_path)
-        try:
-            state = load_file(weights)
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(
-                f"{weights} is corrupt or not a safetensors file ({exc}); retrain or re-download "
-                "it."
-            ) from exc
-        if not all_finite(t.float().numpy() for t in state.values()):
-            raise CheckpointError(
-                f"{weights} contains NaN or infinite weights (a diverged training run); retrain "
-                "the conductor or re-download it."
-            )
         model = ConductorNet(config.model, max(len(config.instruments), 1))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-            raise CheckpointError(
-                f"{weights} does not match {config_path.name} ({first}); the two files come from "
-                "different trainings."
-            ) from exc
+        model.load_state_dict(
+            checkpoint.read_weights(weights, model.state_dict(), "conductor", retrain)
+        )
         return cls(config, model)
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``model.safetensors`` (fp32 tensors only) and ``config.json`` into ``folder``."""
-        from safetensors.torch import save_file
-
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        state = {
-            k: v.detach().float().cpu().contiguous() for k, v in self.model.state_dict().items()
-        }
-        save_file(state, out / "model.safetensors")
-        (out / "config.json").write_text(json.dumps(self.config.to_json(), indent=2))
-        return out
+        """Write ``model.safetensors`` (fp32) and ``config.json`` into ``folder``, atomically."""
+        state = self.model.state_dict()
+        return checkpoint.save(folder, self.config.to_json(), state, 1, dtype=torch.float32)
 
     def conduct(
         self,

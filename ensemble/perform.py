@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +31,7 @@ from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, extract_features, hz_to_midi, midi_to_hz
 from ensemble.mix import MixReport, assign_roles, default_pans, downmix, mix_stems
 from ensemble.rhythm import BeatGrid, leader_notes, track_beats
+from ensemble.threads import render_pool
 
 if TYPE_CHECKING:
     from ensemble.conductor import Conductor, FollowerPart
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-RENDER_WORKERS = 2  # decoders rendered at once
 LOW_CONFIDENCE = 0.6  # share of sounding frames voiced below which we warn about the input
 
 
@@ -313,9 +312,9 @@ class Ensemble:
             rendered = resample(rendered, instrument.config.sample_rate, rate)[:n_samples]
             return np.pad(rendered, (0, n_samples - len(rendered)))
 
-        # Each decoder is a one-thread batch-1 GRU that releases the GIL: two at a time use both
-        # cores of the target machine.
-        with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="decoder") as pool:
+        # Each decoder is a one-thread batch-1 GRU that releases the GIL: one per core that this
+        # call may use (`ensemble.threads` shares the cores between nested pools).
+        with render_pool(len(names), "decoder") as pool:
             return dict(zip(names, pool.map(render, names), strict=True))
 
 

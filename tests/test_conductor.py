@@ -259,10 +259,10 @@ def test_corrupt_or_mismatched_checkpoint_is_a_checkpoint_error(
     config = json.loads((out / "config.json").read_text())
     config["model"]["d_model"] = 64
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(CheckpointError, match="do not match the conductor config"):
         Conductor.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text("{")
-    with pytest.raises(CheckpointError, match="not a valid conductor config"):
+    with pytest.raises(CheckpointError, match="Cannot read the conductor config"):
         Conductor.from_pretrained(tmp_path)
 
 

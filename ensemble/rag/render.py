@@ -11,7 +11,7 @@ performed by the ensemble.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,12 +24,12 @@ from ensemble.config import SAMPLE_RATE
 from ensemble.errors import DataError
 from ensemble.rag.continuation import TAIL_SECONDS, Continuation, Retrieval
 from ensemble.rag.seam import time_stretch
+from ensemble.threads import render_pool
 
 if TYPE_CHECKING:
     from ensemble.perform import Ensemble, PerformSettings
 
 FADE_SECONDS = 0.1  # seam crossfade: long enough to hide a click, short enough to keep onsets
-RENDER_WORKERS = 2  # continuations rendered at once: one per core of the 2-core target machine
 
 
 def read_segment(path: Path, start_s: float, seconds: float) -> np.ndarray:
@@ -117,8 +117,8 @@ def render_continuations(
 
     total = len(found.continuations)
     # Decoders run batch-1 GRUs on one intra-op thread (see ensemble.threads) and release the
-    # GIL, so two continuations render at once on two cores.
-    with ThreadPoolExecutor(RENDER_WORKERS, thread_name_prefix="render") as pool:
+    # GIL, so continuations render one per core; each one's decoders share its cores.
+    with render_pool(total, "render") as pool:
         futures = {pool.submit(render, i, item): i for i, item in enumerate(found.continuations)}
         rendered: dict[int, Continuation] = {}
         for future in as_completed(futures):
