@@ -1,8 +1,6 @@
 """Size limits for `ensemble/` and `app.py`: no function over 60 lines, no class over 200.
 
 Sizes are `end_lineno - lineno + 1` of each (nested) def and class, decorators not counted.
-PENDING lists the offenders other branches are still splitting; it may only shrink: an entry that
-is no longer over its limit (or no longer exists) fails the test until it is removed.
 """
 
 from __future__ import annotations
@@ -13,13 +11,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_LINES = 60
 CLASS_LINES = 200
-
-# Temporary: emptied as the branches splitting these files are merged.
-PENDING: dict[str, str] = {
-    "ensemble/training/conductor.py::WindowSampler.__init__": "training data in steps (lead)",
-    "ensemble/training/conductor.py::WindowSampler.batch": "training data in steps (lead)",
-    "ensemble/data/pack.py::pack": "pack in steps (lead)",
-}
 
 
 def _sources() -> list[Path]:
@@ -51,17 +42,9 @@ def _all_sizes() -> dict[str, tuple[int, int]]:
 
 def test_no_function_over_60_lines_and_no_class_over_200() -> None:
     over = {key: n for key, (n, limit) in _all_sizes().items() if n > limit}
-    offenders = sorted((n, key) for key, n in over.items() if key not in PENDING)
+    offenders = sorted((n, key) for key, n in over.items())
     assert not offenders, "over the size limit (split into named steps):\n" + "\n".join(
         f"  {key}: {n} lines" for n, key in reversed(offenders)
-    )
-
-
-def test_pending_only_lists_what_is_still_over_the_limit() -> None:
-    sizes = _all_sizes()
-    done = [key for key in PENDING if key not in sizes or sizes[key][0] <= sizes[key][1]]
-    assert not done, "now within the limits (or gone); remove from PENDING:\n" + "\n".join(
-        f"  {key}" for key in done
     )
 
 

@@ -75,53 +75,71 @@ def pack(
     """
     budget = seconds or {"train": 150.0, "validation": 20.0}
     roots = [Path(roots)] if isinstance(roots, str | Path) else [Path(r) for r in roots]
+    out = Path(out)
+    (out / "decoders").mkdir(parents=True, exist_ok=True)
+    (out / "conductor").mkdir(parents=True, exist_ok=True)
+    used: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for filename, path in _cache_files(roots):
+        _pack_track(path, out, filename, set(instruments), budget, used)
+    merged = _merged_splits(roots)
+    for part in ("decoders", "conductor"):
+        (out / part / "splits.json").write_text(json.dumps(merged, indent=1))
+    size = sum(p.stat().st_size for p in out.rglob("*.npz"))
+    return PackReport(out, {k: dict(v) for k, v in used.items()}, size)
+
+
+def _prefix(root: Path, roots: list[Path]) -> str:
+    # with several corpora, names carry their folder so tracks of different ones cannot collide
+    return f"{root.name}_" if len(roots) > 1 else ""
+
+
+def _cache_files(roots: list[Path]) -> list[tuple[str, Path]]:
+    """(packed file name, cache file) of every cached track of ``roots``."""
     paths: list[tuple[str, Path]] = []
     for root in roots:
         src = cache_dir_for(root)
         found = sorted(p for p in src.glob("*.npz") if not p.name.startswith("."))
         if not found:
             raise DataError(f"No feature cache in '{src}'; run 'python -m ensemble corpus cache'.")
-        prefix = f"{root.name}_" if len(roots) > 1 else ""
-        paths += [(prefix + p.name, p) for p in found]
-    out = Path(out)
-    (out / "decoders").mkdir(parents=True, exist_ok=True)
-    (out / "conductor").mkdir(parents=True, exist_ok=True)
-    used: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    wanted = set(instruments)
-    for filename, path in paths:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data[META_KEY]))
-            split = meta.get("split")
-            conductor: dict[str, np.ndarray] = {META_KEY: data[META_KEY]}
-            decoder: dict[str, np.ndarray] = {}
-            decoder_stems = {}
-            for stem, info in meta["stems"].items():
-                fields = LEADER_FIELDS if info.get("role") == "leader" else FOLLOWER_FIELDS
-                for field in fields:
-                    conductor[f"{stem}/{field}"] = data[f"{stem}/{field}"].astype(np.float16)
-                instrument = info["instrument"]
-                stem_seconds = len(data[f"{stem}/audio"]) / SAMPLE_RATE
-                if instrument in wanted and used[split][instrument] < budget.get(split, 0.0):
-                    used[split][instrument] += stem_seconds
-                    decoder[f"{stem}/{FLAC_SUFFIX}"] = _flac_bytes(data[f"{stem}/audio"])
-                    for field in DECODER_FIELDS:
-                        decoder[f"{stem}/{field}"] = data[f"{stem}/{field}"].astype(np.float16)
-                    decoder_stems[stem] = info
-        np.savez_compressed(out / "conductor" / filename, **conductor)
-        if decoder_stems:
-            decoder[META_KEY] = np.array(json.dumps({**meta, "stems": decoder_stems}))
-            np.savez_compressed(out / "decoders" / filename, **decoder)
+        paths += [(_prefix(root, roots) + p.name, p) for p in found]
+    return paths
+
+
+def _pack_track(path: Path, out: Path, filename: str, wanted: set[str],
+                budget: dict[str, float], used: dict[str, dict[str, float]]) -> None:  # fmt: skip
+    """Write one track's conductor features and, within ``budget``, its decoders' stems."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data[META_KEY]))
+        split = meta.get("split")
+        conductor: dict[str, np.ndarray] = {META_KEY: data[META_KEY]}
+        decoder: dict[str, np.ndarray] = {}
+        decoder_stems = {}
+        for stem, info in meta["stems"].items():
+            fields = LEADER_FIELDS if info.get("role") == "leader" else FOLLOWER_FIELDS
+            for field in fields:
+                conductor[f"{stem}/{field}"] = data[f"{stem}/{field}"].astype(np.float16)
+            instrument = info["instrument"]
+            if instrument in wanted and used[split][instrument] < budget.get(split, 0.0):
+                used[split][instrument] += len(data[f"{stem}/audio"]) / SAMPLE_RATE
+                decoder[f"{stem}/{FLAC_SUFFIX}"] = _flac_bytes(data[f"{stem}/audio"])
+                for field in DECODER_FIELDS:
+                    decoder[f"{stem}/{field}"] = data[f"{stem}/{field}"].astype(np.float16)
+                decoder_stems[stem] = info
+    np.savez_compressed(out / "conductor" / filename, **conductor)
+    if decoder_stems:
+        decoder[META_KEY] = np.array(json.dumps({**meta, "stems": decoder_stems}))
+        np.savez_compressed(out / "decoders" / filename, **decoder)
+
+
+def _merged_splits(roots: list[Path]) -> dict[str, list[str]]:
+    """The roots' splits.json merged (the trainers check it; each track also carries its split)."""
     merged: dict[str, list[str]] = defaultdict(list)
-    for root in roots:  # the trainers check splits.json; each track also carries its split
+    for root in roots:
         splits = root / "splits.json"
         if splits.is_file():
-            prefix = f"{root.name}_" if len(roots) > 1 else ""
             for split, tracks in json.loads(splits.read_text()).items():
-                merged[split] += [prefix + t for t in tracks]
-    for part in ("decoders", "conductor"):
-        (out / part / "splits.json").write_text(json.dumps(merged, indent=1))
-    size = sum(p.stat().st_size for p in out.rglob("*.npz"))
-    return PackReport(out, {k: dict(v) for k, v in used.items()}, size)
+                merged[split] += [_prefix(root, roots) + t for t in tracks]
+    return merged
 
 
 def unpack(pack_dir: str | Path, out: str | Path) -> Path:

@@ -182,6 +182,34 @@ def onset_targets(loudness_db: np.ndarray) -> np.ndarray:
     return target
 
 
+def _leader_arrays(leader: FeatureFrame, size: int) -> dict[str, np.ndarray]:
+    """The leader's frame arrays, padded with silence to ``size`` frames."""
+    pad = size - leader.n_frames
+    return {
+        "midi": np.pad(hz_to_midi(leader.f0_hz), (0, pad)),
+        "conf": np.pad(leader.confidence, (0, pad)),
+        "loud": np.pad(leader.loudness_db, (0, pad), constant_values=QUIET_DB),
+        "chroma": np.pad(leader.chroma, ((0, 0), (0, pad))),
+        "ref": np.full(size, reference_level(leader.loudness_db)),
+    }
+
+
+def _follower_arrays(stem: FollowerStem, n: int, size: int) -> dict[str, np.ndarray]:
+    """A follower's targets over the leader's ``n`` frames, padded to ``size``: MIDI note (-1
+    where none, and for drums), loudness, drum onsets and the valid-frame mask."""
+    pad = size - n
+    m = np.round(stem.midi[:n]).astype(np.int64)
+    midi = np.where((m > 0) & (m < N_PITCHES) & (not stem.is_drum), m, -1)
+    loud = np.maximum(stem.loudness_db[:n], QUIET_DB)
+    onsets = onset_targets(loud) if stem.is_drum else np.zeros(n, np.float32)
+    return {
+        "midi": np.pad(midi, (0, pad), constant_values=-1),
+        "loud": np.pad(loud, (0, pad), constant_values=QUIET_DB),
+        "onset": np.pad(onsets, (0, pad)),
+        "valid": np.arange(size) < n,
+    }
+
+
 class WindowSampler:
     """The corpus as flat device tensors; cuts batches of windows with all their followers.
 
@@ -198,39 +226,26 @@ class WindowSampler:
         self.config, self.device = config, device
         self.window = config.model.window_frames
         index = config.instrument_index()
-        lead = {k: [] for k in ("midi", "conf", "loud", "chroma", "ref")}
-        fol = {k: [] for k in ("midi", "loud", "onset", "valid")}
+        lead: dict[str, list[np.ndarray]] = {k: [] for k in ("midi", "conf", "loud", "chroma",
+                                                             "ref")}  # fmt: skip
+        fol: dict[str, list[np.ndarray]] = {k: [] for k in ("midi", "loud", "onset", "valid")}
         offsets, lengths, fol_rows, fol_inst = [], [], [], []
         lead_pos = fol_pos = 0
         for track in tracks:
             stems = [s for s in track.followers if s.instrument in index]
             if not stems:
                 continue
-            n = track.leader.n_frames
-            size = max(n, self.window)
-            pad = size - n
-            ld = track.leader
-            lead["midi"].append(np.pad(hz_to_midi(ld.f0_hz), (0, pad)))
-            lead["conf"].append(np.pad(ld.confidence, (0, pad)))
-            lead["loud"].append(np.pad(ld.loudness_db, (0, pad), constant_values=QUIET_DB))
-            lead["chroma"].append(np.pad(ld.chroma, ((0, 0), (0, pad))))
-            lead["ref"].append(np.full(size, reference_level(ld.loudness_db)))
-            rows = []
+            size = max(track.leader.n_frames, self.window)
+            for key, values in _leader_arrays(track.leader, size).items():
+                lead[key].append(values)
             for stem in stems:
-                m = np.round(stem.midi[:n]).astype(np.int64)
-                midi = np.where((m > 0) & (m < N_PITCHES) & (not stem.is_drum), m, -1)
-                fol["midi"].append(np.pad(midi, (0, pad), constant_values=-1))
-                loud = np.maximum(stem.loudness_db[:n], QUIET_DB)
-                fol["loud"].append(np.pad(loud, (0, pad), constant_values=QUIET_DB))
-                onsets = onset_targets(loud) if stem.is_drum else np.zeros(n, np.float32)
-                fol["onset"].append(np.pad(onsets, (0, pad)))
-                fol["valid"].append(np.arange(size) < n)
-                rows.append((fol_pos, index[stem.instrument]))
-                fol_pos += size
+                for key, values in _follower_arrays(stem, track.leader.n_frames, size).items():
+                    fol[key].append(values)
+            fol_rows.append([fol_pos + k * size for k in range(len(stems))])
+            fol_inst.append([index[stem.instrument] for stem in stems])
+            fol_pos += len(stems) * size
             offsets.append(lead_pos)
             lengths.append(size)
-            fol_rows.append([r[0] for r in rows])
-            fol_inst.append([r[1] for r in rows])
             lead_pos += size
         if not offsets:
             raise DataError("No track has a follower this conductor knows; check the data split.")
@@ -308,19 +323,7 @@ class WindowSampler:
             span = span[None] * rate.to(dev)[:, None]
         last = (self.lengths.to(dev)[tracks] - 1)[:, None]
         pos = torch.minimum(starts[:, None] + span.long().expand(b, -1), last)  # (B, L)
-        frames = self.offsets[tracks][:, None] + pos
-        midi = self.lead_midi[frames] + shift[:, None]
-        pcs = (torch.arange(12, device=dev)[None] - shift[:, None].long()) % 12  # roll chroma
-        chroma = self.lead_chroma[:, frames].permute(1, 0, 2)  # (B, 12, L)
-        chroma = chroma.gather(1, pcs[:, :, None].expand(-1, -1, self.window))
-        x = leader_inputs(
-            midi,
-            self.lead_conf[frames],
-            self.lead_loud[frames] + gain[:, None],
-            chroma,
-            self.lead_ref[frames[:, 0]] + gain,
-            self.config.norm,
-        )
+        x = self._leader_window(self.offsets[tracks][:, None] + pos, shift, gain)
         rows = self.rows[tracks[:, None], cols]  # (B, F)
         present = rows >= 0
         fidx = rows.clamp(min=0)[:, :, None] + pos[:, None, :]  # (B, F, L)
@@ -340,6 +343,24 @@ class WindowSampler:
             "mask": self.fol_valid[fidx] & present[:, :, None],
             "drum": self.is_drum[inst],
         }
+
+    def _leader_window(
+        self, frames: torch.Tensor, shift: torch.Tensor, gain: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, N_INPUTS, L) network inputs of the leader at ``frames`` (B, L), transposed by
+        ``shift`` (B,) semitones (chroma rolled with it) and ``gain`` (B,) dB louder."""
+        midi = self.lead_midi[frames] + shift[:, None]
+        pcs = (torch.arange(12, device=self.device)[None] - shift[:, None].long()) % 12
+        chroma = self.lead_chroma[:, frames].permute(1, 0, 2)  # (B, 12, L)
+        chroma = chroma.gather(1, pcs[:, :, None].expand(-1, -1, self.window))
+        return leader_inputs(
+            midi,
+            self.lead_conf[frames],
+            self.lead_loud[frames] + gain[:, None],
+            chroma,
+            self.lead_ref[frames[:, 0]] + gain,
+            self.config.norm,
+        )
 
     def validation_windows(self, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic (tracks, starts): back-to-back windows of every track, at most `limit`."""
