@@ -45,15 +45,15 @@ def main() -> None:
             info = meta["stems"][stem]
             classes.add(info["inst_class"])
             row = per[s["instrument"]]
-            gt = s["f0_midi"] > 0
-            row["seconds"].append(len(s["f0_midi"]) / FRAME_RATE)
+            gt = s["f0_truth"] > 0
+            row["seconds"].append(len(s["f0_truth"]) / FRAME_RATE)
             row["voiced"].append(gt.mean())
             row["loudness"].append(s["loudness_db"][gt] if gt.any() else s["loudness_db"])
             if s["is_drum"] or info["part"] in POLYPHONIC_PARTS:
                 continue
             tracked = s["confidence"] >= VOICED_THRESHOLD
             both = gt & tracked
-            cents = 1200 * np.abs(np.log2(s["f0_tracked"][both] / s["f0_midi"][both]))
+            cents = 1200 * np.abs(np.log2(s["f0_tracked"][both] / s["f0_truth"][both]))
             row["recall"].append(both.sum() / max(gt.sum(), 1))
             row["within50"].append(np.mean(cents < 50) if both.any() else np.nan)
             notes = read_midi_notes(args.root / track.track / "MIDI" / f"{stem}.mid")

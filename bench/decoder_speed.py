@@ -32,7 +32,13 @@ from _timing import timed
 
 from ensemble.config import FRAME_RATE, HOP_LENGTH
 from ensemble.dsp import multiscale_spectral_loss
-from ensemble.instrument import Instrument, build_decoder, default_config, list_pretrained
+from ensemble.instrument import (
+    Instrument,
+    build_decoder,
+    decode,
+    default_config,
+    list_pretrained,
+)
 
 BLOCKS = (128, 256, 512, 1024)
 
@@ -137,7 +143,7 @@ def train_speed(kind: str, device: str, batch: int, seconds: float, steps: int, 
 
     def step() -> None:
         with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=use_amp):
-            pred = model(f0 if kind == "pitched" else None, loud)
+            pred = decode(model, f0 if kind == "pitched" else None, loud)
         loss = multiscale_spectral_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()

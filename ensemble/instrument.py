@@ -395,14 +395,11 @@ class DrumDecoder(nn.Module):
 
     def forward(
         self,
-        f0_hz: torch.Tensor | None,
         loudness_db: torch.Tensor,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, T) loudness in dB → (B, T * hop) audio; f0 is accepted for a common signature and
-        ignored; ``noise`` as in `PitchedDecoder.forward`."""
-        del f0_hz
+        """(B, T) loudness in dB → (B, T * hop) audio; ``noise`` as in `PitchedDecoder.forward`."""
         ctrl = self.controls(loudness_db)
         with torch.autocast(loudness_db.device.type, enabled=False):
             hop, sr = self.config.hop_length, self.config.sample_rate
@@ -417,6 +414,20 @@ class DrumDecoder(nn.Module):
 def build_decoder(config: InstrumentConfig) -> PitchedDecoder | DrumDecoder:
     """A freshly initialised decoder of the config's kind."""
     return PitchedDecoder(config) if config.kind == "pitched" else DrumDecoder(config)
+
+
+def decode(
+    model: PitchedDecoder | DrumDecoder,
+    f0_hz: torch.Tensor | None,
+    loudness_db: torch.Tensor,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, T * hop) audio from either kind of decoder: a pitched one plays ``f0_hz`` (B, T),
+    drums have no pitch input."""
+    if isinstance(model, DrumDecoder):
+        return model(loudness_db, generator, noise)
+    return model(f0_hz, loudness_db, generator, noise)
 
 
 def fill_unvoiced_f0(f0_hz: np.ndarray) -> np.ndarray:
@@ -578,7 +589,7 @@ class Instrument:
         if loud.shape[1] == 0:
             return np.zeros(0, np.float32)
         generator = torch.Generator(device=loud.device).manual_seed(seed)
-        audio = self.model(f0, loud, generator)
+        audio = decode(self.model, f0, loud, generator)
         return audio[0].cpu().numpy().astype(np.float32)
 
     def stream(

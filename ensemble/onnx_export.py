@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ensemble.instrument import Instrument, fill_unvoiced_f0
+from ensemble.instrument import Instrument, decode, fill_unvoiced_f0
 from ensemble.outputs import replace_file
 
 
@@ -53,7 +53,7 @@ class _Renderer(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         f0, loudness, noise = inputs if self.pitched else (None, *inputs)
-        return self.model(f0, loudness, None, noise)
+        return decode(self.model, f0, loudness, None, noise)
 
 
 @contextlib.contextmanager

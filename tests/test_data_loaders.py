@@ -281,7 +281,7 @@ def test_cache_round_trip_and_resume(slakh_root: Path) -> None:
     violin = features.stems["S00"]
     n_frames = SAMPLE_RATE // HOP_LENGTH
     assert violin["audio"].dtype == np.int16 and len(violin["audio"]) == SAMPLE_RATE
-    for name in ("f0_midi", "f0_tracked", "confidence", "loudness_db", "rms"):
+    for name in ("f0_truth", "f0_tracked", "confidence", "loudness_db", "rms"):
         assert violin[name].shape == (n_frames,), name
     assert violin["chroma"].shape == (12, n_frames)
     assert (violin["instrument"], violin["role"], violin["is_drum"]) == ("violin", "leader", False)

@@ -41,7 +41,7 @@ def test_pack_round_trip_respects_budget_and_is_lossless(tmp_path: Path) -> None
     assert len(conductor) == 2
     leader = conductor[0].stems["S00"]
     assert "audio" not in leader and leader["chroma"].shape[0] == 12
-    assert set(conductor[0].stems["S01"]) >= {"f0_midi", "loudness_db"}
+    assert set(conductor[0].stems["S01"]) >= {"f0_truth", "loudness_db"}
     assert (out / "conductor" / "splits.json").is_file()
 
 
@@ -53,3 +53,15 @@ def test_pack_cli_errors_are_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2 and "No feature cache" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_caches_written_before_the_f0_rename_still_read(tmp_path: Path) -> None:
+    from ensemble.data.cache import META_KEY, load_track, stem_field
+
+    meta = {"track": "T1", "split": "train", "stems": {"S00": {"instrument": "violin"}}}
+    (tmp_path / "cache").mkdir()
+    f0 = np.array([0.0, 440.0], np.float32)
+    np.savez(tmp_path / "cache" / "T1.npz", **{"S00/f0_midi": f0, META_KEY: json.dumps(meta)})
+    np.testing.assert_array_equal(load_track(tmp_path, "T1").stems["S00"]["f0_truth"], f0)
+    with np.load(tmp_path / "cache" / "T1.npz") as data:
+        np.testing.assert_array_equal(stem_field(data, "S00", "f0_truth"), f0)

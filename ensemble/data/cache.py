@@ -1,7 +1,7 @@
 """Training-ready feature cache: one compressed ``ROOT/cache/<track>.npz`` per track.
 
 Each stem's arrays are stored under ``"<stem>/<field>"``:
-  audio (N,) int16 at 16 kHz, f0_midi (T,) ground-truth f0 in Hz (MIDI, annotation or tracker,
+  audio (N,) int16 at 16 kHz, f0_truth (T,) ground-truth f0 in Hz (MIDI, annotation or tracker,
   see f0_source), f0_tracked (T,) and confidence (T,) from `ensemble.features.track_pitch`,
   loudness_db (T,), rms (T,), chroma (12, T) — all float32 on the project frame grid;
 and ``"__meta__"`` holds JSON: track, split, layout and per stem instrument, role, is_drum,
@@ -28,8 +28,9 @@ from ensemble.errors import DataError
 
 CACHE_DIR = "cache"
 META_KEY = "__meta__"
-ARRAY_FIELDS = ("audio", "f0_midi", "f0_tracked", "confidence", "loudness_db", "rms", "chroma")
+ARRAY_FIELDS = ("audio", "f0_truth", "f0_tracked", "confidence", "loudness_db", "rms", "chroma")
 STEM_FIELDS = ("instrument", "role", "is_drum", "f0_source")
+RENAMED = {"f0_midi": "f0_truth"}  # caches written before the field said what it holds (Hz)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def stem_arrays(example: StemExample) -> dict[str, np.ndarray]:
         rms, chroma = features.rms[:n], features.chroma[:, :n]
     return {
         "audio": np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16),
-        "f0_midi": example.f0_hz.astype(np.float32),
+        "f0_truth": example.f0_hz.astype(np.float32),
         "f0_tracked": f0_tracked,
         "confidence": confidence,
         "loudness_db": example.loudness_db.astype(np.float32),
@@ -161,6 +162,14 @@ def build_cache(
     return CacheReport(out, len(todo) - len(skipped), len(refs) - len(todo), skipped)
 
 
+def stem_field(data: Any, stem: str, name: str) -> np.ndarray:
+    """``stem``'s array ``name`` from an open cache npz, under its current or its former name."""
+    key = f"{stem}/{name}"
+    if key not in data.files:
+        key = f"{stem}/" + next((old for old, new in RENAMED.items() if new == name), name)
+    return data[key]
+
+
 def load_track(
     root: str | Path, track: str, *, cache_dir: str | Path | None = None
 ) -> TrackFeatures:
@@ -184,7 +193,7 @@ def load_track(
             for key in data.files:
                 if key != META_KEY:
                     stem, name = key.split("/", 1)
-                    stems[stem][name] = data[key]
+                    stems[stem][RENAMED.get(name, name)] = data[key]
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
         raise DataError(
             f"Cache file '{path}' is corrupt ({exc}); delete it and run the cache again."

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.config import SAMPLE_RATE
-from ensemble.data.cache import CACHE_DIR, META_KEY, cache_dir_for
+from ensemble.data.cache import CACHE_DIR, META_KEY, cache_dir_for, stem_field
 from ensemble.errors import DataError
 
-LEADER_FIELDS = ("f0_midi", "f0_tracked", "confidence", "loudness_db", "rms", "chroma")
-FOLLOWER_FIELDS = ("f0_midi", "loudness_db")
-DECODER_FIELDS = ("f0_midi", "f0_tracked", "confidence", "loudness_db")
+LEADER_FIELDS = ("f0_truth", "f0_tracked", "confidence", "loudness_db", "rms", "chroma")
+FOLLOWER_FIELDS = ("f0_truth", "loudness_db")
+DECODER_FIELDS = ("f0_truth", "f0_tracked", "confidence", "loudness_db")
 FLAC_SUFFIX = "audio_flac"
 
 
@@ -117,13 +117,13 @@ def _pack_track(path: Path, out: Path, filename: str, wanted: set[str],
         for stem, info in meta["stems"].items():
             fields = LEADER_FIELDS if info.get("role") == "leader" else FOLLOWER_FIELDS
             for field in fields:
-                conductor[f"{stem}/{field}"] = data[f"{stem}/{field}"].astype(np.float16)
+                conductor[f"{stem}/{field}"] = stem_field(data, stem, field).astype(np.float16)
             instrument = info["instrument"]
             if instrument in wanted and used[split][instrument] < budget.get(split, 0.0):
                 used[split][instrument] += len(data[f"{stem}/audio"]) / SAMPLE_RATE
                 decoder[f"{stem}/{FLAC_SUFFIX}"] = _flac_bytes(data[f"{stem}/audio"])
                 for field in DECODER_FIELDS:
-                    decoder[f"{stem}/{field}"] = data[f"{stem}/{field}"].astype(np.float16)
+                    decoder[f"{stem}/{field}"] = stem_field(data, stem, field).astype(np.float16)
                 decoder_stems[stem] = info
     np.savez_compressed(out / "conductor" / filename, **conductor)
     if decoder_stems:

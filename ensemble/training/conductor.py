@@ -90,7 +90,7 @@ class TrainSettings:
 def tracks_from_cache(root: Path, split: str) -> list[ConductorTrack]:
     """The cached tracks of a split that have a leader and at least one follower.
 
-    The cache stores ground-truth f0 in Hz under ``f0_midi``; followers get it as MIDI numbers.
+    The cache stores ground-truth f0 in Hz under ``f0_truth``; followers get it as MIDI numbers.
     Audio is dropped as soon as a track is read: the conductor needs frame features only.
     """
     from ensemble.data.cache import iter_cached_tracks
@@ -114,7 +114,7 @@ def tracks_from_cache(root: Path, split: str) -> list[ConductorTrack]:
             FollowerStem(
                 instrument=s["instrument"],
                 is_drum=bool(s["is_drum"]),
-                midi=_fit(hz_to_midi(s["f0_midi"]), n, 0.0),
+                midi=_fit(hz_to_midi(s["f0_truth"]), n, 0.0),
                 loudness_db=_fit(s["loudness_db"], n, QUIET_DB),
             )
             for s in stems

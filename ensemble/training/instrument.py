@@ -74,25 +74,25 @@ class TrainOptions:
 
 
 def training_f0(
-    f0_tracked: np.ndarray, confidence: np.ndarray, f0_midi: np.ndarray | None
+    f0_tracked: np.ndarray, confidence: np.ndarray, f0_truth: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The f0 a decoder trains on, and where it is trusted.
 
     Args:
         f0_tracked: (T,) tracker f0 in Hz.
         confidence: (T,) tracker voicing confidence.
-        f0_midi: (T,) f0 of the sounding MIDI note in Hz (0 where none), or None.
+        f0_truth: (T,) f0 of the sounding MIDI note in Hz (0 where none), or None.
 
     Returns:
         f0_hz (T,) float32, every frame > 0 (unvoiced frames hold the last pitch), and voiced (T,).
     """
     tracked = np.asarray(f0_tracked, np.float64)
     use_tracked = (np.asarray(confidence) >= VOICED_THRESHOLD) & (tracked > 0)
-    if f0_midi is None:
+    if f0_truth is None:
         f0 = np.where(use_tracked, tracked, 0.0)
         voiced = use_tracked
     else:
-        midi_f0 = np.asarray(f0_midi, np.float64)
+        midi_f0 = np.asarray(f0_truth, np.float64)
         sounding = midi_f0 > 0
         off = np.abs(hz_to_midi(tracked) - hz_to_midi(midi_f0)) > 1.0
         use_tracked &= ~(sounding & off)
@@ -145,7 +145,7 @@ def _stem_from_cache(
         return Stem(
             audio, np.zeros(len(loud), np.float32), loud, np.zeros(len(loud), bool), True, label
         )
-    f0, voiced = training_f0(arrays["f0_tracked"], arrays["confidence"], arrays["f0_midi"])
+    f0, voiced = training_f0(arrays["f0_tracked"], arrays["confidence"], arrays["f0_truth"])
     return Stem(audio, f0, loud, voiced, False, label)
 
 
@@ -314,10 +314,11 @@ class DecoderTrainee:
         import torch
 
         from ensemble.dsp import multiscale_spectral_loss
+        from ensemble.instrument import decode
 
         f0, loudness, audio = batch
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
-            pred = self.model(f0, loudness, generator)
+            pred = decode(self.model, f0, loudness, generator)
         return multiscale_spectral_loss(pred, audio, self.fft_sizes)
 
     def train_step(self) -> dict[str, Any]:
