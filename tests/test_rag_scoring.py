@@ -9,7 +9,9 @@ import pytest
 
 from ensemble.errors import EnsembleError
 from ensemble.rag import scoring
+from ensemble.rag.chunks import seam_grid
 from ensemble.rag.seam import Pulse, after, plan_seam
+from ensemble.rhythm import BeatGrid
 
 
 def test_pitch_coherence_is_octave_tolerant_and_penalises_jumps() -> None:
@@ -120,3 +122,13 @@ def test_weights_file_without_weights_object(tmp_path) -> None:
     path.write_text('{"relevance": 1}')
     with pytest.raises(EnsembleError, match='no "weights" object'):
         scoring.parse_weights(path)
+
+
+def test_seam_grid_steadies_the_beats_and_keeps_the_bars() -> None:
+    rng = np.random.default_rng(0)
+    line = np.arange(40) * 0.5
+    beats = line + rng.normal(0.0, 0.02, 40)
+    grid = BeatGrid(beats, beats[1::4], 4, 2, 120.0)
+    steadied = seam_grid(grid)
+    assert np.abs(steadied.beats - line).mean() < 0.5 * np.abs(beats - line).mean()
+    assert steadied.downbeats.tolist() == steadied.beats[1::4].tolist()
