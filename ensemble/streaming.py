@@ -8,10 +8,10 @@ sinusoids, and the overlap-add tails of the filtered-noise blocks, the one-shots
 Noise blocks are drawn in frame order from a generator seeded like `render(seed=...)`, so both
 shape the same noise. Everything is in the decoder's `config.sample_rate` and `hop_length`.
 
-A push costs about one frame's worth of work (~0.5 ms at 44.1 kHz on the 2-core CPU, 15-20x
-real time): the networks and synths run in numpy (`ensemble.np_layers`, `ensemble.stream_synth`),
-where torch's per-op overhead outweighed a frame's arithmetic, and the reverb is a partitioned
-convolution (`ensemble.partitioned`), not an FFT as long as the room per push.
+A push costs about one frame's worth of work (~0.5 ms at 44.1 kHz on the 2-core CPU: 10-18x
+real time under load 4-7): the networks and synths run in numpy (`ensemble.np_layers`,
+`ensemble.stream_synth`), where torch's per-op overhead outweighed a frame's arithmetic, and the
+reverb is a partitioned convolution (`ensemble.partitioned`), not a room-long FFT per push.
 
 Where the stream cannot see what the offline render sees (the lead-in before the first voiced
 frame; clips over 3.5 s, whose GRU the offline render runs in warmed-up segments; the drums'
