@@ -68,6 +68,8 @@ class _PitchedControls:
         self._out = np_layers.sequential(model.out_mlp)
         self._head = np_layers.dense(model.head)
         self._k = np.arange(1, cfg.n_harmonics + 1, dtype=np.float32)
+        # `dsp.band_gain`'s learned gain on the harmonics above band_split_hz (0 dB: none)
+        self._high_db = float(model.high_band_db.detach()) if cfg.band_split_hz > 0 else 0.0
 
     def __call__(self, f0_hz: np.ndarray, loudness_db: np.ndarray) -> Controls:
         low, high = self.config.loudness_range_db
@@ -81,11 +83,20 @@ class _PitchedControls:
         amplitude = np_layers.exp_sigmoid(raw[:, :1])
         below = f0_hz[:, None] * self._k < self.config.sample_rate / 2.0  # dsp.nyquist_mask
         distribution = np_layers.exp_sigmoid(raw[:, 1 : 1 + k]) * below
+        if self._high_db:
+            distribution *= self._band_gain(f0_hz)
         total = np.maximum(distribution.sum(axis=1, keepdims=True), np.float32(1e-7))
         return {
             "amplitudes": amplitude * (distribution / total),
             "noise": np_layers.exp_sigmoid(raw[:, 1 + k :]),
         }
+
+
+    def _band_gain(self, f0_hz: np.ndarray) -> np.ndarray:
+        """(F, K) `dsp.band_gain` in numpy."""
+        ratio = np.maximum(f0_hz, np.float32(1.0))[:, None] * self._k / self.config.band_split_hz
+        above = np.clip((np.log2(ratio) + np.float32(1 / 12)) * 6.0, 0.0, 1.0)
+        return np.power(np.float32(10.0), self._high_db * above / 20.0).astype(np.float32)
 
 
 class _PitchedVoice:
