@@ -145,3 +145,11 @@ def test_rhythm_coherence_trusts_steady_beats_more() -> None:
     score = scoring.rhythm_coherence(120.0, 4, np.full(2, 120.0), np.full(2, 4),
                                      np.array([0.0, 0.1]))  # fmt: skip
     assert score[0] == pytest.approx(1.0) and score[1] < 0.2
+
+
+def test_seam_aligns_a_source_tracked_at_half_the_tempo_on_the_common_pulse() -> None:
+    # The source's "beats" are half notes (60 bpm for a 120 bpm piece); the query stops a quarter
+    # of its beat past a beat: the source moves to a quarter of a query beat past one of its beats.
+    plan = plan_seam(10.0, Pulse(60.0, 4, 0.0), Pulse(120.0, 4, 1.25), 60.0, 4.0)
+    assert plan.per_beat == 2.0 and plan.rate == pytest.approx(1.0)
+    assert (plan.shift_beats * 2) % 1.0 == pytest.approx(0.25)
