@@ -372,7 +372,11 @@ def track_beats(features: FeatureFrame, notes: list[NoteEvent] | None = None) ->
     frames = _strongest_phase(features, notes, novelty, frames, subdivisions)
     meter, phase = choose_meter(_accents(features, notes, frames))
     lag = onset_lag(features.loudness_db, frames, period)
-    beats = steady(frames) / FRAME_RATE - lag
+    steadied = steady(frames)
+    # The tempo from the steadied beats: the DP's whole-frame intervals would round it by up to
+    # 0.5 frame a beat (~1% at 90 bpm), which a seam moved by a few beats turns into tens of ms.
+    period = float(np.median(np.diff(steadied)))
+    beats = steadied / FRAME_RATE - lag
     keep = beats >= -lag  # a beat the lag moved before the start stays, at 0
     phase = (phase - int(np.count_nonzero(~keep))) % meter
     beats = np.maximum(beats[keep], 0.0)

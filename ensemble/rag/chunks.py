@@ -31,7 +31,8 @@ from ensemble.features import FeatureFrame
 from ensemble.limits import CHUNK_SECONDS, HOP_SECONDS, LOOKBACK_SECONDS
 from ensemble.rhythm import BeatGrid, steady, track_beats
 
-FEATURE_VERSION = 2  # bump when the meaning of stored features changes (2: beat grid at seams)
+# Bump when the meaning of stored features changes (2: beat grid at seams, 3: beat jitter).
+FEATURE_VERSION = 3
 VOICED_SHARE = 0.5  # a seam window with fewer voiced frames counts as unvoiced (f0 = 0)
 # A seam's place in the beat comes from a straight line through this many beats around it (17
 # beats: seam phase within 35 ms for 55% of simulated seams on the train and validation tracks
@@ -141,6 +142,7 @@ class Seams:
     meter: np.ndarray  # (N,) beats per bar
     bar_pos_start: np.ndarray  # (N,) position in the bar (beats, fractional) at the chunk start
     bar_pos_end: np.ndarray  # (N,) at the chunk end
+    jitter_start: np.ndarray  # (N,) beats: how far the tracked beats stray from the seam line
 
     def take(self, index: np.ndarray) -> Seams:
         return Seams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
@@ -273,6 +275,22 @@ def seam_grid(grid: BeatGrid) -> BeatGrid:
     return replace(grid, beats=beats, downbeats=beats[bars])
 
 
+def seam_jitter(grid: BeatGrid, times_s: np.ndarray) -> np.ndarray:
+    """(N,) RMS distance (in beats) of the tracked beats from the seam line, over the SEAM_BEATS
+    beats around each time: how far a seam's place in the beat can be trusted. (Over the train
+    and validation tracks of data/corpus, chunk starts with jitter <= 0.012 beats had their
+    phase within 35 ms 95% of the time, those above 0.065 beats 15%.)"""
+    if len(grid.beats) < 2:
+        return np.zeros(len(times_s))
+    period = 60.0 / grid.tempo_bpm
+    squared = ((grid.beats - steady(grid.beats, SEAM_BEATS)) / period) ** 2
+    window = np.ones(min(SEAM_BEATS, len(squared)))
+    counts = np.convolve(np.ones_like(squared), window, "same")  # fewer beats near the ends
+    local = np.convolve(squared, window, "same") / counts
+    nearest = np.clip(np.searchsorted(grid.beats, times_s), 0, len(local) - 1)
+    return np.sqrt(local[nearest])
+
+
 def chunk_seams(
     feats: FeatureFrame, starts: np.ndarray, config: FeatureConfig, grid: BeatGrid
 ) -> Seams:
@@ -304,6 +322,7 @@ def chunk_seams(
         meter=np.full(count, grid.beats_per_bar, np.float32),
         bar_pos_start=bar_pos[np.minimum(starts, feats.n_frames)].astype(np.float32),
         bar_pos_end=bar_pos[np.minimum(ends, feats.n_frames)].astype(np.float32),
+        jitter_start=seam_jitter(grid, starts / config.frame_rate).astype(np.float32),
     )
 
 

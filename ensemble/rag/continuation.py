@@ -150,7 +150,7 @@ def plan_chain(
         windows[hop] = (name, plan.start_s, plan.start_s + per_hop * plan.rate)
         plans.append(plan)
         # What follows continues from where this hop leaves the bar, at the tempo it plays.
-        played = Pulse(source.tempo * plan.rate, pulse.meter, pulse.bar_pos)
+        played = Pulse(source.tempo * plan.rate * plan.per_beat, pulse.meter, pulse.bar_pos)
         pulse = after(played, per_hop)
     return plans
 
