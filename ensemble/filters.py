@@ -19,7 +19,7 @@ Biquad = tuple[np.ndarray, np.ndarray]  # (b (3,), a (3,)), a[0] = 1
 # Where an impulse response is cut: the tail left is under this times its input's scale, far
 # under float32's resolution, so the FFT result equals lfilter's to rounding.
 RESPONSE_TOLERANCE = 1e-17
-FILTER_BLOCK = 1 << 16  # input samples per FFT block: scratch stays a few MB however long
+FILTER_FFT = 1 << 15  # the shortest FFT of `filter_blocks`
 
 
 def fast_length(n: int) -> int:
@@ -101,14 +101,18 @@ def biquad_response(sections: Sequence[Biquad]) -> np.ndarray:
 
 def filter_blocks(x: np.ndarray, response: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """(start, outputs) blocks of ``x`` (N,) convolved with ``response`` (L,) and cut to N
-    samples, in order: a causal filter from a zero state, by FFT overlap-add in FILTER_BLOCK
-    pieces (each output is final when yielded). float64."""
+    samples, in order: a causal filter from a zero state, by FFT overlap-add (each output is
+    final when yielded). float64.
+
+    Each FFT is a power of two at least 4 L (and FILTER_FFT): most of it is new input, and
+    the scratch stays a few MB however long ``x`` is."""
     n, taps = len(x), len(response)
-    n_fft = 1 << (FILTER_BLOCK + taps - 2).bit_length()
+    n_fft = max(FILTER_FFT, 1 << (4 * taps - 1).bit_length())
+    block = n_fft - taps + 1
     kernel = np.fft.rfft(response, n_fft)
     carry = np.zeros(taps - 1)
-    for start in range(0, n, FILTER_BLOCK):
-        piece = np.asarray(x[start : start + FILTER_BLOCK], np.float64)
+    for start in range(0, n, block):
+        piece = np.asarray(x[start : start + block], np.float64)
         out = np.fft.irfft(np.fft.rfft(piece, n_fft) * kernel, n_fft)[: len(piece) + taps - 1]
         out[: taps - 1] += carry  # the tails of the blocks before
         carry = out[len(piece) :].copy()
