@@ -325,10 +325,11 @@ class Conductor:
                 f"{config_path} is not a valid conductor config ({exc}). {retrain}"
             ) from exc
         _check_config(config, config_path)
-        model = ConductorNet(config.model, max(len(config.instruments), 1))
-        model.load_state_dict(
-            checkpoint.read_weights(weights, model.state_dict(), "conductor", retrain)
-        )
+        with one_torch_thread():  # many tiny copies, which a second OpenMP thread only slows
+            model = ConductorNet(config.model, max(len(config.instruments), 1))
+            model.load_state_dict(
+                checkpoint.read_weights(weights, model.state_dict(), "conductor", retrain)
+            )
         return cls(config, model)
 
     def save(self, folder: str | Path) -> Path:
