@@ -11,20 +11,25 @@ random ones: speed does not depend on the weights). Training steps are full step
 excerpts: forward, multi-scale loss, backward, Adam. Prints a table and writes JSON with --json.
 
 ``--stream`` times `Instrument.stream` the way a host drives it: per block, the control frames
-whose centres it has reached are pushed; reported are × real time, the compute per block (median,
-worst) and the stream's latency (`ensemble.streaming.stream_latency`). ``--onnx`` exports each
-decoder (`ensemble.onnx_export`) and times onnxruntime on one thread. Both run for the shipped
-decoders (16 kHz, hop 160) and for untrained ones at 44.1 kHz, hop 441 (drums strike on a
-hop/3 grid there: 4 does not divide 441).
+whose centres it has reached are pushed; reported are × real time (median of ``--repeats``
+streams), the compute per block (median, worst) and the stream's latency
+(`ensemble.streaming.stream_latency`). ``--onnx`` exports each decoder (`ensemble.onnx_export`)
+and times onnxruntime on one thread. Both run for the shipped decoder where its rate is the one
+asked for, else for an untrained one of the shipped architecture at that rate
+(`default_config`; at 44.1 kHz: hop 441, 100 harmonics, 129 noise bands, drums striking on a
+hop/3 grid and normalising per frame). The load average is printed first: on the shared 2-core
+machine it moves the timings more than most changes do.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,14 +49,16 @@ BLOCKS = (128, 256, 512, 1024)
 
 
 def decoder(kind: str, sample_rate: int) -> Instrument:
-    """The shipped decoder of ``kind`` at its rate, or an untrained one at 44.1 kHz, hop 441."""
+    """The shipped decoder of ``kind`` at its rate, or an untrained one of the shipped
+    architecture at that rate (`default_config`: at 44.1 kHz hop 441, 100 harmonics, 129 noise
+    bands, drums striking 3 times a frame and normalising per frame)."""
     name = {"pitched": "violin", "drums": "drums"}[kind]
-    if sample_rate != 44_100 and name in list_pretrained():
-        return Instrument.from_pretrained(name)
-    cfg = default_config(name, kind)
-    if sample_rate == 44_100:
-        cfg.sample_rate, cfg.hop_length, cfg.strikes_per_frame = 44_100, 441, 3
-    return Instrument(cfg)
+    if name in list_pretrained():
+        shipped = Instrument.from_pretrained(name)
+        if shipped.config.sample_rate == sample_rate:
+            return shipped
+    torch.manual_seed(0)
+    return Instrument(default_config(name, kind, sample_rate))
 
 
 def controls(frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,25 +68,31 @@ def controls(frames: int) -> tuple[np.ndarray, np.ndarray]:
     return f0, loud
 
 
-def stream_speed(inst: Instrument, seconds: float, block: int) -> dict:
-    """Blocks of a stream fed as a host would; compute per block and × real time."""
+def stream_speed(inst: Instrument, seconds: float, block: int, repeats: int) -> dict:
+    """Blocks of a stream fed as a host would, ``repeats`` times after a warm-up; × real time
+    is the median over the repeats, compute per block over all their blocks."""
     cfg = inst.config
     frames = int(seconds * cfg.sample_rate / cfg.hop_length)
     f0, loud = controls(frames)
-    stream = inst.stream(block, reference_loudness=loud if inst.kind == "drums" else None)
-    times, fed = [], 0
-    for i in range(frames * cfg.hop_length // block):
-        due = min(frames, (i + 1) * block // cfg.hop_length + 1)  # frames whose centre is past
-        start = time.perf_counter()
-        stream.push(f0[fed:due], loud[fed:due])
-        times.append(time.perf_counter() - start)
-        fed = due
-    wall = sum(times)
+    clip_norm = inst.kind == "drums" and cfg.conv_norm == "clip"
+    walls, times = [], []
+    for _ in range(repeats + 1):
+        stream = inst.stream(block, reference_loudness=loud if clip_norm else None)
+        run, fed = [], 0
+        for i in range(frames * cfg.hop_length // block):
+            due = min(frames, (i + 1) * block // cfg.hop_length + 1)  # frame centres passed
+            start = time.perf_counter()
+            stream.push(f0[fed:due], loud[fed:due])
+            run.append(time.perf_counter() - start)
+            fed = due
+        walls.append(sum(run))
+        times += run
+    times = times[len(times) // (repeats + 1) :]  # the warm-up's blocks are left out
     return {
         "kind": inst.kind,
         "sample_rate": cfg.sample_rate,
         "block": block,
-        "x_realtime": round(seconds / wall, 1),
+        "x_realtime": round(seconds / float(np.median(walls[1:])), 1),
         "block_ms_median": round(1000 * float(np.median(times)), 3),
         "block_ms_max": round(1000 * max(times), 3),
         "latency_samples": stream.latency,
@@ -167,6 +180,28 @@ def train_speed(kind: str, device: str, batch: int, seconds: float, steps: int, 
     }
 
 
+def stream_and_onnx(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """--stream / --onnx for each rate and kind: print and append to ``results``."""
+    for rate in args.rates if args.stream or args.onnx else ():
+        for kind in args.kinds:
+            inst = decoder(kind, rate)
+            for block in BLOCKS if args.stream else ():
+                r = stream_speed(inst, args.seconds_render, block, args.repeats)
+                results["stream"].append(r)
+                print(
+                    f"  stream {kind:8s} {rate:5d} Hz block {block:4d}  {r['x_realtime']:6.1f}x "
+                    f"real time  {r['block_ms_median']:6.3f} ms/block (max {r['block_ms_max']:.2f})"
+                    f"  latency {r['latency_samples']:5d} samples = {r['latency_ms']:6.1f} ms"
+                )
+            if args.onnx:
+                r = onnx_speed(inst, args.seconds_render, args.repeats)
+                results["onnx"].append(r)
+                print(
+                    f"  onnx   {kind:8s} {rate:5d} Hz  {r['x_realtime']:6.1f}x real time  "
+                    f"max abs error vs torch {r['max_abs_error']:.2e} (peak {r['peak']})"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for training steps")
@@ -187,7 +222,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    results: dict[str, list] = {"render": [], "stream": [], "onnx": [], "train": []}
+    results: dict[str, Any] = {"render": [], "stream": [], "onnx": [], "train": []}
+    results["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average {' '.join(map(str, results['load_average']))} (1, 5, 15 min)")
     print(f"render {args.seconds_render:g} s on CPU (Instrument.render):")
     for kind in args.kinds:
         r = render_speed(kind, args.seconds_render, args.repeats)
@@ -196,24 +233,7 @@ def main() -> None:
             f"  {kind:8s} {r['weights']:7s} {r['parameters'] / 1e6:5.2f} M params  "
             f"{r['wall_s'] * 1000:7.1f} ms  {r['x_realtime']:6.1f}x real time"
         )
-    for rate in args.rates if args.stream or args.onnx else ():
-        for kind in args.kinds:
-            inst = decoder(kind, rate)
-            for block in BLOCKS if args.stream else ():
-                r = stream_speed(inst, args.seconds_render, block)
-                results["stream"].append(r)
-                print(
-                    f"  stream {kind:8s} {rate:5d} Hz block {block:4d}  {r['x_realtime']:6.1f}x "
-                    f"real time  {r['block_ms_median']:6.3f} ms/block (max {r['block_ms_max']:.2f})"
-                    f"  latency {r['latency_samples']:5d} samples = {r['latency_ms']:6.1f} ms"
-                )
-            if args.onnx:
-                r = onnx_speed(inst, args.seconds_render, args.repeats)
-                results["onnx"].append(r)
-                print(
-                    f"  onnx   {kind:8s} {rate:5d} Hz  {r['x_realtime']:6.1f}x real time  "
-                    f"max abs error vs torch {r['max_abs_error']:.2e} (peak {r['peak']})"
-                )
+    stream_and_onnx(args, results)
     if args.train:
         print(f"training on {args.device}, excerpts of {args.seconds:g} s:")
         for kind in args.kinds:

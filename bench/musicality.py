@@ -2,7 +2,7 @@
 
 Usage: python bench/musicality.py [--data data/corpus_big] [--split test] [--seconds 20]
                                   [--instruments violin,cello,bass,drums] [--previous REV]
-                                  [--max-tracks N] [--json PATH]
+                                  [--max-tracks N] [--json PATH] [--beats-only]
 
 For every held-out track of a rendered corpus (`corpus render`), the melody stem alone (first
 ``--seconds`` s) is the input. Three arrangements of the same bars are measured the same way:
@@ -22,6 +22,7 @@ inside) and segmented into notes. Measures:
   (f) beat and downbeat F-measure (±70 ms) of `ensemble.rhythm` on the melody stem against the
       corpus's exact beats, beside librosa's `beat_track` and PLP.
 Plus a balance check on the dense full-mix examples: each follower's gap to the leader.
+--beats-only measures (f) alone (seconds, not the whole band), for changes to the beat tracker.
 """
 
 from __future__ import annotations
@@ -172,6 +173,24 @@ def beat_scores(audio: np.ndarray, beats: np.ndarray, downbeats: np.ndarray) -> 
     }
 
 
+def leader_input(folder: Path, seconds: float) -> tuple[dict, str, np.ndarray]:
+    """(metadata, leader stem name, its first ``seconds`` s): a track's performance input."""
+    meta = yaml.safe_load((folder / "metadata.yaml").read_text())
+    lead = next(s for s, i in meta["stems"].items() if i["role"] == "leader")
+    return meta, lead, load_audio(folder / "stems" / f"{lead}.flac")[: int(seconds * SAMPLE_RATE)]
+
+
+def beats_only(data: Path, tracks: list[str], seconds: float) -> dict:
+    """Mean beat and downbeat F-measures (f) over the tracks' melody stems."""
+    scores = []
+    for track in tracks:
+        meta, _, audio = leader_input(data / track, seconds)
+        end = len(audio) / SAMPLE_RATE
+        beats, downbeats = ([b for b in meta[k] if b < end] for k in ("beats_s", "downbeats_s"))
+        scores.append(beat_scores(audio, np.array(beats), np.array(downbeats)))
+    return {k: float(np.mean([b[k] for b in scores])) for k in scores[0]}
+
+
 def _mean(rows: list[dict], key: str) -> float | None:
     values = [r[key] for r in rows if r.get(key) is not None]
     return float(np.mean(values)) if values else None
@@ -205,11 +224,15 @@ def main() -> None:
     parser.add_argument("--previous", default=DEFAULT_PREVIOUS)
     parser.add_argument("--max-tracks", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--beats-only", action="store_true", help="measure the beat tracker alone")
     args = parser.parse_args()
     names = args.instruments.split(",")
     drums_name = "drums" if "drums" in names else None
     tracks = json.loads((args.data / "splits.json").read_text())[args.split]
     tracks = tracks[: args.max_tracks] if args.max_tracks else tracks
+    if args.beats_only:
+        print(json.dumps({"beats": beats_only(args.data, tracks, args.seconds)}))
+        return
     ensemble = Ensemble.from_pretrained()
     rng = np.random.default_rng(0)
     rows: dict[str, list[dict]] = {"shipped": [], "previous": [], "human": []}
@@ -219,10 +242,7 @@ def main() -> None:
         inputs, cases = [], []
         for track in tracks:
             folder = args.data / track
-            meta = yaml.safe_load((folder / "metadata.yaml").read_text())
-            lead = next(s for s, i in meta["stems"].items() if i["role"] == "leader")
-            n = int(args.seconds * SAMPLE_RATE)
-            audio = load_audio(folder / "stems" / f"{lead}.flac")[:n]
+            meta, lead, audio = leader_input(folder, args.seconds)
             n = len(audio)
             path = write_audio(work / f"{track}.wav", audio)
             inputs.append(path)

@@ -2,11 +2,12 @@
 
 Usage: python bench/rag.py [--corpus data/corpus] [--embedder violin|FOLDER] [--step 2]
                            [--sizes 1e4,1e5,1e6] [--skip-ray] [--skip-latency] [--repeats 3]
-                           [--workdir DIR]
+                           [--workdir DIR] [--split test|validation|train]
 
 1. Build throughput (× real time) of the whole corpus index, local engine vs Ray engine (median
    of --repeats builds each, with the range).
-2. Continuation recall@1/@10 on the held-out test-split tracks (whose audio is in the index):
+2. Continuation recall@1/@10 on the held-out test-split tracks (whose audio is in the index;
+   --split validation or train for tuning runs):
    query with the prefix [0, P) of a track for P = 10 s, 10 + step, ...; chunks overlapping the
    prefix are excluded; a hit is a chunk of the same track starting within one hop of P.
    Baselines: random chunks, and chroma-only cosine (mean chroma of the query's last chunk length
@@ -107,19 +108,21 @@ def is_hit(index: RagIndex, rows: np.ndarray, track: str, point: float) -> np.nd
     return (names == track) & (np.abs(index.start_s[rows] - point) <= index.config.hop_seconds)
 
 
-def bench_recall(index: RagIndex, corpus: Path, embedder: Instrument, step: float) -> dict:
+def bench_recall(
+    index: RagIndex, corpus: Path, embedder: Instrument, step: float, split: str = "test"
+) -> dict:
     splits = json.loads((corpus / "splits.json").read_text())
-    tracks = {f.name: f for f in index.files if f.name in set(splits["test"])}
+    tracks = {f.name: f for f in index.files if f.name in set(splits[split])}
     config, rng = index.config, np.random.default_rng(0)
     names = np.array([index.source(i) for i in range(len(index))])
     chroma = index.seams.chroma_mean / np.maximum(
         np.linalg.norm(index.seams.chroma_mean, axis=1, keepdims=True), 1e-9
     )
     no_seams = {**DEFAULT_WEIGHTS, **dict.fromkeys(COHERENCE_PARTS, 0.0)}
-    truth = {t: yaml.safe_load((corpus / t / "metadata.yaml").read_text()) for t in splits["test"]}
-    truth |= {f.name: yaml.safe_load((corpus / f.name / "metadata.yaml").read_text())
+    truth = {f.name: yaml.safe_load((corpus / f.name / "metadata.yaml").read_text())
               for f in index.files}  # fmt: skip
     phase_ms: dict[str, list[float]] = {"aligned": [], "chunk start": []}
+    same_track: list[bool] = []  # whether each checked seam comes from the query's own track
     methods = (
         "ours",
         "ours: relevance only",
@@ -143,6 +146,7 @@ def bench_recall(index: RagIndex, corpus: Path, embedder: Instrument, step: floa
             for chain in chains[:SEAM_TOP]:
                 plan = plan_chain(index, query, chain, config.chunk_seconds, exclude)[0]
                 source = truth[index.source(chain.rows[0])]
+                same_track.append(index.source(chain.rows[0]) == track)
                 starts = {"aligned": plan.start_s, "chunk start": index.start_s[chain.rows[0]]}
                 for label, start in starts.items():
                     phase_ms[label].append(
@@ -171,11 +175,15 @@ def bench_recall(index: RagIndex, corpus: Path, embedder: Instrument, step: floa
             "recall@10": float(np.minimum(table.sum(axis=1), 1.0).mean()),
         }
     out["query_seconds_median"] = float(np.median(timings))
+    same = np.array(same_track, bool)
     out["seam_phase"] = {
         label: {
             "within_35ms": float(np.mean(np.abs(errors) <= 35.0)),
             "median_abs_ms": float(np.median(np.abs(errors))),
             "seams": len(errors),
+            "within_35ms_same_track": float(np.mean(np.abs(np.array(errors)[same]) <= 35.0)),
+            "within_35ms_other_tracks": float(np.mean(np.abs(np.array(errors)[~same]) <= 35.0)),
+            "same_track_share": float(same.mean()),
         }
         for label, errors in phase_ms.items()
     }
@@ -277,6 +285,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="builds per engine (median)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--workdir", type=Path, help="where the indexes go (default: a temp dir)")
+    parser.add_argument("--split", default="test", help="whose tracks query (tune on others)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rag-bench-"))
@@ -301,15 +310,17 @@ def main() -> None:
         )
     print(f"load average during the run: {os.getloadavg()}")
     index = open_index(workdir / "index-local")
-    report["recall"] = bench_recall(index, args.corpus, embedder, args.step)
+    report["recall"] = bench_recall(index, args.corpus, embedder, args.step, args.split)
     recall = report["recall"]
-    print(f"recall on {recall['queries']} queries from test tracks {recall['tracks']}:")
+    print(f"recall on {recall['queries']} queries from {args.split} tracks {recall['tracks']}:")
     for name, row in recall["methods"].items():
         print(f"  {name:26s} recall@1 {row['recall@1']:.3f}  recall@10 {row['recall@10']:.3f}")
     print(f"  query (features + embed + search), median: {recall['query_seconds_median']:.2f} s")
     for label, row in recall["seam_phase"].items():
         print(f"  seams of the Top-{SEAM_TOP}, {label:11s}: |phase error| <= 35 ms for "
-              f"{row['within_35ms']:.1%} of {row['seams']}, median {row['median_abs_ms']:.0f} ms")
+              f"{row['within_35ms']:.1%} of {row['seams']}, median {row['median_abs_ms']:.0f} ms "
+              f"(own track {row['within_35ms_same_track']:.1%}, {row['same_track_share']:.0%} "
+              f"of seams; other tracks {row['within_35ms_other_tracks']:.1%})")
 
     if not args.skip_latency:
         sizes = [int(float(s)) for s in args.sizes.split(",")]

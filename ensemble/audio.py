@@ -100,7 +100,11 @@ def _looks_like_audio(head: bytes) -> bool:
 
 
 def load_audio(
-    source: AudioSource, *, max_seconds: float = MAX_SECONDS, trim: bool = False
+    source: AudioSource,
+    *,
+    max_seconds: float = MAX_SECONDS,
+    trim: bool = False,
+    sample_rate: int = SAMPLE_RATE,
 ) -> np.ndarray:
     """Load and validate user audio.
 
@@ -109,9 +113,10 @@ def load_audio(
             (N, C) or (C, N) for C <= 8 channels, integer PCM or float.
         max_seconds: longest accepted input; longer input is refused unless ``trim`` is set.
         trim: keep the first ``max_seconds`` of a longer input instead of refusing it.
+        sample_rate: rate of the result (analysis runs at ``SAMPLE_RATE``; output may not).
 
     Returns:
-        (N,) float32 mono signal at ``SAMPLE_RATE``.
+        (N,) float32 mono signal at ``sample_rate``.
 
     Raises:
         AudioInputError: empty, not audio, corrupt, NaN/inf, silent, too short or too long.
@@ -126,7 +131,17 @@ def load_audio(
         )
     mono = data.mean(axis=1) if data.ndim == 2 else data
     mono = _within_length(name, mono, sr, max_seconds, trim)
-    return np.ascontiguousarray(resample(_audible(name, mono).astype(np.float32), sr, SAMPLE_RATE))
+    return np.ascontiguousarray(resample(_audible(name, mono).astype(np.float32), sr, sample_rate))
+
+
+def native_rate(source: AudioSource) -> int:
+    """The sample rate ``source`` comes at (a file's, from its header)."""
+    if isinstance(source, tuple):
+        return int(source[1])
+    try:
+        return int(sf.info(str(source)).samplerate)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioInputError(f"'{Path(source).name}' cannot be read ({exc}).") from exc
 
 
 def _decode(source: AudioSource, max_seconds: float, trim: bool

@@ -141,6 +141,22 @@ def harmonic_amplitudes(
     return amplitude * dist
 
 
+def band_gain(
+    f0_hz: torch.Tensor, n_harmonics: int, split_hz: float, gain_db: torch.Tensor
+) -> torch.Tensor:
+    """(B, T, K) gain per harmonic: 1 below ``split_hz``, ``gain_db`` above it, with a smooth
+    1/6-octave ramp between, so a partial gliding across the split never jumps in level.
+
+    Args:
+        f0_hz: (B, T) fundamental.
+        gain_db: scalar tensor (learnable).
+    """
+    k = torch.arange(1, n_harmonics + 1, device=f0_hz.device, dtype=torch.float32)
+    octaves = torch.log2(f0_hz.detach().float().clamp_min(1.0).unsqueeze(-1) * k / split_hz)
+    above = ((octaves + 1.0 / 12.0) * 6.0).clamp(0.0, 1.0)
+    return torch.pow(10.0, gain_db * above / 20.0)
+
+
 def _interpolated_sum(
     bank: torch.Tensor, amplitudes: torch.Tensor, keep: torch.Tensor | None = None
 ) -> torch.Tensor:

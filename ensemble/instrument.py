@@ -84,6 +84,9 @@ class InstrumentConfig:
     # drums: GroupNorm over the whole clip ("clip", the 16 kHz kit) or over channels per frame
     # ("frame": a hit never depends on the rest of the clip, so a stream plays it exactly live)
     conv_norm: str = "clip"
+    # pitched: harmonics above this frequency get one learned gain (`high_band_db`); 0 = none.
+    # A decoder carried from 16 kHz to a higher rate starts that band near silent and learns it.
+    band_split_hz: float = 0.0
     reverb_seconds: float = 0.5
     loudness_range_db: tuple[float, float] = (-100.0, 0.0)  # mapped linearly to [0, 1]
     stats: dict[str, Any] = field(default_factory=dict)
@@ -155,7 +158,9 @@ def default_config(name: str, kind: str, sample_rate: int = SAMPLE_RATE) -> Inst
     the band: 100 harmonics (a 220 Hz note reaches 22 kHz) and 129 noise bands (172 Hz wide at
     44.1 kHz, about the 125 Hz of the 16 kHz decoders); drum strikes land on the finest grid
     that divides the hop (3 per 441-sample frame: 3.3 ms) and their convs normalise each frame
-    (`FrameNorm`), so a streamed kit plays exactly what an offline render does.
+    (`FrameNorm`), so a streamed kit plays exactly what an offline render does. Harmonics above
+    8 kHz (the 16 kHz decoders' Nyquist) share a learned gain, so a decoder fine-tuned from a
+    16 kHz one (`training.rate_transfer`) starts with that band near silent and raises it.
 
     Chosen by quality per compute, measured on an H100 with 7 decoders training in parallel
     (batch 32 × 2 s, 2.5 min each): a 128-wide violin reached the same validation loss as a
@@ -177,6 +182,7 @@ def default_config(name: str, kind: str, sample_rate: int = SAMPLE_RATE) -> Inst
         n_noise_bands=129,
         strikes_per_frame=next(d for d in (4, 3, 2, 1) if hop % d == 0),
         conv_norm="frame",
+        band_split_hz=SAMPLE_RATE / 2,
     )
 
 
@@ -217,6 +223,8 @@ class PitchedDecoder(nn.Module):
         self.out_mlp = _mlp(3 * width, width, config.mlp_layers)
         self.head = nn.Linear(width, 1 + config.n_harmonics + config.n_noise_bands)
         self.reverb = dsp.Reverb(config.reverb_seconds, config.sample_rate)
+        if config.band_split_hz > 0:
+            self.high_band_db = nn.Parameter(torch.tensor(0.0))
         self.segment_frames: int | None = None  # set for inference, see `_features`
         with torch.no_grad():
             # Start with quiet noise so early training hears the harmonics (DDSP's noise bias).
@@ -284,6 +292,9 @@ class PitchedDecoder(nn.Module):
         k = self.config.n_harmonics
         amplitude = dsp.exp_sigmoid(raw[..., :1])
         distribution = dsp.exp_sigmoid(raw[..., 1 : 1 + k])
+        if self.config.band_split_hz > 0:
+            split, gain = self.config.band_split_hz, self.high_band_db
+            distribution = distribution * dsp.band_gain(f0_hz, k, split, gain)
         return {
             "amplitudes": dsp.harmonic_amplitudes(
                 amplitude, distribution, f0_hz.float(), self.config.sample_rate

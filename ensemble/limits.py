@@ -114,6 +114,7 @@ DECODER_LIMITS: Mapping[str, Range] = {
     "one_shot_seconds": Range("one_shot_seconds", 0.001, 5),
     "strikes_per_frame": Range("strikes_per_frame", 1, 64),
     "reverb_seconds": Range("reverb_seconds", 0.001, 10),
+    "band_split_hz": Range("band_split_hz", 0, 96_000),
 }
 CONV_DILATION = Range("conv_dilations", 1, 1024)
 CONV_BLOCKS = Range("number of conv_dilations", 1, 64)

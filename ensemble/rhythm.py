@@ -32,10 +32,19 @@ PRIOR_BPM, PRIOR_OCTAVES = 100.0, 0.9  # log-normal tempo prior: centre and spre
 TIGHTNESS = 30.0  # DP cost of tempo deviation, per squared log-ratio of the inter-beat interval
 METERS = (4, 3, 2)  # beats per bar considered, most common first (wins ties)
 # Novelty peaks trail the attacks that cause them (a 30 ms loudness rise, a pitch that must
-# settle before it is a note): tracked beats sat 30 ms late against the corpus's exact beats
-# (median over the train splits of data/corpus mixes and data/corpus_big melodies alike).
+# settle before it is a note), and the more so the slower the attack: against the corpus's exact
+# beats, tracked beats sat 20 ms late in plucked folk mixes, 50-75 ms in string quartets. The lag
+# is LAG_BASE_S plus LAG_PER_RISE times the clip's median 10-90% loudness rise time at its beats
+# (fitted on the train and validation splits of data/corpus mixes and data/corpus_big melodies:
+# 72% of tracks within 15 ms, 59% with one constant); ONSET_LAG_S where no rise can be measured.
 ONSET_LAG_S = 0.03
+LAG_BASE_S, LAG_PER_RISE = 0.019, 0.225
+MAX_LAG_S = 0.08
+RISE_DB = 3.0  # a rise smaller than this is no attack to time
 STEADY_BEATS = 9  # beats in each local straight-line fit of the pulse (see `steady`)
+# An off-beat phase beats the tracked one only where the novelty there is at least this share of
+# the path's (melodies that shift: 0.51-0.88; mixes whose band marks the beat: 0.11-0.37).
+SHIFT_NOVELTY = 0.45
 METER_MARGIN = 0.15  # a less common meter must explain this much more accent to be chosen
 
 
@@ -203,6 +212,35 @@ def steady(beats: np.ndarray, span: int = STEADY_BEATS) -> np.ndarray:
     return out
 
 
+def rise_time(loudness_db: np.ndarray, beat: int, reach: int) -> float | None:
+    """Seconds the loudness takes from 10% to 90% of the attack at a beat frame, or None.
+
+    The attack is the climb from the lowest point before the loudest frame within ``reach``
+    after the beat (from 3 frames before it: the beat may sit a little late).
+    """
+    if beat - reach < 0 or beat + reach >= len(loudness_db):
+        return None
+    window = loudness_db[beat - reach : beat + reach + 1]
+    peak = reach - 3 + int(np.argmax(window[reach - 3 :]))
+    low = int(np.argmin(window[: peak + 1]))
+    span = window[peak] - window[low]
+    if span < RISE_DB:
+        return None
+    climb = (window[low : peak + 1] - window[low]) / span
+    return float(np.argmax(climb >= 0.9) - np.argmax(climb >= 0.1)) / FRAME_RATE
+
+
+def onset_lag(loudness_db: np.ndarray, frames: np.ndarray, period: float) -> float:
+    """Seconds the novelty peaks trail the attacks, from the clip's attack time (see LAG_BASE_S)."""
+    loud = np.maximum(np.asarray(loudness_db, np.float64), -80.0)
+    reach = int(np.clip(period / 4, 8, 25))
+    rises = [rise_time(loud, b, reach) for b in np.round(frames).astype(int)]
+    rises = [r for r in rises if r is not None]
+    if len(rises) < 5:
+        return ONSET_LAG_S
+    return float(min(LAG_BASE_S + LAG_PER_RISE * np.median(rises), MAX_LAG_S))
+
+
 def _extend(beats: np.ndarray, period: float, n_frames: int) -> np.ndarray:
     """Beats continued at the tempo to both ends of the clip (rests at the edges have beats)."""
     before = np.arange(beats[0] - period, -period / 2, -period)[::-1]
@@ -246,19 +284,32 @@ def _accents(
 
 
 def _strongest_phase(
-    features: FeatureFrame, notes: list[NoteEvent], frames: np.ndarray, subdivisions: int
+    features: FeatureFrame,
+    notes: list[NoteEvent],
+    novelty: np.ndarray,
+    frames: np.ndarray,
+    subdivisions: int,
 ) -> np.ndarray:
     """The beats moved by the fraction of a beat whose positions sound strongest.
 
     In a busy line every subdivision has an onset, so the tempo path may lock onto the second
-    eighth of each beat; beats proper carry the longer notes and the harmonic changes.
+    eighth of each beat; beats proper carry the longer notes and the harmonic changes. A shift
+    must keep SHIFT_NOVELTY of the path's onset novelty: where a band strikes every beat (a mix),
+    the off-beats' melody notes must not pull the grid off the beat.
     """
     period = float(np.median(np.diff(frames)))
-    shifts = [k / subdivisions for k in range(subdivisions)]
+    smoothed = smooth(novelty, 1.0)
+
+    def novelty_at(beats: np.ndarray) -> float:
+        return float(smoothed[np.minimum(np.round(beats).astype(int), len(smoothed) - 1)].mean())
+
+    floor = SHIFT_NOVELTY * novelty_at(frames)
     best, best_score = frames, -np.inf
-    for shift in shifts:
-        moved = frames + shift * period
+    for k in range(subdivisions):
+        moved = frames + k / subdivisions * period
         moved = moved[moved < features.n_frames]
+        if k and novelty_at(moved) < floor:
+            continue
         score = float(_accents(features, notes, moved, standardise=False).mean())
         if score > best_score + 1e-9:
             best, best_score = moved, score
@@ -318,10 +369,15 @@ def track_beats(features: FeatureFrame, notes: list[NoteEvent] | None = None) ->
     frames = _extend(dp_beats(novelty, period).astype(np.float64), period, n)
     period = float(np.median(np.diff(frames)))
     subdivisions = _subdivisions(novelty, frames)
-    frames = _strongest_phase(features, notes, frames, subdivisions)
+    frames = _strongest_phase(features, notes, novelty, frames, subdivisions)
     meter, phase = choose_meter(_accents(features, notes, frames))
-    beats = steady(frames) / FRAME_RATE - ONSET_LAG_S
-    keep = beats >= -ONSET_LAG_S  # a beat the lag moved before the start stays, at 0
+    lag = onset_lag(features.loudness_db, frames, period)
+    steadied = steady(frames)
+    # The tempo from the steadied beats: the DP's whole-frame intervals would round it by up to
+    # 0.5 frame a beat (~1% at 90 bpm), which a seam moved by a few beats turns into tens of ms.
+    period = float(np.median(np.diff(steadied)))
+    beats = steadied / FRAME_RATE - lag
+    keep = beats >= -lag  # a beat the lag moved before the start stays, at 0
     phase = (phase - int(np.count_nonzero(~keep))) % meter
     beats = np.maximum(beats[keep], 0.0)
     return BeatGrid(

@@ -67,8 +67,11 @@ class Song:
     def keep(self, continuation: Continuation) -> Song:
         """The song with ``continuation`` appended at its seam (the candidate's audio starts with
         the song's own ending, crossfaded into the new material at ``seam_s``)."""
-        if continuation.audio is None:
-            raise EnsembleError("This continuation has no audio to keep; retrieve with audio.")
+        if continuation.audio is None or continuation.audio_rate != SAMPLE_RATE:
+            raise EnsembleError(
+                "This continuation has no raw audio at the analysis rate to keep; render it "
+                "with `render_continuations(found)` (the song is grown raw, then performed)."
+            )
         head = round(continuation.seam_s * SAMPLE_RATE)
         cut = len(self.audio) - head
         audio = np.concatenate([self.audio[:cut], continuation.audio])

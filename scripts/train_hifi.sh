@@ -7,14 +7,14 @@
 #   scripts/train_hifi.sh [MINUTES_EACH]      # → data/hifi/<name>, logs in data/hifi/<name>.log
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes=${1:-18}
+minutes=${1:-16}
 queue() {
   for name in "$@"; do
     extra=()
     [ -f "data/hifi/$name/train_state.pt" ] && extra=(--resume)
     .venv/bin/python -m ensemble train instrument --data data/corpus_hifi --instrument "$name" \
       --init "$name" --sample-rate 44100 --out "data/hifi/$name" --time-limit "$minutes" \
-      --lr 5e-4 --val-every 250 --threads 1 --quiet "${extra[@]}" > "data/hifi/$name.log" 2>&1
+      --lr 3e-4 --val-every 250 --threads 1 --quiet "${extra[@]}" > "data/hifi/$name.log" 2>&1
   done
 }
 mkdir -p data/hifi

@@ -3,6 +3,7 @@ weights carried across rates, and the synth pieces that the higher rate stresses
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,37 @@ def test_perform_renders_at_the_highest_decoder_rate(mixed_rates: Path, tmp_path
     assert all(sf.info(f).samplerate == HIFI for f in files if f.suffix == ".wav")
     metrics = performance.metrics()
     assert metrics["mix"].duration_s == pytest.approx(3.0)
+
+
+def test_the_band_above_the_old_nyquist_starts_quiet_and_ramps_smoothly() -> None:
+    gain = torch.tensor(-40.0)
+    f0 = torch.tensor([[1000.0, 4000.0]])
+    g = dsp.band_gain(f0, 4, 8000.0, gain)[0]
+    # 1-7 kHz untouched, 12 kHz and above 40 dB down, 8 kHz (the split) half way in dB.
+    torch.testing.assert_close(g[0, :3], torch.ones(3))
+    torch.testing.assert_close(g[1, 2:], torch.full((2,), 0.01))
+    assert 20 * math.log10(float(g[1, 1])) == pytest.approx(-20.0, abs=0.1)
+    sweep = dsp.band_gain(torch.linspace(7000, 9000, 200)[None], 1, 8000.0, gain)[0, :, 0]
+    assert float((20 * torch.log10(sweep)).diff().abs().max()) < 0.5  # no jump in level
+
+
+def test_a_decoder_carried_to_44k_sounds_like_the_16k_one() -> None:
+    from ensemble.audio import resample
+    from ensemble.features import track_pitch
+
+    base = Instrument.from_pretrained("violin")
+    config = default_config("violin", "pitched", HIFI)
+    model = build_decoder(config)
+    model.load_state_dict(
+        transfer_state(base.model.state_dict(), base.config, config, model.state_dict())
+    )
+    f0 = np.full(200, 440.0, np.float32) * 2 ** (np.repeat(np.arange(4), 50) / 12)
+    loud = np.full(200, -25.0, np.float32)
+    old, new = base.render(f0, loud), Instrument(config, model).render(f0, loud)
+    rms = [float(np.sqrt(np.mean(x**2))) for x in (old, new)]
+    assert abs(20 * math.log10(rms[1] / rms[0])) < 2.0
+    _, confidence = track_pitch(resample(new, HIFI, 16_000))
+    assert np.median(confidence) > 0.9  # still a pitched instrument, not noise
+    power = np.abs(np.fft.rfft(new)) ** 2
+    high = power[np.fft.rfftfreq(len(new), 1 / HIFI) > 8000].sum() / power.sum()
+    assert -60 < 10 * math.log10(high) < -30  # present, and quiet

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ensemble.audio import write_audio
+from ensemble.audio import resample, write_audio
 from ensemble.cli import main
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import AudioInputError, EnsembleError, IndexMismatchError
@@ -457,3 +457,29 @@ def test_build_refuses_a_foreign_folder(tmp_path: Path, corpus: Path, embedder: 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(EnsembleError, match="not an Ensemble index"):
         build_index(corpus, tmp_path, embedder=embedder)
+
+
+def test_raw_continuations_keep_the_quality_of_their_sources(
+    embedder: Instrument, tmp_path: Path
+) -> None:
+    """Sources at 44.1 kHz with a band above 8 kHz: a raw continuation is stitched at 44.1 kHz
+    and keeps that band (resampled once, from the file); the query's own analysis stays at
+    16 kHz, and so do continuations meant for a song."""
+    hifi = 44_100
+    for i in range(3):
+        base = resample(melody(i), SAMPLE_RATE, hifi)
+        t = np.arange(len(base)) / hifi
+        air = 0.05 * np.sin(2 * np.pi * 11_000 * t).astype(np.float32)
+        write_audio(tmp_path / "src" / f"Track0000{i + 1}" / "mix.flac", base + air, hifi)
+    build_index(tmp_path / "src", tmp_path / "idx", embedder=embedder, progress=False)
+    query = tmp_path / "query.wav"
+    write_audio(query, melody(7, 9.0))
+    found = retrieve(query, tmp_path / "idx", top_k=2, embedder=embedder)
+    assert found.output_rate() == hifi
+    raw = render_continuations(found, rate=hifi)[0]
+    assert raw.audio_rate == hifi and len(raw.audio) == round((4.0 + found.seconds) * hifi)
+    material = raw.audio[round(4.5 * hifi) :]
+    power = np.abs(np.fft.rfft(material)) ** 2
+    freqs = np.fft.rfftfreq(len(material), 1 / hifi)
+    assert power[(freqs > 10_500) & (freqs < 11_500)].sum() > 1e-3 * power.sum()
+    assert render_continuations(found)[0].audio_rate == SAMPLE_RATE  # for a song: analysis rate

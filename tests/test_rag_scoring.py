@@ -9,7 +9,9 @@ import pytest
 
 from ensemble.errors import EnsembleError
 from ensemble.rag import scoring
+from ensemble.rag.chunks import seam_grid, seam_jitter
 from ensemble.rag.seam import Pulse, after, plan_seam
+from ensemble.rhythm import BeatGrid
 
 
 def test_pitch_coherence_is_octave_tolerant_and_penalises_jumps() -> None:
@@ -120,3 +122,34 @@ def test_weights_file_without_weights_object(tmp_path) -> None:
     path.write_text('{"relevance": 1}')
     with pytest.raises(EnsembleError, match='no "weights" object'):
         scoring.parse_weights(path)
+
+
+def test_seam_grid_steadies_the_beats_and_keeps_the_bars() -> None:
+    rng = np.random.default_rng(0)
+    line = np.arange(40) * 0.5
+    beats = line + rng.normal(0.0, 0.02, 40)
+    grid = BeatGrid(beats, beats[1::4], 4, 2, 120.0)
+    steadied = seam_grid(grid)
+    assert np.abs(steadied.beats - line).mean() < 0.5 * np.abs(beats - line).mean()
+    assert steadied.downbeats.tolist() == steadied.beats[1::4].tolist()
+
+
+def test_seam_jitter_marks_where_the_beats_stray_from_a_steady_line() -> None:
+    beats = np.arange(60) * 0.5
+    beats[40:] += np.random.default_rng(0).normal(0.0, 0.05, 20)  # a loose last stretch
+    jitter = seam_jitter(BeatGrid(beats, beats[::4], 4, 2, 120.0), np.array([5.0, 27.0]))
+    assert jitter[0] < 0.01 < 0.05 < jitter[1]
+
+
+def test_rhythm_coherence_trusts_steady_beats_more() -> None:
+    score = scoring.rhythm_coherence(120.0, 4, np.full(2, 120.0), np.full(2, 4),
+                                     np.array([0.0, 0.1]))  # fmt: skip
+    assert score[0] == pytest.approx(1.0) and score[1] < 0.2
+
+
+def test_seam_aligns_a_source_tracked_at_half_the_tempo_on_the_common_pulse() -> None:
+    # The source's "beats" are half notes (60 bpm for a 120 bpm piece); the query stops a quarter
+    # of its beat past a beat: the source moves to a quarter of a query beat past one of its beats.
+    plan = plan_seam(10.0, Pulse(60.0, 4, 0.0), Pulse(120.0, 4, 1.25), 60.0, 4.0)
+    assert plan.per_beat == 2.0 and plan.rate == pytest.approx(1.0)
+    assert (plan.shift_beats * 2) % 1.0 == pytest.approx(0.25)

@@ -10,7 +10,17 @@ from ensemble.config import FRAME_RATE, SAMPLE_RATE
 from ensemble.features import FeatureFrame, extract_features, midi_to_hz
 from ensemble.groove import Context, decode_part, drum_hits, drum_pattern, slot_bounds
 from ensemble.notes import NoteEvent, segment_notes
-from ensemble.rhythm import BeatGrid, f_measure, track_beats
+from ensemble.rhythm import (
+    MAX_LAG_S,
+    ONSET_LAG_S,
+    BeatGrid,
+    _strongest_phase,
+    f_measure,
+    leader_notes,
+    onset_lag,
+    rise_time,
+    track_beats,
+)
 from ensemble.tonality import Key, estimate_key, fit_chords, harmonic_segments
 
 # C major tune, one note per beat at 120 bpm, 3/4, the downbeat note held twice as loud.
@@ -146,3 +156,44 @@ def test_steady_is_a_local_straight_line_fit() -> None:
         window = min(9, n - (1 - n % 2))
         np.testing.assert_allclose(steady(beats), savgol_filter(beats, window, 1, mode="interp"))
     assert steady(np.array([1.0, 2.0])).tolist() == [1.0, 2.0]
+
+
+def _attacks(rise_frames: int, n_beats: int = 12, period: int = 50) -> np.ndarray:
+    """Loudness (dB) of notes struck every ``period`` frames, each climbing 20 dB over
+    ``rise_frames`` frames from its beat, then decaying."""
+    loud = np.full(n_beats * period, -50.0)
+    for b in range(period, len(loud) - period, period):
+        climb = np.linspace(-50.0, -30.0, rise_frames + 1)
+        loud[b : b + rise_frames + 1] = climb
+        loud[b + rise_frames + 1 : b + period] = np.linspace(-30.0, -50.0, period - rise_frames - 1)
+    return loud
+
+
+def test_onset_lag_grows_with_the_attack_time() -> None:
+    frames = np.arange(50, 550, 50, dtype=np.float64)
+    plucked, bowed = (onset_lag(_attacks(r), frames, 50.0) for r in (2, 15))
+    assert plucked < ONSET_LAG_S < bowed <= MAX_LAG_S
+    assert rise_time(_attacks(15), 100, 25) == pytest.approx(0.12, abs=0.011)
+    flat = np.full(600, -40.0)  # no attack to time: the constant lag
+    assert onset_lag(flat, frames, 50.0) == ONSET_LAG_S
+
+
+def test_off_beat_melody_notes_do_not_pull_the_grid_off_a_band_that_marks_the_beat() -> None:
+    # The melody's notes start half a beat after each beat, so note starts and long notes
+    # favour the off-beats as accents; the shift is taken only where the off-beats also carry
+    # a fair share of the onset novelty (not where a band strikes every beat).
+    n, period = 1200, 50
+    loud = np.full(n, -40.0)
+    midi = np.zeros(n)
+    for b in range(0, n, period):
+        midi[b + period // 2 : b + period] = 60 + (b // period) % 5
+    f0 = np.where(midi > 0, midi_to_hz(np.maximum(midi, 1.0)), 0.0)
+    feats = FeatureFrame(f0, (midi > 0).astype(float), loud, 10 ** (loud / 20), np.ones((12, n)))
+    notes = leader_notes(feats)
+    frames = np.arange(0, n, period, dtype=np.float64)
+    for off_beat_share, shifted in ((0.2, False), (0.8, True)):
+        novelty = np.zeros(n)
+        novelty[::period] = 1.0
+        novelty[period // 2 :: period] = off_beat_share
+        moved = _strongest_phase(feats, notes, novelty, frames, 2)
+        assert (moved[0] == period // 2) == shifted

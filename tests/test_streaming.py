@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from ensemble import np_layers
 from ensemble.errors import EnsembleError
-from ensemble.instrument import Instrument, default_config
+from ensemble.instrument import Instrument, _mlp, default_config
 from ensemble.streaming import lookahead_frames, stream_latency
 
 
@@ -16,7 +18,11 @@ def _hifi(kind: str) -> Instrument:
     normalise per frame)."""
     cfg = default_config(f"hifi-{kind}", kind, 44_100)
     torch.manual_seed(1)
-    return Instrument(cfg)
+    instrument = Instrument(cfg)
+    if kind == "pitched":  # a learned high band, as a fine-tuned 44.1 kHz decoder has
+        with torch.no_grad():
+            instrument.model.high_band_db.fill_(-20.0)
+    return instrument
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +123,28 @@ def test_stream_refuses_bad_use(decoders):
     assert len(first) + len(stream.finish()) == 3  # 4 frames · 160 = 640 samples
     with pytest.raises(EnsembleError, match="finished"):
         stream.push(np.ones(1, np.float32), np.zeros(1, np.float32))
+
+
+def test_numpy_layers_equal_torch():
+    """The stream's numpy GRU (state carried across calls) and MLPs compute what torch does."""
+    torch.manual_seed(0)
+    gru, mlp = nn.GRU(8, 16, num_layers=2, batch_first=True), _mlp(4, 16, 2)
+    x = torch.randn(1, 20, 8)
+    with torch.no_grad():
+        expected, mlp_expected = gru(x)[0][0].numpy(), mlp(x[0, :, :4]).numpy()
+    stepped = np_layers.GRU(gru)
+    out = np.concatenate([stepped(x[0, :7].numpy()), stepped(x[0, 7:8].numpy()),
+                          stepped(x[0, 8:].numpy())])  # fmt: skip
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(np_layers.sequential(mlp)(x[0, :, :4].numpy()), mlp_expected,
+                               atol=1e-5)  # fmt: skip
+
+
+def test_blas_is_held_at_one_thread_and_restored():
+    """OpenBLAS threads a frame's strikes × kit product; on a busy machine that cost a drum
+    stream 20x, so pushes hold it at one thread and give the count back afterwards."""
+    libs = np_layers._blas_libraries()
+    before = [lib.num_threads for lib in libs]
+    with np_layers.one_blas_thread():
+        assert all(lib.num_threads == 1 for lib in libs)
+    assert [lib.num_threads for lib in libs] == before

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ensemble.commands import add_seconds_argument, load_inputs, output_names
+from ensemble.config import SAMPLE_RATE
 from ensemble.limits import (
     DEFAULT_TOP_K,
     HOPS,
@@ -99,7 +100,10 @@ def _continue(args: argparse.Namespace) -> int:
             found = retrieve(audio, index, top_k=args.top_k, hops=args.hops, weights=weights,
                              candidates=args.candidates, exclude=exclude, embedder=embedder,
                              seconds=args.seconds)  # fmt: skip
-            rendered = found.continuations if args.no_audio else render_continuations(found, lineup)
+            # Raw continuations keep the quality of the files they come from.
+            rate = SAMPLE_RATE if lineup or args.no_audio else found.output_rate()
+            rendered = (found.continuations if args.no_audio
+                        else render_continuations(found, lineup, rate=rate))  # fmt: skip
             write_continuations(tmp / name, rendered, notes=found.notes,
                                 meta=_meta(args, path, lineup, weights, exclude))  # fmt: skip
             _print(path, found.notes, rendered)

@@ -63,6 +63,7 @@ class Continuation:
     composite: float
     parts: dict[str, float]
     audio: np.ndarray | None = None
+    audio_rate: int = SAMPLE_RATE  # of ``audio`` (the analysis rate, unless rendered for output)
     seam_s: float = TAIL_SECONDS  # where the continuation starts in ``audio``
     mix: np.ndarray | None = None
     mix_rate: int = SAMPLE_RATE  # of ``mix`` (``audio`` is at SAMPLE_RATE)
@@ -149,7 +150,7 @@ def plan_chain(
         windows[hop] = (name, plan.start_s, plan.start_s + per_hop * plan.rate)
         plans.append(plan)
         # What follows continues from where this hop leaves the bar, at the tempo it plays.
-        played = Pulse(source.tempo * plan.rate, pulse.meter, pulse.bar_pos)
+        played = Pulse(source.tempo * plan.rate * plan.per_beat, pulse.meter, pulse.bar_pos)
         pulse = after(played, per_hop)
     return plans
 
@@ -180,9 +181,30 @@ class Retrieval:
 
     continuations: list[Continuation]
     notes: list[str]
-    signal: np.ndarray  # (N,) the query's audio, mono
+    signal: np.ndarray  # (N,) the query's audio, mono at SAMPLE_RATE
     index: RagIndex
     seconds: float  # each continuation's length after the query's ending
+    source: AudioSource | None = None  # the query as given (to read its ending at another rate)
+
+    def ending(self, rate: int) -> np.ndarray:
+        """The query's last TAIL_SECONDS, mono at ``rate`` (from its source when it has one)."""
+        if rate == SAMPLE_RATE or self.source is None:
+            from ensemble.audio import resample
+
+            return resample(self.signal, SAMPLE_RATE, rate)[-round(TAIL_SECONDS * rate) :]
+        ending = load_audio(self.source, sample_rate=rate, trim=True)  # as `signal` was cut
+        return ending[-round(TAIL_SECONDS * rate) :]
+
+    def output_rate(self) -> int:
+        """The highest rate among the query's source and the files its continuations come
+        from: raw continuations written at it keep every source's quality."""
+        from ensemble.audio import native_rate
+
+        rates = {native_rate(self.index.source_path(row))
+                 for item in self.continuations for row in item.rows}  # fmt: skip
+        if self.source is not None:
+            rates.add(native_rate(self.source))
+        return max(rates | {SAMPLE_RATE})
 
 
 def retrieve(
@@ -240,7 +262,8 @@ def retrieve(
         _continuation(index, rank, chain, plan_chain(index, query, chain, seconds, exclude), seam_s)
         for rank, chain in enumerate(chains, start=1)
     ]
-    return Retrieval(found, _run_notes(query, chains, hops, top_k), signal, index, seconds)
+    source = (audio, SAMPLE_RATE) if isinstance(audio, np.ndarray) else audio
+    return Retrieval(found, _run_notes(query, chains, hops, top_k), signal, index, seconds, source)
 
 
 def _continuation(
@@ -287,7 +310,7 @@ def write_continuations(
     records = []
     for item in continuations:
         performed = item.mix is not None
-        sound, rate = (item.mix, item.mix_rate) if performed else (item.audio, SAMPLE_RATE)
+        sound, rate = (item.mix, item.mix_rate) if performed else (item.audio, item.audio_rate)
         name = None
         if sound is not None:
             name = f"continuation_{item.rank:02d}.wav"

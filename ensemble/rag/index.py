@@ -145,6 +145,11 @@ class RagIndex:
             )
         try:
             self.config = FeatureConfig.from_json(self.meta["features"])
+        except (KeyError, TypeError, ValueError, EnsembleError) as exc:
+            raise _corrupt(root, f"{exc.__class__.__name__}: {exc}") from exc
+        # An index of another feature version stores other arrays: say so before reading them.
+        _check_constants(self.config, root)
+        try:
             self.files = [FileRecord(**r) for r in read_json(version / FILES_FILE)]
             table, self.context = _load_parts(version, self.meta["parts"])
             centre = version / CENTRE_FILE
@@ -285,7 +290,6 @@ def open_index(path: str | Path, *, expect: FeatureConfig | None = None) -> RagI
             f"--out {root}`."
         )
     index = RagIndex(root, version)
-    _check_constants(index.config, root)
     if expect is not None:
         diffs = index.config.differences(expect)
         if diffs:

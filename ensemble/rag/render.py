@@ -22,7 +22,7 @@ import soundfile as sf
 from ensemble.audio import resample
 from ensemble.config import SAMPLE_RATE
 from ensemble.errors import DataError
-from ensemble.rag.continuation import TAIL_SECONDS, Continuation, Retrieval
+from ensemble.rag.continuation import Continuation, Retrieval
 from ensemble.rag.seam import time_stretch
 from ensemble.threads import render_pool
 
@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 FADE_SECONDS = 0.1  # seam crossfade: long enough to hide a click, short enough to keep onsets
 
 
-def read_segment(path: Path, start_s: float, seconds: float) -> np.ndarray:
-    """(round(seconds * SAMPLE_RATE),) float32 mono audio of ``path`` from ``start_s``, zero-
-    padded where the file ends or ``start_s`` < 0; only the needed frames are decoded."""
-    n_out = round(seconds * SAMPLE_RATE)
+def read_segment(path: Path, start_s: float, seconds: float, rate: int = SAMPLE_RATE
+                 ) -> np.ndarray:  # fmt: skip
+    """(round(seconds * rate),) float32 mono audio of ``path`` from ``start_s``, zero-padded where
+    the file ends or ``start_s`` < 0; only the needed frames are decoded, resampled once."""
+    n_out = round(seconds * rate)
     try:
         with sf.SoundFile(str(path)) as handle:
             sr = handle.samplerate
@@ -47,8 +48,8 @@ def read_segment(path: Path, start_s: float, seconds: float) -> np.ndarray:
             f"Cannot read the indexed audio '{path}' ({exc}); was the corpus moved? Rebuild the "
             "index or put the files back."
         ) from exc
-    mono = resample(data.mean(axis=1), sr, SAMPLE_RATE)
-    lead = max(-first, 0) * SAMPLE_RATE // sr
+    mono = resample(data.mean(axis=1), sr, rate)
+    lead = max(-first, 0) * rate // sr
     out = np.zeros(n_out, np.float32)
     body = mono[: n_out - lead]
     out[lead : lead + len(body)] = body
@@ -98,19 +99,24 @@ def render_continuations(
     found: Retrieval,
     lineup: Lineup | None = None,
     *,
+    rate: int = SAMPLE_RATE,
     finish: Callable[[int, Continuation], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Continuation]:
     """``found``'s continuations with their raw ``audio`` and, given ``lineup``, their ``mix``.
 
+    Raw audio comes at ``rate`` when nothing performs it (e.g. `Retrieval.output_rate`, so the
+    retrieved material keeps its own quality); a lineup analyses it at SAMPLE_RATE.
     ``finish(i, rendered)`` runs in the worker as the i-th is done (the app writes and measures
     it there, in parallel); ``progress(done, total)`` in the caller's thread.
     """
+    raw_rate = SAMPLE_RATE if lineup else rate
+    head = found.ending(raw_rate)
 
     def render(i: int, item: Continuation) -> Continuation:
-        raw = _stitched(found, item)
-        mix, rate = lineup.play(raw) if lineup else (None, SAMPLE_RATE)
-        done = replace(item, audio=raw, mix=mix, mix_rate=rate)
+        raw = _stitched(found, item, head, raw_rate)
+        mix, mix_rate = lineup.play(raw) if lineup else (None, raw_rate)
+        done = replace(item, audio=raw, audio_rate=raw_rate, mix=mix, mix_rate=mix_rate)
         if finish is not None:
             finish(i, done)
         return done
@@ -128,11 +134,11 @@ def render_continuations(
     return [rendered[i] for i in range(total)]
 
 
-def _stitched(found: Retrieval, item: Continuation) -> np.ndarray:
-    """The query's ending, then each hop's planned material after an equal-power seam."""
-    head = found.signal[-round(TAIL_SECONDS * SAMPLE_RATE) :]
+def _stitched(found: Retrieval, item: Continuation, head: np.ndarray, rate: int) -> np.ndarray:
+    """The query's ending ``head``, then each hop's planned material after an equal-power seam,
+    at ``rate``."""
     per_hop = found.seconds / len(item.rows)
-    fade = round(FADE_SECONDS * SAMPLE_RATE)
+    fade = round(FADE_SECONDS * rate)
     pieces = []
     for row, plan in zip(item.rows, item.plans, strict=True):
         # Read what the stretched segment needs, with its pre-roll, and stretch both together.
@@ -140,9 +146,10 @@ def _stitched(found: Retrieval, item: Continuation) -> np.ndarray:
             found.index.source_path(row),
             plan.start_s - FADE_SECONDS * plan.rate,
             (FADE_SECONDS + per_hop) * plan.rate,
+            rate,
         )
         played = time_stretch(raw, plan.rate)
-        body = np.zeros(round(per_hop * SAMPLE_RATE), np.float32)
+        body = np.zeros(round(per_hop * rate), np.float32)
         tail = played[fade : fade + len(body)]
         body[: len(tail)] = tail
         pieces.append((played[:fade], body))

@@ -26,7 +26,7 @@ PART_LABELS = {
     "pitch_coherence": "pitch coherence (seam)",
     "chroma_coherence": "key coherence (seam)",
     "loudness_coherence": "loudness coherence (seam)",
-    "rhythm_coherence": "rhythm coherence (seam: tempo, meter)",
+    "rhythm_coherence": "rhythm coherence (seam: tempo, meter, steady beat)",
 }
 
 # Relevance leads; the seam parts break ties between stylistically close chunks. On the
@@ -53,6 +53,10 @@ LOUDNESS_SCALE_DB = 8.0  # exp(-|jump| / 8 dB): 3 dB ~ 0.69, 10 dB ~ 0.29
 MAX_STRETCH = 1.08
 TEMPO_SIGMA = 0.04  # log-ratio: a 4% tempo difference scores ~0.6 (before stretching)
 METER_MISMATCH = 0.5  # rhythm score factor when the bars have a different number of beats
+# A candidate whose beats stray from a steady line at its start cannot be trusted to land on the
+# beat: its rhythm score is scaled by exp(-jitter / JITTER_BEATS) (jitter in beats, see
+# `chunks.seam_jitter`).
+JITTER_BEATS = 0.05
 
 
 def parse_weights(spec: str | Path | Mapping[str, float] | None) -> dict[str, float]:
@@ -178,23 +182,30 @@ def loudness_coherence(db_end: float, db_start: np.ndarray) -> np.ndarray:
 
 
 def rhythm_coherence(
-    tempo: float, meter: int, tempo_start: np.ndarray, meter_start: np.ndarray
+    tempo: float,
+    meter: int,
+    tempo_start: np.ndarray,
+    meter_start: np.ndarray,
+    jitter_start: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Rhythmic fit across the seam (C,) in [0, 1]: tempo ratio and meter.
+    """Rhythmic fit across the seam (C,) in [0, 1]: tempo ratio, meter and beat confidence.
 
     A candidate within MAX_STRETCH of the query's tempo is stretched to it (so it scores as if
     it matched, less a small cost for the stretch); one further away scores by its tempo
-    difference. Equal beats per bar keep the score, others halve it. Unknown tempo: 0.5.
+    difference. Equal beats per bar keep the score, others halve it; a candidate with beat
+    ``jitter_start`` (C,) loses by it (see JITTER_BEATS). Unknown tempo: 0.5.
     """
     tempo_start = np.asarray(tempo_start, np.float64)
     if tempo <= 0:
         return np.full(len(tempo_start), 0.5)
+    jitter = np.zeros(len(tempo_start)) if jitter_start is None else np.asarray(jitter_start)
     ratio = np.abs(np.log(np.maximum(tempo_start, 1e-6) / tempo))
     stretchable = ratio <= np.log(MAX_STRETCH)
     stretched = 1.0 - 0.1 * ratio / np.log(MAX_STRETCH)  # a stretch costs at most 0.1
     score = np.where(stretchable, stretched, np.exp(-0.5 * (ratio / TEMPO_SIGMA) ** 2))
     same_meter = np.asarray(meter_start) == meter
-    return np.where(tempo_start > 0, score * np.where(same_meter, 1.0, METER_MISMATCH), 0.5)
+    score = score * np.where(same_meter, 1.0, METER_MISMATCH) * np.exp(-jitter / JITTER_BEATS)
+    return np.where(tempo_start > 0, score, 0.5)
 
 
 def coherence(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:

@@ -34,6 +34,7 @@ class SeamPlan:
     rate: float  # time-stretch rate (query tempo / source tempo; 1 = played as it is)
     shift_beats: float  # how far the start moved from the chunk start
     phase_error_ms: float  # estimated offset left between the two beat grids at the seam
+    per_beat: float = 1.0  # query beats per source beat (2 or 1/2: a pulse heard an octave off)
 
 
 def _wrap(beats: float, period: float) -> float:
@@ -66,21 +67,24 @@ def plan_seam(
     if source.tempo <= 0 or query.tempo <= 0:
         return SeamPlan(chunk_start_s, 1.0, 0.0, 0.0)
     ratio = query.tempo / source.tempo
-    rate = ratio if max(ratio, 1 / ratio) <= MAX_STRETCH else 1.0
+    # Query beats per source beat: 2 or 1/2 when one side's pulse was heard an octave off (the
+    # other's whole bars and beats still line up), else 1.
+    per = next((k for k in (1.0, 2.0, 0.5) if max(ratio / k, k / ratio) <= MAX_STRETCH), 1.0)
+    rate = ratio / per if max(ratio / per, per / ratio) <= MAX_STRETCH else 1.0
     period_s = 60.0 / source.tempo
     latest = max(duration_s - seconds * rate, 0.0)
     # Same bar length: land on the query's place in the bar; else only on its place in the beat.
-    cycles = [source.meter, 1] if source.meter == query.meter else [1]
+    cycles = [source.meter, 1.0 / per] if source.meter == query.meter and per == 1 else [1.0 / per]
     for cycle in cycles:
-        shift = _wrap(query.bar_pos - source.bar_pos, cycle)
+        shift = _wrap(query.bar_pos / per - source.bar_pos, cycle)
         for option in sorted((shift, shift + cycle, shift - cycle), key=abs):
             start = chunk_start_s + option * period_s
             end = start + seconds * rate
             free = all(end <= a or start >= b for a, b in blocked)
             if 0.0 <= start <= latest and free:
-                return SeamPlan(start, rate, option, 0.0)
-    error = _wrap(query.bar_pos - source.bar_pos, 1.0) * 60.0 / query.tempo * 1000.0
-    return SeamPlan(chunk_start_s, rate, 0.0, abs(error))
+                return SeamPlan(start, rate, option, 0.0, per)
+    error = _wrap(query.bar_pos - per * source.bar_pos, 1.0) * 60.0 / query.tempo * 1000.0
+    return SeamPlan(chunk_start_s, rate, 0.0, abs(error), per)
 
 
 def time_stretch(audio: np.ndarray, rate: float) -> np.ndarray:

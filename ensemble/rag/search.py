@@ -70,7 +70,7 @@ def score_rows(
         "chroma_coherence": scoring.chroma_coherence(query.chroma_end, seams.chroma_start),
         "loudness_coherence": scoring.loudness_coherence(query.db_end, seams.db_start),
         "rhythm_coherence": scoring.rhythm_coherence(
-            query.tempo, query.meter, seams.tempo, seams.meter
+            query.tempo, query.meter, seams.tempo, seams.meter, seams.jitter_start
         ),
     }
     total = scoring.composite(parts, weights)

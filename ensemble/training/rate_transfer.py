@@ -6,7 +6,10 @@ is sized in samples or bands is mapped:
 - harmonic-distribution rows: the first K kept, extra harmonics copy the highest learned one
   (the 16 kHz decoders never heard harmonics above 8 kHz, so there is nothing better to copy);
 - noise-band rows: bands are evenly spaced from 0 Hz to Nyquist, so each new band takes the row of
-  the old band at its frequency (linear interpolation), and bands above the old Nyquist the top one;
+  the old band at its frequency (linear interpolation), and bands above the old Nyquist the top
+  one, quieter;
+- harmonics above the old Nyquist: a learned gain (`band_split_hz`, `high_band_db`) that starts
+  40 dB down;
 - drum strike slots: each new slot takes the old slot nearest in time inside the frame;
 - sample-length waveforms (the reverb's noise, the drum kit's one-shots): linear interpolation to
   the new length; the reverb's noise keeps its RMS and its gain is scaled by
@@ -23,6 +26,12 @@ import math
 import torch
 
 from ensemble.errors import CheckpointError
+
+# Where what the old rate could not hold starts: harmonics above its Nyquist 40 dB down (their
+# rows were never trained: starting them loud taught a violin to trade its harmonics for
+# noise), new noise bands about 40 dB under the old top band (exp_sigmoid ≈ 2·e^(2.3 x)).
+HIGH_BAND_START_DB = -40.0
+NEW_BAND_LOGIT = -2.0
 
 
 def _rows_at(rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -53,30 +62,37 @@ def _stretch(wave: torch.Tensor, length: int) -> torch.Tensor:
     return out.reshape(*shape[:-1], length)
 
 
+def _noise_rows(rows: torch.Tensor, old_config, new_config, key: str) -> torch.Tensor:
+    """Noise-band rows at the new band frequencies; bands above the old Nyquist start
+    NEW_BAND_LOGIT lower (about 40 dB under the old top band) unless it is a weight row."""
+    positions = _band_positions(old_config.n_noise_bands, old_config.sample_rate,
+                                new_config.n_noise_bands, new_config.sample_rate)  # fmt: skip
+    mapped = _rows_at(rows, positions)
+    if key.endswith("bias"):
+        mapped = mapped + NEW_BAND_LOGIT * (positions > old_config.n_noise_bands - 1).to(rows.dtype)
+    return mapped
+
+
 def _pitched_head(old: dict, new_config, old_config, key: str) -> torch.Tensor:
-    k_old, m_old = old_config.n_harmonics, old_config.n_noise_bands
+    k_old = old_config.n_harmonics
     rows = old[key]
-    noise_pos = _band_positions(m_old, old_config.sample_rate, new_config.n_noise_bands,
-                                new_config.sample_rate)  # fmt: skip
     return torch.cat([
         rows[:1],
         _harmonic_rows(rows[1 : 1 + k_old], new_config.n_harmonics),
-        _rows_at(rows[1 + k_old :], noise_pos),
+        _noise_rows(rows[1 + k_old :], old_config, new_config, key),
     ])  # fmt: skip
 
 
 def _drum_head(old: dict, new_config, old_config, key: str) -> torch.Tensor:
     m_old, tonal = old_config.n_noise_bands, old_config.n_tonal
     rows = old[key]
-    noise_pos = _band_positions(m_old, old_config.sample_rate, new_config.n_noise_bands,
-                                new_config.sample_rate)  # fmt: skip
     shots, old_slots, new_slots = (old_config.n_one_shots, old_config.strikes_per_frame,
                                    new_config.strikes_per_frame)  # fmt: skip
     strikes = rows[1 + m_old + tonal :].reshape(old_slots, shots, *rows.shape[1:])
     nearest = torch.round(torch.arange(new_slots) * old_slots / new_slots).long()
     return torch.cat([
         rows[:1],
-        _rows_at(rows[1 : 1 + m_old], noise_pos),
+        _noise_rows(rows[1 : 1 + m_old], old_config, new_config, key),
         rows[1 + m_old : 1 + m_old + tonal],
         strikes[nearest.clamp(max=old_slots - 1)].reshape(-1, *rows.shape[1:]),
     ])  # fmt: skip
@@ -111,6 +127,8 @@ def transfer_state(old: dict[str, torch.Tensor], old_config, new_config,
             state[key] = stretched * old[key].std() / stretched.std()
         elif key == "reverb.log_gain":
             state[key] = old[key] + 0.5 * math.log(ratio)
+        elif key == "high_band_db":  # the band the old rate could not hold starts near silent
+            state[key] = torch.tensor(HIGH_BAND_START_DB)
         else:
             state[key] = old[key]
         if state[key].shape != value.shape:
