@@ -48,6 +48,7 @@ LIMITER_MARGIN_DB = 0.1  # the limiter aims this far under the ceiling (the filt
 PEAK_LIMITED_LU = 0.5  # a mix this far under its target says the ceiling kept it there
 OVERSAMPLING = 4  # true peak per BS.1770-4 Annex 2
 OVERSAMPLING_TAPS = 49  # 12 per phase, as the Annex's filter: within 0.02 dB, 40% faster than 81
+ENVELOPE_BLOCK = 1 << 16  # samples of `peak_envelope` per step
 
 BASS_INSTRUMENTS = frozenset({"bass", "double_bass", "tuba"})
 BASS_REGISTER_MIDI = 48.0  # a follower whose training pitch averages under C3 plays the bass line
@@ -170,15 +171,33 @@ def peak_envelope(audio: np.ndarray) -> np.ndarray:
     """
     audio = np.asarray(audio, np.float32)
     frames = audio.reshape(len(audio), -1)
-    envelope = np.abs(frames).max(axis=1)
+    envelope = np.abs(frames[:, 0])
+    for channel in frames.T[1:]:
+        np.maximum(envelope, np.abs(channel), out=envelope)
+    for start in range(0, len(audio), ENVELOPE_BLOCK):  # a long mix: a block of scratch at once
+        stop = min(start + ENVELOPE_BLOCK, len(audio))
+        np.maximum(envelope[start:stop], _oversampled_peaks(frames, start, stop),
+                   out=envelope[start:stop])  # fmt: skip
+    return envelope
+
+
+def _oversampled_peaks(frames: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """(stop - start,) largest |value| of the 4× oversampled phases of (N, C) ``frames`` at
+    samples start..stop, from the input samples those outputs need (the same sums as
+    convolving the whole signal)."""
     taps = oversampling_taps()
     delay = (OVERSAMPLING_TAPS - 1) // 2 // OVERSAMPLING  # the filter's delay, input samples
-    n = len(audio)
-    for channel in frames.T:
+    reach = -(-OVERSAMPLING_TAPS // OVERSAMPLING) - 1  # samples of the past a phase reads
+    low = max(0, start + delay - reach)
+    segment = frames[low : stop + delay]
+    peaks = np.zeros(stop - start, np.float32)
+    for channel in segment.T:
+        channel = np.ascontiguousarray(channel)
         for phase in range(OVERSAMPLING):
             filtered = np.convolve(channel, taps[phase::OVERSAMPLING])
-            envelope = np.maximum(envelope, np.abs(filtered[delay : delay + n]))
-    return envelope
+            first = start + delay - low
+            np.maximum(peaks, np.abs(filtered[first : first + stop - start]), out=peaks)
+    return peaks
 
 
 def true_peak_dbtp(audio: np.ndarray) -> float:
@@ -219,7 +238,7 @@ def pan_gains(position: float) -> tuple[float, float]:
 def pan(audio: np.ndarray, position: float) -> np.ndarray:
     """(N,) mono → (N, 2) placed at ``position`` with the constant-power law."""
     left, right = pan_gains(position)
-    return np.stack([audio * left, audio * right], axis=1).astype(np.float32, copy=False)
+    return np.multiply.outer(np.asarray(audio, np.float32), np.float32([left, right]))
 
 
 def downmix(audio: np.ndarray) -> np.ndarray:
@@ -349,14 +368,16 @@ def mix_stems(
         for name, audio in dry.items()
     }
     premix = np.zeros_like(next(iter(placed.values())).audio)
-    for stem in placed.values():  # summed in place: long inputs hold one copy
-        premix += stem.audio * np.float32(db_to_gain(stem.gain_db))
+    for stem in placed.values():  # summed in place, a channel at a time: little scratch
+        for c in range(premix.shape[1]):
+            premix[:, c] += stem.audio[:, c] * np.float32(db_to_gain(stem.gain_db))
     lufs = integrated_loudness(premix, sample_rate)
     envelope = peak_envelope(premix)
     level_db, limiter = _level(premix, envelope, lufs, target_lufs, ceiling_dbtp, sample_rate)
     for stem in placed.values():  # each placed stem is scaled where it lies
         stem.audio *= (np.float32(db_to_gain(stem.gain_db + level_db)) * limiter)[:, None]
-    mix = np.zeros_like(premix)
+    mix = premix  # the premix is done with: its buffer takes the mix
+    mix.fill(0.0)
     for stem in placed.values():
         mix += stem.audio
     report = _mix_report(placed, mix, lufs, envelope, level_db, limiter, target_lufs,
