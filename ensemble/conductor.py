@@ -51,6 +51,7 @@ REL_FLOOR_DB = -60.0  # leader loudness more than 60 dB under its reference leve
 SILENT_LEADER_DB = -70.0  # a leader never louder than this is silence (cf. config.SILENCE_DBFS)
 MIN_LEADER_FRAMES = 8  # 80 ms: shorter input has no musical content to follow
 MIN_VOICED_FRAMES = 5  # fewer confidently pitched frames than this: nothing to harmonise
+WINDOW_BATCH = 2  # windows per network call when predicting (see `predict`)
 N_INPUTS = 29  # channels made by `leader_inputs`
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "conductor"
 FORMAT = "ensemble-conductor"
@@ -324,10 +325,11 @@ class Conductor:
                 f"{config_path} is not a valid conductor config ({exc}). {retrain}"
             ) from exc
         _check_config(config, config_path)
-        model = ConductorNet(config.model, max(len(config.instruments), 1))
-        model.load_state_dict(
-            checkpoint.read_weights(weights, model.state_dict(), "conductor", retrain)
-        )
+        with one_torch_thread():  # many tiny copies, which a second OpenMP thread only slows
+            model = ConductorNet(config.model, max(len(config.instruments), 1))
+            model.load_state_dict(
+                checkpoint.read_weights(weights, model.state_dict(), "conductor", retrain)
+            )
         return cls(config, model)
 
     def save(self, folder: str | Path) -> Path:
@@ -460,6 +462,16 @@ def _tell(note: str, messages: list[str] | None) -> None:
         messages.append(note)
 
 
+def _cross_fade(win: int, edge: int) -> torch.Tensor:
+    """(win,) triangular cross-fade weights over ``edge`` frames at both ends of a window, so
+    window edges (little context) count least; all ones without an edge."""
+    ramp = torch.ones(win)
+    if edge > 0:
+        fade = (torch.arange(edge, dtype=torch.float32) + 0.5) / edge
+        ramp[:edge], ramp[-edge:] = fade, fade.flip(0)
+    return ramp
+
+
 @torch.inference_mode()
 def predict(model: ConductorNet, config: ConductorConfig, leader: FeatureFrame, ids: list[int]
             ) -> dict[str, np.ndarray]:
@@ -485,29 +497,27 @@ def predict(model: ConductorNet, config: ConductorConfig, leader: FeatureFrame, 
     starts = list(range(0, max(n - win, 0) + 1, hop))
     if starts[-1] + win < n:
         starts.append(n - win)
-    batch = torch.stack([x[:, s : s + win] for s in starts])
-    raw = model(batch, torch.tensor([ids] * len(starts)))  # (W, F, win, N_OUT)
-    # Triangular cross-fade weights so window edges (little context) count least.
-    ramp = torch.ones(win)
-    edge = min(cfg.overlap_frames, win // 2)
-    if len(starts) > 1 and edge > 0:
-        fade = (torch.arange(edge, dtype=torch.float32) + 0.5) / edge
-        ramp[:edge], ramp[-edge:] = fade, fade.flip(0)
+    ramp = _cross_fade(win, min(cfg.overlap_frames, win // 2) if len(starts) > 1 else 0)
     total = max(n, win)
     acc = torch.zeros(len(ids), total, 3 + N_PITCHES)
     weight = torch.zeros(total)
-    for w, s in enumerate(starts):
-        values = torch.cat(
-            [
-                raw[w, :, :, :1],
-                torch.sigmoid(raw[w, :, :, 129:131]),
-                torch.softmax(raw[w, :, :, 1:129], dim=-1),
-            ],
-            dim=-1,
-        )
-        acc[:, s : s + win] += values * ramp[None, :, None]
-        weight[s : s + win] += ramp
-    acc = (acc / weight[None, :, None])[:, :n]
+    # A few windows per call: all of a 2-minute input's at once hold ~200 MB of attention.
+    for first in range(0, len(starts), WINDOW_BATCH):
+        group = starts[first : first + WINDOW_BATCH]
+        batch = torch.stack([x[:, s : s + win] for s in group])
+        raw = model(batch, torch.tensor([ids] * len(group)))  # (W, F, win, N_OUT)
+        for w, s in enumerate(group):
+            values = torch.cat(
+                [
+                    raw[w, :, :, :1],
+                    torch.sigmoid(raw[w, :, :, 129:131]),
+                    torch.softmax(raw[w, :, :, 1:129], dim=-1),
+                ],
+                dim=-1,
+            )
+            acc[:, s : s + win] += values * ramp[None, :, None]
+            weight[s : s + win] += ramp
+    acc = acc.div_(weight[None, :, None])[:, :n]
     return {
         "loud": (acc[..., 0] * norm.loudness_std_db + norm.loudness_mean_db).numpy(),
         "voiced": acc[..., 1].numpy(),

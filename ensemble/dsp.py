@@ -30,6 +30,8 @@ DEFAULT_FFT_SIZES = (1024, 512, 256, 128, 64)
 # (32 MB) are fresh pages on every call and the page faults cost 5-7x the sin itself (measured: 4 ms
 # vs 28 ms per 10 s of audio), so the bank is built in ~8 MB chunks; GPUs prefer few big launches.
 _BANK_CHUNK = {"cpu": 1 << 21, "cuda": 1 << 26}
+PHASE_CHUNK_FRAMES = 2048  # frames per step of `oscillator_phase` (~15 MB of scratch at 16 kHz)
+NOISE_CHUNK_FRAMES = 2048  # frames per step of `filtered_noise` (~10 MB of scratch)
 
 
 def exp_sigmoid(x: torch.Tensor, exponent: float = 10.0, max_value: float = 2.0) -> torch.Tensor:
@@ -86,12 +88,25 @@ def oscillator_phase(
     Returns:
         (B, T * hop) float32 phase in [0, 2π), the running integral of the upsampled f0.
     """
-    f0_up = upsample_frames(f0_hz.detach().double(), hop)
-    # Exclusive cumulative sum so the first sample sits at the initial phase.
-    cycles = torch.cumsum(f0_up / sample_rate, dim=1) - f0_up / sample_rate
-    if initial_phase is not None:
-        cycles = cycles + initial_phase.detach().double().unsqueeze(1) / (2.0 * math.pi)
-    return (2.0 * math.pi * torch.frac(cycles)).float()
+    f0 = f0_hz.detach().double()
+    batch, n_frames = f0.shape
+    phase = torch.empty(batch, n_frames * hop, device=f0.device)
+    running = torch.zeros(batch, 1, dtype=torch.float64, device=f0.device)
+    # A chunk of frames at a time (the float64 scratch of a 2-minute input at once is ~60 MB);
+    # the running sum seeds each chunk's cumsum, so the sums are the whole signal's.
+    for start in range(0, n_frames, PHASE_CHUNK_FRAMES):
+        stop = min(start + PHASE_CHUNK_FRAMES, n_frames)
+        # one look-ahead frame: the chunk's last frame interpolates toward the next as a whole
+        up = upsample_frames(f0[:, start : stop + 1], hop)[:, : (stop - start) * hop]
+        step = up / sample_rate
+        seeded = torch.cat([step[:, :1] + running, step[:, 1:]], dim=1)
+        total = torch.cumsum(seeded, dim=1)
+        running = total[:, -1:]
+        cycles = total - step  # exclusive: the first sample sits at the initial phase
+        if initial_phase is not None:
+            cycles = cycles + initial_phase.detach().double().unsqueeze(1) / (2.0 * math.pi)
+        phase[:, start * hop : stop * hop] = (2.0 * math.pi * torch.frac(cycles)).float()
+    return phase
 
 
 def nyquist_mask(
@@ -249,7 +264,8 @@ def sinusoid_synth(
                 device=amplitudes.device,
                 dtype=torch.float64,
             )
-            bank = torch.sin(2.0 * math.pi * torch.frac(rates * n)).float()  # (K, n)
+            # in place: one float64 bank of scratch, not four
+            bank = (rates * n).frac_().mul_(2.0 * math.pi).sin_().float()  # (K, n)
             bank = bank.view(n_part, stop - start, hop).transpose(0, 1).unsqueeze(0)
         amps = amplitudes[:, start : min(stop + 1, n_frames)]  # one look-ahead frame
         pieces.append(_interpolated_sum(bank, amps).reshape(batch, -1))
@@ -362,12 +378,19 @@ def filtered_noise(
     mags = torch.cat([magnitudes, magnitudes[:, -1:]], dim=1)
     if noise is None:
         noise = uniform_noise(batch, n_frames + 1, hop, generator, magnitudes.device)
-    blocks = filter_noise_blocks(mags, noise)  # (B, T+1, n_fft), full linear convolution
-    n_fft = blocks.shape[-1]
-    length = n_frames * hop + n_fft
-    ola = torch.nn.functional.fold(
-        blocks.transpose(1, 2), output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop)
-    ).view(batch, length)
+    n_out = hop + 2 * (n_bands - 1)  # a block convolved with its frame's filter
+    ola = torch.zeros(batch, n_frames * hop + n_out, device=magnitudes.device)
+    # Chunks of blocks, overlap-added where they land: the filtered blocks of a 2-minute input
+    # at once are ~50 MB. A sample gets at most two blocks while the filter is shorter than a
+    # hop, so the sums are the same whatever the chunking.
+    for start in range(0, n_frames + 1, NOISE_CHUNK_FRAMES):
+        stop = min(start + NOISE_CHUNK_FRAMES, n_frames + 1)
+        blocks = filter_noise_blocks(mags[:, start:stop], noise[:, start:stop])  # (B, n, n_out)
+        span = (stop - start - 1) * hop + n_out
+        ola[:, start * hop : start * hop + span] += torch.nn.functional.fold(
+            blocks.transpose(1, 2), output_size=(1, span), kernel_size=(1, n_out),
+            stride=(1, hop),
+        ).view(batch, span)
     offset = noise_offset(hop, n_bands)
     return ola[:, offset : offset + n_frames * hop]
 

@@ -23,6 +23,7 @@ VOICED_THRESHOLD = 0.5  # SwiftF0's confidence is calibrated so that >= 0.5 mean
 N_FFT = 1024  # one STFT serves loudness and chroma: 64 ms window, 15.6 Hz bins at 16 kHz
 PITCH_FMIN, PITCH_FMAX = 46.875, 2093.75  # SwiftF0's trained range (F#1..C7)
 LOUDNESS_FLOOR_DB = -100.0
+PITCH_BLOCK = 5 * SAMPLE_RATE  # samples per pitch-tracker call (its scratch grows with them)
 
 
 @dataclass
@@ -90,13 +91,20 @@ def track_pitch(audio: np.ndarray, threads: int = 2) -> tuple[np.ndarray, np.nda
     n = n_frames_for(len(audio))
     if n == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.float32)
-    result = _pitch_tracker(threads).detect(
-        np.asarray(audio, np.float32), SAMPLE_RATE, fmin=PITCH_FMIN, fmax=PITCH_FMAX
-    )
+    # Streamed in PITCH_BLOCK pieces: the same frames as one `detect` call (SwiftF0 keeps the
+    # model's context between pushes), but ONNX Runtime's arena grows with the audio it is given
+    # at once, and keeps that size: ~190 MB for 30 s, ~20 MB for 5 s.
+    stream = _pitch_tracker(threads).stream(fmin=PITCH_FMIN, fmax=PITCH_FMAX)
+    audio = np.asarray(audio, np.float32)
+    pieces = [stream.push(audio[start : start + PITCH_BLOCK], SAMPLE_RATE)
+              for start in range(0, len(audio), PITCH_BLOCK)]  # fmt: skip
+    pieces.append(stream.flush())
+    stamps, pitch, confidence = (np.concatenate([getattr(piece, field) for piece in pieces])
+                                 for field in ("timestamps", "pitch_hz", "confidence"))  # fmt: skip
     times = np.arange(n) / FRAME_RATE
-    log_f0 = np.log2(np.clip(result.pitch_hz, PITCH_FMIN, PITCH_FMAX))
-    f0 = 2.0 ** np.interp(times, result.timestamps, log_f0)
-    confidence = np.interp(times, result.timestamps, result.confidence)
+    log_f0 = np.log2(np.clip(pitch, PITCH_FMIN, PITCH_FMAX))
+    f0 = 2.0 ** np.interp(times, stamps, log_f0)
+    confidence = np.interp(times, stamps, confidence)
     return f0.astype(np.float32), confidence.astype(np.float32)
 
 
@@ -183,12 +191,17 @@ def a_weighted_loudness(audio: np.ndarray) -> np.ndarray:
 
 
 def rms_envelope(audio: np.ndarray) -> np.ndarray:
-    """(T,) RMS over 2-hop (20 ms) centred windows."""
+    """(T,) RMS over 2-hop (20 ms) centred windows: frame j spans hops j - 1 and j."""
     audio = np.asarray(audio, np.float32)
     n = n_frames_for(len(audio))
-    padded = np.pad(audio, (HOP_LENGTH, HOP_LENGTH + 2 * HOP_LENGTH))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, 2 * HOP_LENGTH)[::HOP_LENGTH][:n]
-    return np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)).astype(np.float32)
+    hops = audio[: n * HOP_LENGTH].reshape(n, HOP_LENGTH)
+    # Energy per hop, summed in float64 a block of hops at a time (no float64 copy of a long
+    # input); a window is two hops.
+    energy = np.zeros(n + 1)
+    for start in range(0, n, STFT_BLOCK_FRAMES):
+        block = hops[start : start + STFT_BLOCK_FRAMES].astype(np.float64)
+        energy[start + 1 : start + 1 + len(block)] = np.einsum("ij,ij->i", block, block)
+    return np.sqrt((energy[:-1] + energy[1:]) / (2 * HOP_LENGTH)).astype(np.float32)
 
 
 def _chroma_from_power(power: np.ndarray) -> np.ndarray:

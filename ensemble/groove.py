@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from ensemble.config import FRAME_RATE
+from ensemble.filters import moving_average
 from ensemble.rhythm import BeatGrid
 from ensemble.tonality import Chord, Key, chord_frames, chord_name
 
@@ -224,7 +224,7 @@ def drum_pattern(grid: BeatGrid, loudness_db: np.ndarray) -> tuple[np.ndarray, n
     """
     loud = np.asarray(loudness_db, np.float64)
     n = len(loud)
-    level = uniform_filter1d(loud, size=FRAME_RATE, mode="nearest")  # dynamics over ~1 s
+    level = moving_average(loud, FRAME_RATE)  # dynamics over ~1 s
     peak = float(np.percentile(loud, 95))
     floor = float(loud.min())
     out = np.full(n, floor)

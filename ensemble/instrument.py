@@ -559,6 +559,7 @@ class Instrument:
         return instrument
 
     @classmethod
+    @_one_thread  # hundreds of tiny copies: a second OpenMP thread only waits (~1 s under load)
     def _load(cls, config_path: Path, weights_path: Path) -> Instrument:
         retrain = "Re-download or retrain the instrument."
         data = checkpoint.read_config(config_path, "instrument", retrain)

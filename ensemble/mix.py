@@ -2,7 +2,7 @@
 
 Pure functions on numpy arrays at SAMPLE_RATE. Mono signals are (N,), stereo ones (N, 2) with
 columns (left, right). Loudness is integrated loudness per ITU-R BS.1770 (K-weighted, gated), in
-LUFS, measured with `pyloudnorm`; level differences are in LU (= dB).
+LUFS, measured as `pyloudnorm` measures it (`ensemble.loudness`); level differences are in LU.
 
 Signal flow of one stem (``mix_stems``)::
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ensemble import filters, loudness
 from ensemble.config import SAMPLE_RATE
 from ensemble.controls import db_to_gain
 
@@ -47,6 +48,7 @@ LIMITER_MARGIN_DB = 0.1  # the limiter aims this far under the ceiling (the filt
 PEAK_LIMITED_LU = 0.5  # a mix this far under its target says the ceiling kept it there
 OVERSAMPLING = 4  # true peak per BS.1770-4 Annex 2
 OVERSAMPLING_TAPS = 49  # 12 per phase, as the Annex's filter: within 0.02 dB, 40% faster than 81
+ENVELOPE_BLOCK = 1 << 16  # samples of `peak_envelope` per step
 
 BASS_INSTRUMENTS = frozenset({"bass", "double_bass", "tuba"})
 BASS_REGISTER_MIDI = 48.0  # a follower whose training pitch averages under C3 plays the bass line
@@ -67,6 +69,7 @@ ROOM_SPLIT_HZ = 2000.0
 ROOM_PREDELAY_S = 0.015
 ROOM_ONSET_S = 0.005  # fade-in of the first reflections, so the return starts without a click
 ROOM_SEED = 1770  # the room is the same in every performance
+ROOM_BLOCK = 1 << 16  # samples per reverb FFT block (a few MB of scratch at any length)
 
 
 @dataclass
@@ -146,18 +149,9 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> fl
     (its K-weighted mean square, still under the -70 LUFS absolute gate). Returns -inf for
     silence, an empty clip, or audio whose every block is under the absolute gate.
     """
-    import pyloudnorm  # deferred: only the mix stage needs it
-
-    audio = np.asarray(audio, np.float64)
     if len(audio) == 0:
         return float("-inf")
-    block_s = min(0.4, len(audio) / sample_rate)
-    # A fresh meter per call: pyloudnorm keeps per-call state on it, and performances are mixed
-    # in parallel threads (the listening room renders two candidates at once).
-    meter = pyloudnorm.Meter(sample_rate, block_size=block_s)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lufs = float(meter.integrated_loudness(audio))
-    return lufs if np.isfinite(lufs) else float("-inf")
+    return loudness.integrated_loudness(audio, sample_rate, min(0.4, len(audio) / sample_rate))
 
 
 def oversampling_taps() -> np.ndarray:
@@ -177,15 +171,33 @@ def peak_envelope(audio: np.ndarray) -> np.ndarray:
     """
     audio = np.asarray(audio, np.float32)
     frames = audio.reshape(len(audio), -1)
-    envelope = np.abs(frames).max(axis=1)
+    envelope = np.abs(frames[:, 0])
+    for channel in frames.T[1:]:
+        np.maximum(envelope, np.abs(channel), out=envelope)
+    for start in range(0, len(audio), ENVELOPE_BLOCK):  # a long mix: a block of scratch at once
+        stop = min(start + ENVELOPE_BLOCK, len(audio))
+        np.maximum(envelope[start:stop], _oversampled_peaks(frames, start, stop),
+                   out=envelope[start:stop])  # fmt: skip
+    return envelope
+
+
+def _oversampled_peaks(frames: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """(stop - start,) largest |value| of the 4× oversampled phases of (N, C) ``frames`` at
+    samples start..stop, from the input samples those outputs need (the same sums as
+    convolving the whole signal)."""
     taps = oversampling_taps()
     delay = (OVERSAMPLING_TAPS - 1) // 2 // OVERSAMPLING  # the filter's delay, input samples
-    n = len(audio)
-    for channel in frames.T:
+    reach = -(-OVERSAMPLING_TAPS // OVERSAMPLING) - 1  # samples of the past a phase reads
+    low = max(0, start + delay - reach)
+    segment = frames[low : stop + delay]
+    peaks = np.zeros(stop - start, np.float32)
+    for channel in segment.T:
+        channel = np.ascontiguousarray(channel)
         for phase in range(OVERSAMPLING):
             filtered = np.convolve(channel, taps[phase::OVERSAMPLING])
-            envelope = np.maximum(envelope, np.abs(filtered[delay : delay + n]))
-    return envelope
+            first = start + delay - low
+            np.maximum(peaks, np.abs(filtered[first : first + stop - start]), out=peaks)
+    return peaks
 
 
 def true_peak_dbtp(audio: np.ndarray) -> float:
@@ -207,13 +219,11 @@ def limiter_gain(
     the gain never exceeds what a peak needs, and it moves smoothly (no clicks, no distortion of
     a single waveform cycle). One gain for all channels keeps the image.
     """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
-
     ceiling = 10.0 ** ((ceiling_dbtp - LIMITER_MARGIN_DB) / 20.0)
     need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
     window = max(1, round(LIMITER_WINDOW_S * sample_rate))
-    held = minimum_filter1d(need, 2 * window + 1, mode="nearest")
-    return uniform_filter1d(held, window + 1, mode="nearest").astype(np.float32)
+    held = filters.sliding_minimum(need, 2 * window + 1)
+    return filters.moving_average(held, window + 1).astype(np.float32)
 
 
 def pan_gains(position: float) -> tuple[float, float]:
@@ -228,7 +238,7 @@ def pan_gains(position: float) -> tuple[float, float]:
 def pan(audio: np.ndarray, position: float) -> np.ndarray:
     """(N,) mono → (N, 2) placed at ``position`` with the constant-power law."""
     left, right = pan_gains(position)
-    return np.stack([audio * left, audio * right], axis=1).astype(np.float32)
+    return np.multiply.outer(np.asarray(audio, np.float32), np.float32([left, right]))
 
 
 def downmix(audio: np.ndarray) -> np.ndarray:
@@ -246,12 +256,11 @@ def room_impulse_response(sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     sequence per channel so left and right are decorrelated (width without a phantom centre).
     Read-only: it is cached.
     """
-    from scipy.signal import butter, sosfilt
-
     n = round(ROOM_SECONDS * sample_rate)
     t = np.arange(n)[:, None] / sample_rate
     noise = np.random.default_rng(ROOM_SEED).standard_normal((n, 2))
-    low = sosfilt(butter(2, ROOM_SPLIT_HZ, fs=sample_rate, output="sos"), noise, axis=0)
+    split = filters.biquad_response([filters.butter_lowpass2(ROOM_SPLIT_HZ, sample_rate)])
+    low = filters.causal_filter(noise, split)
     # amplitude falls 60 dB at RT60: 10 ** (-3 t / RT60)
     ir = low * 10 ** (-3 * t / ROOM_RT60_LOW_S) + (noise - low) * 10 ** (-3 * t / ROOM_RT60_HIGH_S)
     ir *= np.clip(t / ROOM_ONSET_S, 0.0, 1.0)
@@ -264,27 +273,28 @@ def room_impulse_response(sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _room_spectrum(n_fft: int, sample_rate: int) -> np.ndarray:
-    """(n_fft // 2 + 1, 2) spectrum of the room: every stem of a performance has the same length,
-    so the room is transformed once per performance, not once per stem."""
-    from scipy.fft import rfft
-
-    spectrum = rfft(room_impulse_response(sample_rate), n_fft, axis=0)
+    """(n_fft // 2 + 1, 2) complex64 spectrum of the room, transformed once per rate."""
+    spectrum = np.fft.rfft(room_impulse_response(sample_rate), n_fft, axis=0)
     spectrum.setflags(write=False)  # shared by every caller of the cache
     return spectrum
 
 
 def reverb_return(audio: np.ndarray, send_db: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """(N,) mono → (N, 2): ``audio`` sent at ``send_db`` into the shared room (FFT convolution;
-    the tail past N is cut, as the stem ends there)."""
-    from scipy.fft import irfft, next_fast_len, rfft
-
+    """(N,) mono → (N, 2): ``audio`` sent at ``send_db`` into the shared room (FFT convolution,
+    overlap-added in ROOM_BLOCK pieces so the scratch stays small on long stems; the tail past N
+    is cut, as the stem ends there)."""
     n = len(audio)
-    if n == 0:
-        return np.zeros((0, 2), np.float32)
-    n_fft = next_fast_len(n + len(room_impulse_response(sample_rate)) - 1, real=True)
-    send = rfft(np.asarray(audio, np.float32) * np.float32(db_to_gain(send_db)), n_fft)
-    wet = irfft(send[:, None] * _room_spectrum(n_fft, sample_rate), n_fft, axis=0)[:n]
-    return wet.astype(np.float32)
+    wet = np.zeros((n, 2), np.float32)
+    taps = len(room_impulse_response(sample_rate))
+    n_fft = filters.fast_length(ROOM_BLOCK + taps - 1)
+    room = _room_spectrum(n_fft, sample_rate)
+    gain = np.float32(db_to_gain(send_db))
+    for start in range(0, n, ROOM_BLOCK):
+        piece = np.asarray(audio[start : start + ROOM_BLOCK], np.float32) * gain
+        spectrum = np.fft.rfft(piece, n_fft)[:, None] * room
+        stop = min(n, start + len(piece) + taps - 1)
+        wet[start:stop] += np.fft.irfft(spectrum, n_fft, axis=0)[: stop - start]
+    return wet
 
 
 def assign_roles(
@@ -358,14 +368,16 @@ def mix_stems(
         for name, audio in dry.items()
     }
     premix = np.zeros_like(next(iter(placed.values())).audio)
-    for stem in placed.values():  # summed in place: long inputs hold one copy
-        premix += stem.audio * np.float32(db_to_gain(stem.gain_db))
+    for stem in placed.values():  # summed in place, a channel at a time: little scratch
+        for c in range(premix.shape[1]):
+            premix[:, c] += stem.audio[:, c] * np.float32(db_to_gain(stem.gain_db))
     lufs = integrated_loudness(premix, sample_rate)
     envelope = peak_envelope(premix)
     level_db, limiter = _level(premix, envelope, lufs, target_lufs, ceiling_dbtp, sample_rate)
     for stem in placed.values():  # each placed stem is scaled where it lies
         stem.audio *= (np.float32(db_to_gain(stem.gain_db + level_db)) * limiter)[:, None]
-    mix = np.zeros_like(premix)
+    mix = premix  # the premix is done with: its buffer takes the mix
+    mix.fill(0.0)
     for stem in placed.values():
         mix += stem.audio
     report = _mix_report(placed, mix, lufs, envelope, level_db, limiter, target_lufs,
@@ -394,7 +406,8 @@ def _place(audio: np.ndarray, role: str, position: float, user_db: float, sample
            ) -> _Placed:
     """The stem at unit gain and its balance: its role's offset from the reference level (at
     most MAX_BOOST_DB up; 0 when silent)."""
-    unit = pan(audio, position) + reverb_return(audio, REVERB_SEND_DB[role], sample_rate)
+    unit = reverb_return(audio, REVERB_SEND_DB[role], sample_rate)
+    unit += pan(audio, position)  # added in place: a long stem is not held three times
     lufs = integrated_loudness(unit, sample_rate)
     balance = (min(REFERENCE_LUFS + ROLE_OFFSET_LU[role] - lufs, MAX_BOOST_DB)
                if np.isfinite(lufs) else 0.0)  # fmt: skip

@@ -31,7 +31,7 @@ from ensemble.errors import CheckpointError, EnsembleError
 from ensemble.features import FeatureFrame, extract_features, hz_to_midi, midi_to_hz
 from ensemble.mix import MixReport, assign_roles, default_pans, downmix, mix_stems
 from ensemble.rhythm import BeatGrid, leader_notes, track_beats
-from ensemble.threads import render_pool
+from ensemble.threads import release_freed_memory, render_pool
 
 if TYPE_CHECKING:
     from ensemble.conductor import Conductor, FollowerPart
@@ -315,7 +315,9 @@ class Ensemble:
         # Each decoder is a one-thread batch-1 GRU that releases the GIL: one per core that this
         # call may use (`ensemble.threads` shares the cores between nested pools).
         with render_pool(len(names), "decoder") as pool:
-            return dict(zip(names, pool.map(render, names), strict=True))
+            rendered = dict(zip(names, pool.map(render, names), strict=True))
+        release_freed_memory()  # the decoders' scratch, before the mix stage needs as much
+        return rendered
 
 
 def _conductor_view(features: FeatureFrame, leader: Part, settings: PerformSettings

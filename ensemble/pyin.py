@@ -11,9 +11,12 @@ voiced/unvoiced pitch states with a triangular local transition.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+
+from ensemble.filters import fast_length
 
 BETA_PARAMETERS = (2, 18)
 BOLTZMANN_PARAMETER = 2.0
@@ -27,19 +30,6 @@ def _frames(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
     """(frame_length, n_frames) centred, zero-padded frames (librosa: center=True, constant)."""
     y = np.pad(y, (frame_length // 2, frame_length // 2))
     return np.lib.stride_tricks.sliding_window_view(y, frame_length)[::hop_length].T
-
-
-def _fast_length(n: int) -> int:
-    """Smallest 2^a 3^b 5^c >= n (scipy.fft.next_fast_len for real input)."""
-    best = 1 << (n - 1).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            best = min(best, p35 << max(0, (n - 1) // p35).bit_length())
-            p35 *= 3
-        p5 *= 5
-    return best
 
 
 def _cmnd(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
@@ -56,7 +46,7 @@ def _cmnd(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
 
 
 def _cmnd_block(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
-    n_pad = _fast_length(2 * frames.shape[0] - 1)
+    n_pad = fast_length(2 * frames.shape[0] - 1)
     spectrum = np.fft.rfft(frames, n=n_pad, axis=0)
     acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=n_pad, axis=0)[: max_period + 1]
     energy = np.cumsum(np.square(frames[:max_period]), axis=0)  # only these lags are used
@@ -94,10 +84,14 @@ def _boltzmann_pmf(k: np.ndarray, lam: float, n: np.ndarray) -> np.ndarray:
     return np.where(n >= 1, np.where((k >= 0) & (k < n), pmf, 0.0), np.nan)
 
 
-def _local_minima(x: np.ndarray) -> np.ndarray:
-    """librosa.util.localmin: x[i] < x[i-1] and x[i] <= x[i+1] (edges padded by repetition)."""
-    padded = np.pad(x, 1, mode="edge")
-    return (x < padded[:-2]) & (x <= padded[2:])
+def _troughs(yin: np.ndarray) -> np.ndarray:
+    """(periods, frames) bool, every frame at once: librosa.util.localmin along axis 0 (x[i] <
+    x[i-1] and x[i] <= x[i+1], edges padded by repetition), the first period a trough when it is
+    under the second (pYIN's rule)."""
+    padded = np.pad(yin, ((1, 1), (0, 0)), mode="edge")
+    troughs = (yin < padded[:-2]) & (yin <= padded[2:])
+    troughs[0] = yin[0] < yin[1]
+    return troughs
 
 
 def _observations(
@@ -114,9 +108,7 @@ def _observations(
     thresholds = np.linspace(0, 1, n_thresholds + 1)
     beta_probs = np.diff(_beta_cdf(thresholds, *BETA_PARAMETERS))
     probs = np.zeros_like(yin)
-    for i, frame in enumerate(yin.T):
-        troughs = _local_minima(frame)
-        troughs[0] = frame[0] < frame[1]
+    for i, (frame, troughs) in enumerate(zip(yin.T, _troughs(yin).T, strict=True)):
         (where,) = np.nonzero(troughs)
         if len(where) == 0:
             continue
@@ -167,20 +159,54 @@ def _transition(n_bins: int, width: int) -> np.ndarray:
     return np.kron(switch, local)
 
 
-def _viterbi(observation: np.ndarray, transition: np.ndarray) -> np.ndarray:
-    """Most likely state path (librosa.sequence.viterbi, uniform start, log domain)."""
+@functools.lru_cache(maxsize=4)
+def _band(n_bins: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_transition`'s band per target state j: the states i with transition[i, j] > 0 in
+    ascending order (2 n_bins, K; short rows repeat their last), their log(transition + tiny),
+    and (2 n_bins, 2 n_bins) bool, i in j's band at [j, i]. Cached (read-only), like the
+    transition: every signal of a performance uses the same one."""
+    transition = _transition(n_bins, width)
+    in_band = transition.T > 0
+    size = int(in_band.sum(axis=1).max())
+    sources = np.empty((len(in_band), size), np.int64)
+    for j, row in enumerate(in_band):
+        (found,) = np.nonzero(row)
+        sources[j] = np.pad(found, (0, size - len(found)), mode="edge")
+    tiny = np.finfo(np.float64).tiny
+    log_band = np.log(transition[sources, np.arange(len(in_band))[:, None]] + tiny)
+    for array in (sources, log_band, in_band):
+        array.setflags(write=False)
+    return sources, log_band, in_band
+
+
+def _viterbi(observation: np.ndarray, band: tuple[np.ndarray, np.ndarray, np.ndarray]
+             ) -> np.ndarray:  # fmt: skip
+    """Most likely state path (librosa.sequence.viterbi, uniform start, log domain).
+
+    The transition is banded (pitch moves a few bins per frame) and every transition outside
+    the band is log(0 + tiny), one constant. So each state's best predecessor is its best one
+    inside the band, unless the best state overall (by value + that constant) lies outside it and
+    scores at least as high: the same maximum and the same first index among ties as comparing
+    every pair of states, at a quarter of the cost.
+    """
     epsilon = np.finfo(observation.dtype).tiny
     n_states, n_steps = observation.shape
-    log_trans_t = np.ascontiguousarray(np.log(transition + epsilon).T)
+    sources, log_band, in_band = band
+    outside = np.log(epsilon)
     log_prob = np.log(observation + epsilon).T
     value = log_prob[0] + np.log(np.full(n_states, 1.0 / n_states) + epsilon)
     ptr = np.zeros((n_steps, n_states), np.int64)
     rows = np.arange(n_states)
-    scratch = np.empty((n_states, n_states))
     for t in range(1, n_steps):
-        np.add(value, log_trans_t, out=scratch)  # scratch[j, i]: from state i into state j
-        ptr[t] = np.argmax(scratch, axis=1)
-        value = log_prob[t] + scratch[rows, ptr[t]]
+        scores = value[sources] + log_band  # [j, k]: from state sources[j, k] into j
+        best = np.argmax(scores, axis=1)
+        inside, origin = scores[rows, best], sources[rows, best]
+        far_all = value + outside
+        top = int(np.argmax(far_all))
+        far = far_all[top]
+        switch = ~in_band[:, top] & ((far > inside) | ((far == inside) & (top < origin)))
+        ptr[t] = np.where(switch, top, origin)
+        value = log_prob[t] + np.where(switch, far, inside)
     states = np.zeros(n_steps, np.int64)
     states[-1] = np.argmax(value)
     for t in range(n_steps - 2, -1, -1):
@@ -213,7 +239,7 @@ def pyin(
         yin, shifts, sr, min_period, fmin, n_bins, bins_per_semitone, n_thresholds
     )
     per_frame = round(MAX_TRANSITION_RATE * 12 * hop_length / sr)
-    states = _viterbi(observation, _transition(n_bins, per_frame * bins_per_semitone + 1))
+    states = _viterbi(observation, _band(n_bins, per_frame * bins_per_semitone + 1))
     freqs = fmin * 2 ** (np.arange(n_bins) / (12 * bins_per_semitone))
     f0 = freqs[states % n_bins]
     voiced = states < n_bins

@@ -14,6 +14,8 @@ two at a time.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -70,3 +72,19 @@ def _cores_here() -> int:
 
 def _enter_worker(cores: int) -> None:
     _worker.cores = cores
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)
+
+
+def release_freed_memory() -> None:
+    """Hand the memory that finished pool threads freed back to the OS (glibc's malloc_trim).
+
+    glibc gives each thread its own malloc arena and keeps what a thread frees in that arena:
+    after a render pool, the next stage in the calling thread cannot use it and grows the process
+    by as much again (a 2-minute performance: ~100 MB). A no-op where libc has no malloc_trim."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
