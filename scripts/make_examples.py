@@ -6,8 +6,9 @@
    new violin checkpoint needs a new index);
 2. `examples/outputs/`: the performances, continuation and song listed in examples/README.md, as
    Ogg Vorbis (small enough to commit), at the rate the decoders render;
-3. `examples/resynthesis/`: real / decoder / plain triples of held-out stems (`bench/fidelity.py
-   --examples`, which needs a rendered corpus with its cache; skipped with a note when absent).
+3. `examples/resynthesis/`: real / decoder / plain triples of held-out stems as Ogg Vorbis
+   (`bench/fidelity.py --examples`, which needs a rendered corpus with its cache; skipped with
+   a note when absent).
 """
 
 from __future__ import annotations
@@ -73,9 +74,14 @@ def main() -> None:
     if not (args.corpus / "cache").is_dir():
         print(f"no cache under {args.corpus}: resynthesis examples kept as they are")
         return
-    subprocess.run([sys.executable, "bench/fidelity.py", "--data", str(args.corpus),
-                    "--excerpts", "1", "--examples", str(EXAMPLES / "resynthesis")],
-                   cwd=ROOT, check=True)  # fmt: skip
+    folder = EXAMPLES / "resynthesis"
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "bench/fidelity.py", "--data", str(args.corpus),
+                        "--excerpts", "1", "--examples", tmp], cwd=ROOT, check=True)  # fmt: skip
+        for old in folder.glob("*.*"):
+            old.unlink()
+        for wav in sorted(Path(tmp).glob("*.wav")):  # Ogg Vorbis: 44.1 kHz wavs are large
+            to_ogg(wav, folder / f"{wav.stem}.ogg")
 
 
 if __name__ == "__main__":
