@@ -42,7 +42,7 @@ import pyloudnorm
 import soundfile as sf
 import yaml
 
-from ensemble.audio import load_audio, write_audio
+from ensemble.audio import load_audio, resample, write_audio
 from ensemble.conductor import detect_onsets
 from ensemble.config import FRAME_RATE, SAMPLE_RATE
 from ensemble.corpus.harmony import key_of_histogram
@@ -210,9 +210,14 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def analysed(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Mono at SAMPLE_RATE, where every measure here runs (outputs may come at 44.1 kHz)."""
+    return resample(mono(audio), rate, SAMPLE_RATE)
+
+
 def load_stems(folder: Path, names: list[str], n: int) -> dict[str, np.ndarray]:
-    return {name: mono(sf.read(folder / "stems" / f"{name}.wav", dtype="float32")[0])[:n]
-            for name in names}  # fmt: skip
+    stems = {name: sf.read(folder / "stems" / f"{name}.wav", dtype="float32") for name in names}
+    return {name: analysed(*stems[name])[:n] for name in names}
 
 
 def main() -> None:
@@ -253,7 +258,7 @@ def main() -> None:
             human = {s: load_audio(folder / "stems" / f"{s}.flac")[:n] for s in meta["stems"]}
             human_drums = next((s for s, i in meta["stems"].items() if i["is_drum"]), None)
             perf = ensemble.perform(audio, names)
-            shipped = {k: mono(v) for k, v in perf.stems.items()}
+            shipped = {k: analysed(v, perf.sample_rate) for k, v in perf.stems.items()}
             versions = {
                 "shipped": (shipped, perf.leader, drums_name),
                 "previous": (load_stems(prev, names, n), names[0], drums_name),
@@ -284,8 +289,9 @@ def full_mix_balance(ensemble: Ensemble, names: list[str]) -> dict:
     out = {}
     for example in ("folk_band_mix.wav", "quartet_mix_timgm.wav"):
         perf = ensemble.perform(load_audio(REPO / "examples" / example), names)
-        lead = lufs(mono(perf.stems[perf.leader]))
-        out[example] = {k: round(lead - lufs(mono(v)), 2) for k, v in perf.stems.items()
+        stems = {k: analysed(v, perf.sample_rate) for k, v in perf.stems.items()}
+        lead = lufs(stems[perf.leader])
+        out[example] = {k: round(lead - lufs(v), 2) for k, v in stems.items()
                         if k != perf.leader}  # fmt: skip
     return out
 
