@@ -25,7 +25,6 @@ from torch import nn
 
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 
-DEFAULT_FFT_SIZES = (1024, 512, 256, 128, 64)
 # Harmonic-bank chunk sizes (float32 elements). On CPU, buffers above glibc's mmap threshold
 # (32 MB) are fresh pages on every call and the page faults cost 5-7x the sin itself (measured: 4 ms
 # vs 28 ms per 10 s of audio), so the bank is built in ~8 MB chunks; GPUs prefer few big launches.
@@ -467,6 +466,9 @@ def loss_fft_sizes(sample_rate: int) -> tuple[int, ...]:
     44.1 kHz), so every rate weighs the same time scales."""
     top = 2 ** round(math.log2(0.064 * sample_rate))
     return tuple(2**k for k in range(int(math.log2(top)), 5, -1))
+
+
+DEFAULT_FFT_SIZES = loss_fft_sizes(SAMPLE_RATE)  # (1024, 512, 256, 128, 64)
 
 
 def _magnitudes(audio: torch.Tensor, n_fft: int, overlap: float) -> torch.Tensor:

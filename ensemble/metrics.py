@@ -24,6 +24,15 @@ PYIN_FMIN, PYIN_FMAX = 65.0, 2093.0
 # Quarter-semitone pitch grid and 50 thresholds: ~5x faster than librosa's defaults (0.1, 100)
 # with the same median f0 on test tones; the HMM's cost is frames x pitch bins.
 PYIN_RESOLUTION, PYIN_THRESHOLDS = 0.25, 50
+# The melody's pYIN settings, as `ensemble.pyin.pyin` / `librosa.pyin` keywords (all but sr).
+PYIN_OPTIONS = {
+    "fmin": PYIN_FMIN,
+    "fmax": PYIN_FMAX,
+    "frame_length": PYIN_FRAME,
+    "hop_length": PYIN_HOP,
+    "resolution": PYIN_RESOLUTION,
+    "n_thresholds": PYIN_THRESHOLDS,
+}
 RMS_WINDOW, RMS_HOP = 1024, 256  # 64 ms windows every 16 ms
 SILENT_RMS = 1e-4  # -80 dBFS: windows quieter than this are silence, not dynamics
 ENVELOPE_POINTS = 2000
@@ -120,16 +129,7 @@ def melody(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Melody:
     """pYIN f0 trajectory (32 ms hop) with voicing share and melodic complexity."""
     from ensemble.pyin import pyin
 
-    f0, voiced_flag, _ = pyin(
-        np.asarray(audio, np.float32),
-        fmin=PYIN_FMIN,
-        fmax=PYIN_FMAX,
-        sr=sample_rate,
-        frame_length=PYIN_FRAME,
-        hop_length=PYIN_HOP,
-        resolution=PYIN_RESOLUTION,
-        n_thresholds=PYIN_THRESHOLDS,
-    )
+    f0, voiced_flag, _ = pyin(np.asarray(audio, np.float32), sr=sample_rate, **PYIN_OPTIONS)
     f0 = np.where(voiced_flag, f0, np.nan)
     times = np.arange(len(f0)) * PYIN_HOP / sample_rate
     voiced = f0[np.isfinite(f0)]

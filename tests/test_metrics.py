@@ -66,29 +66,14 @@ def test_json_and_plots(tmp_path: Path) -> None:
 def test_pyin_port_matches_librosa() -> None:
     import librosa
 
-    from ensemble.metrics import (
-        PYIN_FMAX,
-        PYIN_FMIN,
-        PYIN_FRAME,
-        PYIN_HOP,
-        PYIN_RESOLUTION,
-        PYIN_THRESHOLDS,
-    )
+    from ensemble.metrics import PYIN_OPTIONS
     from ensemble.pyin import pyin
 
     rng = np.random.default_rng(0)
     t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
     glide = 0.4 * np.sin(2 * np.pi * np.cumsum(np.linspace(180, 700, len(t))) / SAMPLE_RATE)
     signal = np.concatenate([np.zeros(4000), glide, 0.05 * rng.standard_normal(8000)])
-    kwargs = dict(
-        fmin=PYIN_FMIN,
-        fmax=PYIN_FMAX,
-        sr=SAMPLE_RATE,
-        frame_length=PYIN_FRAME,
-        hop_length=PYIN_HOP,
-        resolution=PYIN_RESOLUTION,
-        n_thresholds=PYIN_THRESHOLDS,
-    )
+    kwargs = {**PYIN_OPTIONS, "sr": SAMPLE_RATE}
     ref = librosa.pyin(signal.astype(np.float32), **kwargs)
     mine = pyin(signal.astype(np.float32), **kwargs)
     np.testing.assert_array_equal(mine[1], ref[1])

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.config import FRAME_RATE, SAMPLE_RATE
+from ensemble.config import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
 from ensemble.controls import QUANTILE_LEVELS, hold_unvoiced_pitch
 from ensemble.errors import DataError, EnsembleError
 from ensemble.features import VOICED_THRESHOLD, hz_to_midi, midi_to_hz
@@ -133,7 +133,7 @@ def stem_audio_file(root: Path, track: str, stem: str, sample_rate: int) -> np.n
 
 
 def _stem_from_cache(
-    arrays: dict[str, Any], label: str, audio: np.ndarray | None = None, hop: int = 160
+    arrays: dict[str, Any], label: str, audio: np.ndarray | None = None, hop: int = HOP_LENGTH
 ) -> Stem:
     """A `Stem` from one stem's cache entry (see `ensemble.data.cache`); ``audio`` replaces the
     cached 16 kHz audio for a decoder with another ``hop`` (samples per frame)."""
