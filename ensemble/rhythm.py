@@ -46,6 +46,14 @@ STEADY_BEATS = 9  # beats in each local straight-line fit of the pulse (see `ste
 # the path's (melodies that shift: 0.51-0.88; mixes whose band marks the beat: 0.11-0.37).
 SHIFT_NOVELTY = 0.45
 METER_MARGIN = 0.15  # a less common meter must explain this much more accent to be chosen
+# In a full mix the melody the pitch tracker follows jumps between voices, so its note starts
+# miss many beats that a chord change marks. Chord changes (chroma flux) join the novelty with
+# this weight in a polyphonic clip; in a lone melody they only blur the note starts (beat F on
+# data/corpus_big melody stems 0.85 -> 0.73 at this weight), hence the polyphony gate. Fitted on
+# the train and validation splits of data/corpus: beat F of full mixes 0.81 -> 0.87, seam phase
+# within 35 ms at a clip's end 59% -> 70%.
+CHROMA_WEIGHT, CHROMA_LAG = 2.0, 3
+POLYPHONY_RAMP = (0.1, 0.4)
 
 
 @dataclass
@@ -118,8 +126,33 @@ def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(padded, taps / taps.sum(), mode="valid")
 
 
+def polyphony(features: FeatureFrame) -> float:
+    """How much a clip sounds like several voices at once, in [0, 1]: its chroma's spread
+    (entropy) less twice the pitch tracker's confidence, over the frames within 30 dB of its
+    loudest, ramped over POLYPHONY_RAMP. (On the train and validation splits of data/corpus and
+    data/corpus_big: full mixes 0.14-1.66, lone melody stems -0.76-0.19.)"""
+    active = features.loudness_db > features.loudness_db.max() - 30.0
+    if not active.any():
+        return 0.0
+    chroma = np.asarray(features.chroma[:, active], np.float64)
+    share = chroma / (chroma.sum(axis=0) + 1e-9)
+    entropy = float(np.median(-(share * np.log(share + 1e-12)).sum(axis=0)))
+    score = entropy - 2.0 * float(features.confidence[active].mean())
+    lo, hi = POLYPHONY_RAMP
+    return float(np.clip((score - lo) / (hi - lo), 0.0, 1.0))
+
+
+def chroma_flux(features: FeatureFrame) -> np.ndarray:
+    """(T,) harmonic change: the chroma energy gained over the last CHROMA_LAG frames."""
+    chroma = np.asarray(features.chroma, np.float64)
+    flux = np.zeros(features.n_frames)
+    flux[CHROMA_LAG:] = np.maximum(chroma[:, CHROMA_LAG:] - chroma[:, :-CHROMA_LAG], 0.0).sum(0)
+    return smooth(flux, 1.0)
+
+
 def onset_novelty(features: FeatureFrame, notes: list[NoteEvent] | None = None) -> np.ndarray:
-    """(T,) onset novelty: loudness rises plus the starts of segmented notes, unit variance."""
+    """(T,) onset novelty: loudness rises plus the starts of segmented notes, unit variance,
+    plus harmonic change in proportion to the clip's `polyphony`."""
     loud = np.maximum(np.asarray(features.loudness_db, np.float64), -80.0)
     rise = np.maximum(loudness_rise(loud), 0.0)
     if notes is None:
@@ -128,8 +161,11 @@ def onset_novelty(features: FeatureFrame, notes: list[NoteEvent] | None = None) 
     for n in notes:
         starts[n.start] += 1.0
     starts = smooth(starts, 1.5)
-    parts = [rise, starts]
-    novelty = sum(p / (p.std() + 1e-9) for p in parts)
+    novelty = sum(p / (p.std() + 1e-9) for p in (rise, starts))
+    weight = CHROMA_WEIGHT * polyphony(features)
+    if weight > 0:
+        flux = chroma_flux(features)
+        novelty = novelty + weight * flux / (flux.std() + 1e-9)
     return np.asarray(novelty, np.float64)
 
 
@@ -271,7 +307,7 @@ def _accents(
             continue
         w = max(2, int(period))
         before = chroma[:, max(0, b - w) : b].mean(axis=1) if b > 0 else np.zeros(12)
-        after = chroma[:, b : min(n, b + w)].mean(axis=1)
+        after = chroma[:, b : min(n, b + w)].mean(axis=1) if b < n else np.zeros(12)
         denom = np.linalg.norm(before) * np.linalg.norm(after)
         change = 1.0 - float(before @ after / denom) if denom > 1e-9 else 0.0
         rows.append([start_at[lo:hi].max(), length_at[lo:hi].max(), change, loud[lo:hi].max()])

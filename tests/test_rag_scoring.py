@@ -68,12 +68,13 @@ def test_composite_is_the_weighted_sum_and_coherence_the_weighted_mean() -> None
 
 
 def test_rhythm_coherence_prefers_tempi_that_stretch_and_equal_meters() -> None:
-    score = scoring.rhythm_coherence(120.0, 4, np.array([120.0, 115.0, 100.0, 120.0, 0.0]),
-                                     np.array([4, 4, 4, 3, 4]))  # fmt: skip
+    score = scoring.rhythm_coherence(120.0, 4, np.array([120.0, 115.0, 100.0, 120.0, 0.0, 120.0]),
+                                     np.array([4, 4, 4, 3, 4, 2]))  # fmt: skip
     assert score[0] == pytest.approx(1.0) and 0.9 <= score[1] < 1.0  # within 8%: stretched
     assert score[2] < 0.05  # 17% slower: not stretched, scored by the difference
     assert score[3] == pytest.approx(0.5)  # three beats a bar against four
     assert score[4] == 0.5  # unknown tempo: neutral
+    assert score[5] == pytest.approx(scoring.METER_NESTED)  # two beats a bar nest in four
 
 
 def test_seam_lands_where_the_query_stands_in_its_bar() -> None:
@@ -87,6 +88,9 @@ def test_seam_lands_where_the_query_stands_in_its_bar() -> None:
     # Different meters: only the place in the beat is matched; a close tempo is stretched.
     waltz = plan_seam(10.0, Pulse(115.0, 3, 1.1), query, 60.0, 8.0)
     assert waltz.shift_beats == pytest.approx(-0.35) and waltz.rate == pytest.approx(120 / 115)
+    # Bars of two beats in a query of four: the seam lands on the query's place in a half bar.
+    march = plan_seam(10.0, Pulse(120.0, 2, 0.5), query, 60.0, 8.0)
+    assert march.shift_beats == pytest.approx(0.25) and march.start_s == pytest.approx(10.125)
     # Nowhere to move (the source ends): kept, with the offset reported.
     stuck = plan_seam(0.0, Pulse(120.0, 4, 0.5), query, 8.0, 8.0)
     assert stuck.start_s == 0.0 and stuck.phase_error_ms == pytest.approx(125.0)

@@ -6,18 +6,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ensemble import rhythm
 from ensemble.config import FRAME_RATE, SAMPLE_RATE
 from ensemble.features import FeatureFrame, extract_features, midi_to_hz
 from ensemble.groove import Context, decode_part, drum_hits, drum_pattern, slot_bounds
 from ensemble.notes import NoteEvent, segment_notes
 from ensemble.rhythm import (
+    CHROMA_LAG,
     MAX_LAG_S,
     ONSET_LAG_S,
     BeatGrid,
     _strongest_phase,
+    chroma_flux,
     f_measure,
     leader_notes,
     onset_lag,
+    onset_novelty,
+    polyphony,
     rise_time,
     track_beats,
 )
@@ -197,3 +202,38 @@ def test_off_beat_melody_notes_do_not_pull_the_grid_off_a_band_that_marks_the_be
         novelty[period // 2 :: period] = off_beat_share
         moved = _strongest_phase(feats, notes, novelty, frames, 2)
         assert (moved[0] == period // 2) == shifted
+
+
+def chorale(beats: int, beat_s: float) -> np.ndarray:
+    """Legato four-part chords at one level, a new chord each beat while the top voice holds
+    each of its notes for two beats: only the harmony marks every beat. Each voice glides into
+    its next note with a continuous phase, so no join dips or rises in loudness."""
+    chords = [(48, 55, 64), (53, 57, 65), (50, 57, 65), (55, 59, 62)]  # C, F, Dm, G (low voices)
+    n = int(beat_s * SAMPLE_RATE)
+    voices = np.array([(*chords[k % 4], 72 if (k // 2) % 2 == 0 else 74) for k in range(beats)])
+    hz = np.repeat(midi_to_hz(voices.astype(float)), n, axis=0)  # (samples, 4)
+    phase = 2 * np.pi * np.cumsum(hz, axis=0) / SAMPLE_RATE
+    return (0.1 * np.sin(phase).sum(axis=1)).astype(np.float32)
+
+
+def test_polyphony_tells_chords_from_a_lone_line() -> None:
+    assert polyphony(extract_features(melody(WALTZ, 0.5))) == 0.0
+    assert polyphony(extract_features(chorale(24, 0.6))) > 0.5
+
+
+def test_chord_changes_join_the_novelty_of_chords_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    beat_s = 0.6
+    chords = extract_features(chorale(16, beat_s))
+    flux = chroma_flux(chords)
+    changes = (np.arange(1, 16) * beat_s * FRAME_RATE).astype(int)
+    near = np.zeros(len(flux), bool)
+    for frame in changes:
+        near[frame : frame + 2 * CHROMA_LAG + 3] = True  # the flux trails a change by its lag
+    assert flux[near].mean() > 5 * flux[~near].mean()
+    line = extract_features(melody(WALTZ, 0.5))
+    with_chords = onset_novelty(chords), onset_novelty(line)
+    monkeypatch.setattr(rhythm, "CHROMA_WEIGHT", 0.0)
+    assert np.array_equal(onset_novelty(line), with_chords[1])  # a lone line: note starts only
+    at_changes = np.array([with_chords[0][f : f + 6].max() for f in changes])
+    before = np.array([onset_novelty(chords)[f : f + 6].max() for f in changes])
+    assert np.median(at_changes - before) > 1.0

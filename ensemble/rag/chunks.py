@@ -31,8 +31,9 @@ from ensemble.features import FeatureFrame
 from ensemble.limits import CHUNK_SECONDS, HOP_SECONDS, LOOKBACK_SECONDS
 from ensemble.rhythm import BeatGrid, steady, track_beats
 
-# Bump when the meaning of stored features changes (2: beat grid at seams, 3: beat jitter).
-FEATURE_VERSION = 3
+# Bump when the meaning of stored features changes (2: beat grid at seams, 3: beat jitter,
+# 4: chord changes in the beat tracker of polyphonic files).
+FEATURE_VERSION = 4
 VOICED_SHARE = 0.5  # a seam window with fewer voiced frames counts as unvoiced (f0 = 0)
 # A seam's place in the beat comes from a straight line through this many beats around it (17
 # beats: seam phase within 35 ms for 55% of simulated seams on the train and validation tracks

@@ -53,6 +53,9 @@ LOUDNESS_SCALE_DB = 8.0  # exp(-|jump| / 8 dB): 3 dB ~ 0.69, 10 dB ~ 0.29
 MAX_STRETCH = 1.08
 TEMPO_SIGMA = 0.04  # log-ratio: a 4% tempo difference scores ~0.6 (before stretching)
 METER_MISMATCH = 0.5  # rhythm score factor when the bars have a different number of beats
+# ... unless one bar holds a whole number of the other's (2/4 against 4/4: the tracker often
+# hears a 2/4 tune in fours, and the two still agree on every other bar line).
+METER_NESTED = 0.9
 # A candidate whose beats stray from a steady line at its start cannot be trusted to land on the
 # beat: its rhythm score is scaled by exp(-jitter / JITTER_BEATS) (jitter in beats, see
 # `chunks.seam_jitter`).
@@ -192,8 +195,9 @@ def rhythm_coherence(
 
     A candidate within MAX_STRETCH of the query's tempo is stretched to it (so it scores as if
     it matched, less a small cost for the stretch); one further away scores by its tempo
-    difference. Equal beats per bar keep the score, others halve it; a candidate with beat
-    ``jitter_start`` (C,) loses by it (see JITTER_BEATS). Unknown tempo: 0.5.
+    difference. Equal beats per bar keep the score, nested ones (2 and 4) lose a little, others
+    halve it; a candidate with beat ``jitter_start`` (C,) loses by it (see JITTER_BEATS).
+    Unknown tempo: 0.5.
     """
     tempo_start = np.asarray(tempo_start, np.float64)
     if tempo <= 0:
@@ -203,8 +207,10 @@ def rhythm_coherence(
     stretchable = ratio <= np.log(MAX_STRETCH)
     stretched = 1.0 - 0.1 * ratio / np.log(MAX_STRETCH)  # a stretch costs at most 0.1
     score = np.where(stretchable, stretched, np.exp(-0.5 * (ratio / TEMPO_SIGMA) ** 2))
-    same_meter = np.asarray(meter_start) == meter
-    score = score * np.where(same_meter, 1.0, METER_MISMATCH) * np.exp(-jitter / JITTER_BEATS)
+    meter_start = np.asarray(meter_start, np.int64)
+    nested = (np.maximum(meter_start, meter) % np.maximum(np.minimum(meter_start, meter), 1)) == 0
+    fit = np.where(meter_start == meter, 1.0, np.where(nested, METER_NESTED, METER_MISMATCH))
+    score = score * fit * np.exp(-jitter / JITTER_BEATS)
     return np.where(tempo_start > 0, score, 0.5)
 
 

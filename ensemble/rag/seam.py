@@ -73,8 +73,11 @@ def plan_seam(
     rate = ratio / per if max(ratio / per, per / ratio) <= MAX_STRETCH else 1.0
     period_s = 60.0 / source.tempo
     latest = max(duration_s - seconds * rate, 0.0)
-    # Same bar length: land on the query's place in the bar; else only on its place in the beat.
-    cycles = [source.meter, 1.0 / per] if source.meter == query.meter and per == 1 else [1.0 / per]
+    # Bars that nest (equal, or 2 and 4 beats): land on the query's place in the shorter bar;
+    # else only on its place in the beat.
+    common = min(source.meter, query.meter)
+    nested = common > 0 and max(source.meter, query.meter) % common == 0
+    cycles = [float(common), 1.0 / per] if nested and per == 1 else [1.0 / per]
     for cycle in cycles:
         shift = _wrap(query.bar_pos / per - source.bar_pos, cycle)
         for option in sorted((shift, shift + cycle, shift - cycle), key=abs):
