@@ -286,8 +286,9 @@ def _song_controls(c: dict[str, Any]) -> None:
             c["undo"] = gr.Button("Undo the last section", elem_id="undo")
             c["song_download"] = gr.Button("Download the song", elem_id="song-download")
         c["song_note"] = gr.Markdown(elem_id="song-note")
+        # Shown once the song is downloaded, hidden again when the song changes (stale files).
         c["song_files"] = gr.File(show_label=False, file_count="multiple", interactive=False,
-                                  elem_id="song-files")
+                                  visible=False, elem_id="song-files")
 
 
 def _wire(demo: gr.Blocks, room: Room, c: dict[str, Any]) -> None:
@@ -330,7 +331,8 @@ def _wire(demo: gr.Blocks, room: Room, c: dict[str, Any]) -> None:
             handler, inputs, _components(ROUND_OUTPUTS, c), api_name=name,
             concurrency_limit=None, show_progress_on=[c["status"]],
         ).then(
-            room.songs.timeline, session, c["timeline"], api_name=False, show_progress="hidden",
+            lambda state: (room.songs.timeline(state), gr.update(value=None, visible=False)),
+            session, [c["timeline"], c["song_files"]], api_name=False, show_progress="hidden",
         ).then(
             lambda state, progress=gr.Progress(): _analyse(room, state, progress),  # noqa: B008
             session, analysed, api_name="analyse" if name == "perform" else False,
@@ -523,7 +525,8 @@ def _song_files(room: Room, state: Session | None) -> list[Any]:
         files = room.songs.files(state)
     except EnsembleError as exc:
         return [gr.skip(), f"⚠️ {exc}"]
-    return [[str(p) for p in files], "The whole song, performed: mix, MIDI, provenance, stems."]
+    return [gr.update(value=[str(p) for p in files], visible=True),
+            "The whole song, performed: mix, MIDI, provenance, stems."]
 
 
 def launch(demo: gr.Blocks, room: Room, **kwargs: Any) -> Any:

@@ -24,6 +24,7 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+GIVEN = Path("examples")  # as the CLI is given it (run from ROOT): song.json keeps no local path
 BAND = "violin,viola,cello,bass,drums"
 
 
@@ -39,19 +40,19 @@ def to_ogg(wav: Path, out: Path) -> None:
 
 def outputs(tmp: Path) -> None:
     out = EXAMPLES / "outputs"
-    flute = str(EXAMPLES / "folk_flute.wav")
+    flute, index = str(GIVEN / "folk_flute.wav"), str(GIVEN / "index")
     for name, instruments in (("folk_flute", BAND), ("quartet_mix_timgm", BAND),
                               ("folk_flute", "violin,cello,flute,drums")):  # fmt: skip
         folder = tmp / f"{name}_{instruments}"
-        cli("perform", str(EXAMPLES / f"{name}.wav"), "--instruments", instruments,
+        cli("perform", str(GIVEN / f"{name}.wav"), "--instruments", instruments,
             "--out", str(folder), "--midi")  # fmt: skip
         to_ogg(folder / "mix.wav", out / f"{name}__{instruments.replace(',', '_')}.ogg")
         if name == "folk_flute" and instruments == BAND:
             shutil.copy(folder / "arrangement.mid", out / "folk_flute__arrangement.mid")
-    cli("continue", flute, "--index", str(EXAMPLES / "index"), "--top-k", "5",
+    cli("continue", flute, "--index", index, "--top-k", "5",
         "--instruments", "violin,cello,bass,drums", "--out", str(tmp / "continue"))  # fmt: skip
     to_ogg(tmp / "continue" / "continuation_01.wav", out / "folk_flute__continuation_rank1.ogg")
-    cli("song", "grow", flute, "--index", str(EXAMPLES / "index"), "--sections", "4",
+    cli("song", "grow", flute, "--index", index, "--sections", "4",
         "--out", str(tmp / "song"))  # fmt: skip
     to_ogg(tmp / "song" / "song.wav", out / "folk_flute__song_4_sections.ogg")
     shutil.copy(tmp / "song" / "song.mid", out / "folk_flute__song.mid")

@@ -207,12 +207,15 @@ def test_listen_judge_with_a_tie_and_a_reason(served: tuple[str, object, Path],
     _shot(page, "app_song.png")
     _continue(page, "#undo")
     page.wait_for_function(f"{sections} === 1")  # type: ignore[attr-defined]
+    expect(page.locator("#song-files")).to_be_hidden()  # type: ignore  # nothing to download yet
     page.click("#song-download")  # type: ignore[attr-defined]
     expect(page.locator("#song-files")).to_contain_text(".mid", timeout=120_000)  # type: ignore
     assert not set(kept) & set(first)
 
-    # The same example again: no clip comes back under a URL of the last round.
+    # The same example again: no clip comes back under a URL of the last round, and the song's
+    # downloaded files, now stale, are hidden.
     second = _perform(page)
+    expect(page.locator("#song-files")).to_be_hidden()  # type: ignore
     assert not set(first) & set(second)
 
 
