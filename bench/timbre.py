@@ -1,12 +1,14 @@
 """Do performed stems sound like the instruments they were asked to be?
 
-Usage: python bench/timbre.py [--data data/corpus_big] [--instruments violin,viola,cello,bass,drums]
+Usage: python bench/timbre.py [--data data/corpus_hifi]
+                              [--instruments violin,viola,cello,bass,drums]
 
 A timbre profile of each instrument = the mean log-mel spectrum (64 bands, per-frame level
-removed) of its real train-split stems in the corpus cache. Every shipped example in examples/ is
-performed with the line-up; each output stem is labelled with the instrument whose profile is
-nearest (L1). Prints the confusion table and the share of stems labelled as asked, with a baseline
-in the same run: the plain harmonic synth (equal harmonic amplitudes) playing the same parts.
+removed) of its real train-split stems in the corpus cache (16 kHz). Every shipped example in
+examples/ is performed with the line-up; each output stem (resampled from the decoders' rate)
+is labelled with the instrument whose profile is nearest (L1). Prints the confusion table and
+the share of stems labelled as asked, with a baseline in the same run: the plain harmonic synth
+(equal harmonic amplitudes) playing the same parts.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ensemble.audio import load_audio
+from ensemble.audio import load_audio, resample
 from ensemble.config import HOP_LENGTH, SAMPLE_RATE
 from ensemble.data.cache import iter_cached_tracks
 from ensemble.mix import downmix
@@ -53,7 +55,7 @@ def plain_synth(f0_hz: np.ndarray, loudness_db: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="data/corpus_big")
+    parser.add_argument("--data", default="data/corpus_hifi", help="corpus with its cache/")
     parser.add_argument("--instruments", default="violin,viola,cello,bass,drums")
     parser.add_argument("--json", default="artifacts/bench/timbre.json")
     args = parser.parse_args()
@@ -66,6 +68,9 @@ def main() -> None:
                 if p is not None:
                     real[stem["instrument"]].append(p)
     profiles = {n: np.mean(v, axis=0) for n, v in real.items() if v}
+    if not profiles:
+        raise SystemExit(f"No cached train-split stems of {names} under {args.data}: run "
+                         f"`python -m ensemble corpus cache {args.data}` first.")
 
     def label(audio: np.ndarray) -> str | None:
         p = profile(audio)
@@ -81,7 +86,8 @@ def main() -> None:
             part = perf.parts[name]
             plain = None if part.f0_hz is None else label(plain_synth(part.f0_hz, part.loudness_db))
             rows.append(
-                {"input": path.name, "asked": name, "decoder": label(downmix(stem)), "plain": plain}
+                {"input": path.name, "asked": name, "plain": plain,
+                 "decoder": label(resample(downmix(stem), perf.sample_rate, SAMPLE_RATE))}
             )
     scored = [r for r in rows if r["decoder"] is not None]
     pitched = [r for r in scored if r["plain"] is not None]
