@@ -22,7 +22,8 @@ inside) and segmented into notes. Measures:
   (f) beat and downbeat F-measure (±70 ms) of `ensemble.rhythm` on the melody stem against the
       corpus's exact beats, beside librosa's `beat_track` and PLP.
 Plus a balance check on the dense full-mix examples: each follower's gap to the leader.
---beats-only measures (f) alone (seconds, not the whole band), for changes to the beat tracker.
+--beats-only measures (f) alone (seconds, not the whole band), for changes to the beat tracker,
+on the melody stems and on the tracks' full mixes.
 """
 
 from __future__ import annotations
@@ -181,14 +182,21 @@ def leader_input(folder: Path, seconds: float) -> tuple[dict, str, np.ndarray]:
 
 
 def beats_only(data: Path, tracks: list[str], seconds: float) -> dict:
-    """Mean beat and downbeat F-measures (f) over the tracks' melody stems."""
-    scores = []
+    """Mean beat and downbeat F-measures (f) over the tracks' melody stems, and (keys with a
+    ``mix_`` prefix) over their full mixes, where the melody the tracker follows is one voice
+    among several."""
+    scores, mixes = [], []
     for track in tracks:
         meta, _, audio = leader_input(data / track, seconds)
         end = len(audio) / SAMPLE_RATE
         beats, downbeats = ([b for b in meta[k] if b < end] for k in ("beats_s", "downbeats_s"))
         scores.append(beat_scores(audio, np.array(beats), np.array(downbeats)))
-    return {k: float(np.mean([b[k] for b in scores])) for k in scores[0]}
+        mix = load_audio(data / track / "mix.flac")[: len(audio)]
+        mixes.append(beat_scores(mix, np.array(beats), np.array(downbeats)))
+    return {
+        **{k: float(np.mean([b[k] for b in scores])) for k in scores[0]},
+        **{f"mix_{k}": float(np.mean([b[k] for b in mixes])) for k in mixes[0]},
+    }
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
