@@ -100,9 +100,14 @@ def _continue(page: object, button: str) -> list[str]:
     old = page.locator("#players audio").evaluate_all(  # type: ignore[attr-defined]
         "els => els.map(a => a.src)")
     page.click(button)  # type: ignore[attr-defined]
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "old => { const a = Array.from(document.querySelectorAll('#players audio'));"
-        " return a.length > 0 && a.every(x => !old.includes(x.src)); }", arg=old)
+    try:
+        page.wait_for_function(  # type: ignore[attr-defined]
+            "old => { const a = Array.from(document.querySelectorAll('#players audio'));"
+            " return a.length > 0 && a.every(x => !old.includes(x.src)); }", arg=old)
+    except Exception as exc:  # Playwright's TimeoutError: say what the page showed instead
+        _shot(page, f"app_{button[1:]}_timeout.png")
+        said = page.locator("#queue, #status, #song-note").all_inner_texts()  # type: ignore
+        raise AssertionError(f"no new round after {button}; the page said {said}") from exc
     return page.locator("#players audio").evaluate_all(  # type: ignore[attr-defined]
         "els => els.map(a => a.src)")
 
