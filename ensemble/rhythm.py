@@ -129,8 +129,8 @@ def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
 def polyphony(features: FeatureFrame) -> float:
     """How much a clip sounds like several voices at once, in [0, 1]: its chroma's spread
     (entropy) less twice the pitch tracker's confidence, over the frames within 30 dB of its
-    loudest, ramped over POLYPHONY_RAMP. (On the train and validation splits of data/corpus and
-    data/corpus_big: full mixes 0.14-1.66, lone melody stems -0.76-0.19.)"""
+    loudest, ramped over POLYPHONY_RAMP. (That raw difference on the train and validation splits
+    of data/corpus and data/corpus_big: full mixes 0.14-1.66, lone melody stems -0.76-0.19.)"""
     active = features.loudness_db > features.loudness_db.max() - 30.0
     if not active.any():
         return 0.0
