@@ -66,7 +66,7 @@ class Continuation:
     audio_rate: int = SAMPLE_RATE  # of ``audio`` (the analysis rate, unless rendered for output)
     seam_s: float = TAIL_SECONDS  # where the continuation starts in ``audio``
     mix: np.ndarray | None = None
-    mix_rate: int = SAMPLE_RATE  # of ``mix`` (``audio`` is at SAMPLE_RATE)
+    mix_rate: int = SAMPLE_RATE  # of ``mix``
     rows: list[int] = field(default_factory=list, repr=False)  # the chain's index rows
     plans: list[SeamPlan] = field(default_factory=list, repr=False)  # its planned seams
 
